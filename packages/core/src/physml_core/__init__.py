@@ -1,0 +1,78 @@
+"""physml-core: the shared foundation of the physml packages.
+
+Modules: :mod:`~physml_core.device` (devices, seeding, autocast), :mod:`~physml_core.logging`
+(loggers, run folders, TensorBoard + JSONL metrics, progress bars), :mod:`~physml_core.hdf5`
+(schema-validated HDF5 I/O), :mod:`~physml_core.checkpoint` (safe atomic checkpoints),
+:mod:`~physml_core.distributed` (torchrun/DDP helpers), :mod:`~physml_core.config` (typed job
+configs), :mod:`~physml_core.cli` (shared click options and error convention).
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .atomic import atomic_path
+from .checkpoint import Checkpoint, checkpoint_path, latest, load_checkpoint, save_checkpoint
+from .config import from_dict, load_json, save_json, to_dict
+from .device import autocast, available_devices, device_summary, resolve_device, seed_everything
+from .errors import (
+    CheckpointError,
+    ConfigError,
+    DataFormatError,
+    DeviceError,
+    PhysmlError,
+    PhysmlWarning,
+)
+from .hdf5 import (
+    DatasetSpec,
+    H5Appender,
+    H5Reader,
+    H5TorchDataset,
+    Schema,
+    concat_h5,
+    read_h5,
+    validate_file,
+    write_h5,
+)
+from .logging import RunLogger, default_run_dir, get_logger, progress
+
+try:
+    __version__ = version("physml-core")
+except PackageNotFoundError:  # running from a source tree without installation
+    __version__ = "0.0.0"
+
+__all__ = [
+    "Checkpoint",
+    "CheckpointError",
+    "ConfigError",
+    "DataFormatError",
+    "DatasetSpec",
+    "DeviceError",
+    "H5Appender",
+    "H5Reader",
+    "H5TorchDataset",
+    "PhysmlError",
+    "PhysmlWarning",
+    "RunLogger",
+    "Schema",
+    "__version__",
+    "atomic_path",
+    "autocast",
+    "available_devices",
+    "checkpoint_path",
+    "concat_h5",
+    "default_run_dir",
+    "device_summary",
+    "from_dict",
+    "get_logger",
+    "latest",
+    "load_checkpoint",
+    "load_json",
+    "progress",
+    "read_h5",
+    "resolve_device",
+    "save_checkpoint",
+    "save_json",
+    "seed_everything",
+    "to_dict",
+    "validate_file",
+    "write_h5",
+]

@@ -1,0 +1,219 @@
+"""One command-line vocabulary and error convention for every physml package.
+
+Shared options: ``--data PATH`` (input), ``-o/--output PATH`` (what a command writes),
+``--run-dir DIR`` (training runs), ``--checkpoint PATH``, ``--epochs N``, ``-n/--num N``,
+``--device``, ``--seed``, ``--shard i/n``; on the group: ``--log-level``, ``--debug``,
+``--version``.
+
+Error convention: a user error (:class:`~physml_core.errors.PhysmlError`, ``ValueError``,
+``FileNotFoundError``, a click usage error) prints one line ``Error: ...`` on stderr and exits
+with status 2, without a traceback; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Callable, Sequence
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from .errors import PhysmlError
+from .logging import configure_console
+
+__all__ = [
+    "USER_ERRORS",
+    "PhysmlGroup",
+    "checkpoint_option",
+    "data_option",
+    "device_option",
+    "epochs_option",
+    "make_group",
+    "num_option",
+    "output_option",
+    "parse_shard",
+    "run_dir_option",
+    "seed_option",
+    "shard_bounds",
+    "shard_option",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Exceptions that are the user's to fix: reported in one line, exit status 2.
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    PhysmlError, ValueError, TypeError, FileNotFoundError, IsADirectoryError,
+    NotADirectoryError, PermissionError,
+)
+
+_DEBUG_ENV = "PHYSML_DEBUG"
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+class PhysmlGroup(click.Group):
+    """A click group that applies the physml error convention to all its commands."""
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        debug = "--debug" in argv or os.environ.get(_DEBUG_ENV, "") not in ("", "0")
+        try:
+            return super().main(args=argv, prog_name=prog_name, standalone_mode=False, **extra)
+        except click.exceptions.Exit as exc:
+            if not standalone_mode:
+                raise
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            if not standalone_mode:
+                raise
+            click.echo("Aborted.", err=True)
+            sys.exit(130)
+        except click.ClickException as exc:
+            if not standalone_mode:
+                raise
+            hint = ""
+            if isinstance(exc, click.UsageError) and exc.ctx is not None:
+                hint = f" (see '{exc.ctx.command_path} --help')"
+            click.echo(f"Error: {_one_line(click.ClickException(exc.format_message()))}{hint}",
+                       err=True)
+            sys.exit(2)
+        except USER_ERRORS as exc:
+            if debug or not standalone_mode:
+                raise
+            click.echo(f"Error: {_one_line(exc)}", err=True)
+            sys.exit(2)
+
+
+def make_group(package: str, help: str, distribution: str | None = None) -> click.Group:
+    """Create the top-level click group of a package CLI (``--version``, ``--log-level``,
+    ``--debug``)."""
+    distribution = distribution or package
+    try:
+        pkg_version = version(distribution)
+    except PackageNotFoundError:
+        pkg_version = "unknown"
+
+    @click.group(name=package, cls=PhysmlGroup, help=help,
+                 context_settings={"help_option_names": ["-h", "--help"],
+                                   "max_content_width": 100})
+    @click.version_option(pkg_version, "--version", prog_name=package)
+    @click.option("--log-level", default="INFO", show_default=True,
+                  type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+                  help="Verbosity of log messages on stderr.")
+    @click.option("--debug", is_flag=True, help="Show full tracebacks for errors.")
+    @click.pass_context
+    def group(ctx: click.Context, log_level: str, debug: bool) -> None:
+        configure_console(log_level)
+        ctx.ensure_object(dict)
+        ctx.obj["debug"] = debug
+
+    return group
+
+
+def _path(exists: bool, dir_okay: bool = False, file_okay: bool = True) -> click.Path:
+    return click.Path(exists=exists, dir_okay=dir_okay, file_okay=file_okay, path_type=Path)
+
+
+def data_option(required: bool = True, help: str = "Input data file (HDF5).",
+                exists: bool = True) -> Callable[[F], F]:
+    return click.option("--data", "data", type=_path(exists), required=required, help=help)
+
+
+def output_option(required: bool = True, help: str = "File or folder this command writes.",
+                  default: str | None = None) -> Callable[[F], F]:
+    extra: dict[str, Any] = {} if default is None else {"default": default, "show_default": True}
+    # click >= 8.3 treats an explicit default=None as a default, which disables `required`
+    return click.option("-o", "--output", "output", type=click.Path(path_type=Path),
+                        required=required and default is None, help=help, **extra)
+
+
+def run_dir_option(default: str | None = None,
+                   help: str = "Run folder (config, logs, checkpoints); resumes if it holds "
+                               "checkpoints. Default: runs/<package>/<timestamp>.",
+                   ) -> Callable[[F], F]:
+    return click.option("--run-dir", "run_dir", type=click.Path(file_okay=False, path_type=Path),
+                        default=default, help=help)
+
+
+def checkpoint_option(required: bool = True, help: str = "Checkpoint file (or run folder: "
+                                                         "its latest checkpoint).",
+                      ) -> Callable[[F], F]:
+    return click.option("--checkpoint", "checkpoint",
+                        type=click.Path(exists=True, dir_okay=True, path_type=Path),
+                        required=required, help=help)
+
+
+def _positive(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+    if value is not None and value < 1:
+        raise click.BadParameter(f"must be at least 1, got {value}")
+    return value
+
+
+def epochs_option(default: int | None = None, help: str = "Number of training epochs.",
+                  ) -> Callable[[F], F]:
+    return click.option("--epochs", type=int, default=default, show_default=default is not None,
+                        callback=_positive, help=help)
+
+
+def num_option(default: int | None = None, help: str = "Number of samples.",
+               ) -> Callable[[F], F]:
+    return click.option("-n", "--num", "num", type=int, default=default,
+                        show_default=default is not None, callback=_positive, help=help)
+
+
+def device_option(default: str = "auto") -> Callable[[F], F]:
+    return click.option("--device", default=default, show_default=True,
+                        help="Compute device: auto, cpu, cuda, cuda:N or mps.")
+
+
+def seed_option(default: int = 0) -> Callable[[F], F]:
+    return click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=default,
+                        show_default=True, help="Random seed (runs are reproducible).")
+
+
+_SHARD_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """Parse ``"i/n"`` (0 <= i < n) into ``(i, n)``."""
+    match = _SHARD_RE.match(text or "")
+    if match is None:
+        raise ValueError(f"shard {text!r} is not of the form i/n (e.g. 0/4)")
+    index, count = int(match.group(1)), int(match.group(2))
+    if count < 1 or not 0 <= index < count:
+        raise ValueError(f"shard {text!r}: need 0 <= i < n")
+    return index, count
+
+
+def _shard_callback(ctx: click.Context, param: click.Parameter,
+                    value: str | None) -> tuple[int, int]:
+    if value is None:
+        return (0, 1)
+    try:
+        return parse_shard(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def shard_option() -> Callable[[F], F]:
+    return click.option("--shard", default=None, callback=_shard_callback, metavar="I/N",
+                        help="Produce only shard I of N (0-based), e.g. for a Slurm array; "
+                             "merge the pieces afterwards.")
+
+
+def shard_bounds(total: int, index: int, count: int) -> tuple[int, int]:
+    """Rows ``[start, stop)`` of shard ``index`` of ``count`` over ``total`` rows (balanced)."""
+    if count < 1 or not 0 <= index < count:
+        raise ValueError(f"invalid shard {index}/{count}")
+    if total < 0:
+        raise ValueError(f"total must be non-negative, got {total}")
+    base, rest = divmod(total, count)
+    start = index * base + min(index, rest)
+    return start, start + base + (1 if index < rest else 0)
