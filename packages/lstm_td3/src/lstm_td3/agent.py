@@ -1,0 +1,229 @@
+"""The TD3 learner with memory (LSTM-TD3; Fujimoto et al. 2018, Meng et al. 2021).
+
+TD3 details: target policy smoothing (clipped Gaussian noise on the target action), clipped
+double-Q (minimum of the two target critics), delayed policy and target updates (every
+``policy_delay`` critic updates) and Polyak-averaged targets.  ``done`` in a batch is 1 only for
+true termination, so time-limit truncation still bootstraps.  With prioritized replay the critic
+losses are weighted by the importance weights and the new priority of each sampled transition is
+``max(|delta_1|, |delta_2|)``.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from .buffers.replay import Batch
+from .history import ActingHistory
+from .networks import Actor, NetworkConfig, TwinCritic
+
+__all__ = ["LSTMTD3", "TD3Config"]
+
+
+@dataclass
+class TD3Config:
+    """Learning hyperparameters (defaults: the paper's, Meng et al. 2021, Table 2).
+
+    Noise scales (``act_noise``, ``target_noise``, ``noise_clip``) are in action units, as in the
+    reference code.
+    """
+
+    gamma: float = 0.99
+    polyak: float = 0.995
+    pi_lr: float = 1e-3
+    q_lr: float = 1e-3
+    act_noise: float = 0.1
+    target_noise: float = 0.2
+    noise_clip: float = 0.5
+    policy_delay: int = 2
+    max_hist_len: int = 5
+    actor: NetworkConfig = field(default_factory=NetworkConfig)
+    critic: NetworkConfig = field(default_factory=NetworkConfig)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.gamma <= 1.0:
+            raise ValueError(f"gamma must be in [0, 1], got {self.gamma}")
+        if not 0.0 <= self.polyak < 1.0:
+            raise ValueError(f"polyak must be in [0, 1), got {self.polyak}")
+        if self.pi_lr <= 0 or self.q_lr <= 0:
+            raise ValueError("learning rates must be positive")
+        if min(self.act_noise, self.target_noise, self.noise_clip) < 0:
+            raise ValueError("noise scales must be >= 0")
+        if self.policy_delay < 1:
+            raise ValueError(f"policy_delay must be >= 1, got {self.policy_delay}")
+        if self.max_hist_len < 0:
+            raise ValueError(f"max_hist_len must be >= 0, got {self.max_hist_len}")
+
+
+class LSTMTD3:
+    """Actor, twin critics, their targets and optimizers.
+
+    Parameters
+    ----------
+    obs_dim, act_dim:
+        Sizes of the flat observation and action.
+    act_low, act_high:
+        Bounds of the box action space, shape ``(act_dim,)``.
+    config:
+        :class:`TD3Config`.
+    device:
+        Torch device of the networks; batches are moved there.
+    seed:
+        Seed of the agent's own generators (exploration and target-smoothing noise).
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        act_low: np.ndarray,
+        act_high: np.ndarray,
+        config: TD3Config | None = None,
+        device: torch.device | str = "cpu",
+        seed: int | None = None,
+    ) -> None:
+        self.config = config or TD3Config()
+        self.obs_dim, self.act_dim = int(obs_dim), int(act_dim)
+        self.device = torch.device(device)
+        low = np.asarray(act_low, dtype=np.float32).reshape(self.act_dim)
+        high = np.asarray(act_high, dtype=np.float32).reshape(self.act_dim)
+        if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high)) and np.all(high > low)):
+            raise ValueError(f"action bounds must be finite with high > low, got {low}, {high}")
+        self.act_low_np, self.act_high_np = low, high
+        self.act_low = torch.as_tensor(low, device=self.device)
+        self.act_high = torch.as_tensor(high, device=self.device)
+        cfg = self.config
+        self.actor = Actor(
+            obs_dim, act_dim, (high - low) / 2, (high + low) / 2, cfg.actor
+        ).to(self.device)
+        self.critic = TwinCritic(obs_dim, act_dim, cfg.critic).to(self.device)
+        self.actor_targ = copy.deepcopy(self.actor).requires_grad_(False)
+        self.critic_targ = copy.deepcopy(self.critic).requires_grad_(False)
+        self.pi_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.pi_lr)
+        self.q_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.q_lr)
+        self._src = list(self.actor.parameters()) + list(self.critic.parameters())
+        self._tgt = list(self.actor_targ.parameters()) + list(self.critic_targ.parameters())
+        self._critic_params = list(self.critic.parameters())
+        self.n_updates = 0
+        self.rng = np.random.default_rng(seed)
+        self.gen = torch.Generator(device=self.device)
+        self.gen.manual_seed(int(np.random.SeedSequence(seed).generate_state(1)[0]))
+
+    # ------------------------------------------------------------------ acting
+    def act(
+        self, obs: np.ndarray, history: ActingHistory, noise_scale: float = 0.0
+    ) -> np.ndarray:
+        """Actions (n, act_dim) for observations (n, obs_dim) and their acting history; Gaussian
+        exploration noise of standard deviation ``noise_scale`` (action units), clipped to the
+        bounds."""
+        dev = self.device
+        with torch.inference_mode():
+            a = self.actor(
+                torch.as_tensor(obs, dtype=torch.float32, device=dev).reshape(-1, self.obs_dim),
+                torch.as_tensor(history.obs, device=dev),
+                torch.as_tensor(history.act, device=dev),
+                torch.as_tensor(history.length, device=dev),
+            )
+        a = a.cpu().numpy()
+        if noise_scale > 0:
+            a = a + noise_scale * self.rng.standard_normal(a.shape).astype(np.float32)
+        return np.clip(a, self.act_low_np, self.act_high_np)
+
+    def random_action(self, n: int) -> np.ndarray:
+        """Uniform random actions (n, act_dim) from the agent's own generator."""
+        u = self.rng.random((n, self.act_dim), dtype=np.float32)
+        return self.act_low_np + u * (self.act_high_np - self.act_low_np)
+
+    # ------------------------------------------------------------------ learning
+    def _tensors(self, batch: Batch) -> Batch:
+        dev = self.device
+        return Batch(*(torch.as_tensor(x).to(dev, non_blocking=True) for x in batch))
+
+    def update(self, batch: Batch) -> dict[str, Any]:
+        """One critic update (and, every ``policy_delay`` calls, an actor + target update).
+
+        Returns a dict with ``q_loss``, ``q1``, ``q2`` (mean values), ``pi_loss`` (or ``None``
+        when the policy was not updated) as floats, and ``td_error`` (B,) NumPy array of
+        ``max(|delta_1|, |delta_2|)`` for prioritized replay.
+        """
+        cfg = self.config
+        b = self._tensors(batch)
+        with torch.no_grad():
+            a2 = self.actor_targ(b.next_obs, b.next_hist_obs, b.next_hist_act, b.next_hist_len)
+            noise = torch.randn(a2.shape, generator=self.gen, device=self.device)
+            noise = (noise * cfg.target_noise).clamp(-cfg.noise_clip, cfg.noise_clip)
+            a2 = torch.maximum(torch.minimum(a2 + noise, self.act_high), self.act_low)
+            q1_t, q2_t = self.critic_targ(
+                b.next_obs, a2, b.next_hist_obs, b.next_hist_act, b.next_hist_len
+            )
+            backup = b.rew + cfg.gamma * (1.0 - b.done) * torch.minimum(q1_t, q2_t)
+        q1, q2 = self.critic(b.obs, b.act, b.hist_obs, b.hist_act, b.hist_len)
+        e1, e2 = q1 - backup, q2 - backup
+        q_loss = (b.weights * e1.square()).mean() + (b.weights * e2.square()).mean()
+        self.q_opt.zero_grad(set_to_none=True)
+        q_loss.backward()
+        self.q_opt.step()
+        self.n_updates += 1
+        out: dict[str, Any] = {"q_loss": q_loss.item(), "pi_loss": None}
+        if self.n_updates % cfg.policy_delay == 0:
+            for p in self._critic_params:
+                p.requires_grad_(False)
+            pi = self.actor(b.obs, b.hist_obs, b.hist_act, b.hist_len)
+            pi_loss = -self.critic.q1(b.obs, pi, b.hist_obs, b.hist_act, b.hist_len).mean()
+            self.pi_opt.zero_grad(set_to_none=True)
+            pi_loss.backward()
+            self.pi_opt.step()
+            for p in self._critic_params:
+                p.requires_grad_(True)
+            self.soft_update()
+            out["pi_loss"] = pi_loss.item()
+        with torch.no_grad():
+            td = torch.maximum(e1.abs(), e2.abs())
+            out["q1"] = q1.mean().item()
+            out["q2"] = q2.mean().item()
+        out["td_error"] = td.cpu().numpy()
+        return out
+
+    @torch.no_grad()
+    def soft_update(self) -> None:
+        """Polyak averaging ``targ <- polyak * targ + (1 - polyak) * net`` of all targets."""
+        torch._foreach_lerp_(self._tgt, self._src, 1.0 - self.config.polyak)
+
+    # ------------------------------------------------------------------ persistence
+    def modules(self) -> dict[str, torch.nn.Module]:
+        return {
+            "actor": self.actor,
+            "critic": self.critic,
+            "actor_targ": self.actor_targ,
+            "critic_targ": self.critic_targ,
+        }
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"pi_opt": self.pi_opt, "q_opt": self.q_opt}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue learning bit for bit (weights, optimizers, RNGs)."""
+        import json
+
+        return {
+            "modules": {k: m.state_dict() for k, m in self.modules().items()},
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers().items()},
+            "n_updates": self.n_updates,
+            "rng": json.dumps(self.rng.bit_generator.state),
+            "gen": self.gen.get_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        import json
+
+        for k, m in self.modules().items():
+            m.load_state_dict(state["modules"][k])
+        for k, o in self.optimizers().items():
+            o.load_state_dict(state["optimizers"][k])
+        self.n_updates = int(state["n_updates"])
+        self.rng.bit_generator.state = json.loads(state["rng"])
+        self.gen.set_state(state["gen"].cpu() if hasattr(state["gen"], "cpu") else state["gen"])

@@ -1,0 +1,276 @@
+"""Replay buffer with history windows for memory-based agents (LSTM-TD3, Meng et al. 2021).
+
+Storage is preallocated and circular, one row per vector-env step and one column per env, so the
+transitions of ``n_envs`` parallel environments live in one buffer as separate streams.  For a
+sampled transition ``(row t, env e)`` the agent needs
+
+* the *history window*: the up-to-``L`` transitions of the same episode and env that precede it,
+  ``[t - h, t)`` with ``h = min(L, steps since the episode start, rows still stored before t)``;
+* the *next history window*: the window of the next observation, ``[t + 1 - h', t + 1)`` with
+  ``h' = min(L, h_episode + 1, stored + 1)``.
+
+Both are gathered for the whole batch with one fancy-indexing operation on ``(B, L)`` index
+arrays taken modulo the row count, so wrap-around of the circular storage is handled by
+construction and no Python loop runs per sample.  Windows are left-aligned: entries
+``[0, h)`` are real, the rest are zero, and the network reads its LSTM output at step ``h - 1``
+(a zero-length history counts as one zero step), as in the paper's code.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+__all__ = ["Batch", "ReplayBuffer"]
+
+
+class Batch(NamedTuple):
+    """A sampled minibatch; ``B`` transitions, windows of width ``W = max(max_hist_len, 1)``.
+
+    Fields: ``obs`` (B, obs_dim), ``act`` (B, act_dim), ``rew`` (B,), ``next_obs`` (B, obs_dim),
+    ``done`` (B,) 1.0 only for true termination (time-limit truncation is 0), ``hist_obs``
+    (B, W, obs_dim), ``hist_act`` (B, W, act_dim), ``hist_len`` (B,) int64, ``next_hist_obs``,
+    ``next_hist_act``, ``next_hist_len`` likewise for the next observation, ``weights`` (B,)
+    importance-sampling weights (all 1 for uniform replay) and ``indices`` (B,) flat buffer
+    indices (``row * n_envs + env``) to pass back to ``update_priorities``.
+    """
+
+    obs: np.ndarray
+    act: np.ndarray
+    rew: np.ndarray
+    next_obs: np.ndarray
+    done: np.ndarray
+    hist_obs: np.ndarray
+    hist_act: np.ndarray
+    hist_len: np.ndarray
+    next_hist_obs: np.ndarray
+    next_hist_act: np.ndarray
+    next_hist_len: np.ndarray
+    weights: np.ndarray
+    indices: np.ndarray
+
+
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+class ReplayBuffer:
+    """Uniform replay over ``n_envs`` interleaved env streams with vectorised history windows.
+
+    Parameters
+    ----------
+    obs_dim, act_dim:
+        Sizes of the flat observation and action vectors.
+    capacity:
+        Total number of transitions kept (rounded up to a multiple of ``n_envs``).
+    n_envs:
+        Number of parallel environments whose steps are added together by :meth:`add`.
+    max_hist_len:
+        History window length ``L`` (0 = no memory: windows are one zero step).
+    seed:
+        Seed of the buffer's own random generator (sampling).
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        capacity: int,
+        n_envs: int = 1,
+        max_hist_len: int = 5,
+        seed: int | None = None,
+    ) -> None:
+        self.obs_dim = _check_int("obs_dim", obs_dim, 1)
+        self.act_dim = _check_int("act_dim", act_dim, 1)
+        self.n_envs = _check_int("n_envs", n_envs, 1)
+        capacity = _check_int("capacity", capacity, 1)
+        self.max_hist_len = _check_int("max_hist_len", max_hist_len, 0)
+        self.rows = max(2, -(-capacity // self.n_envs))
+        self.capacity = self.rows * self.n_envs
+        self.window = max(self.max_hist_len, 1)
+        shape = (self.rows, self.n_envs)
+        self.obs = np.zeros((*shape, self.obs_dim), dtype=np.float32)
+        self.act = np.zeros((*shape, self.act_dim), dtype=np.float32)
+        self.rew = np.zeros(shape, dtype=np.float32)
+        self.next_obs = np.zeros((*shape, self.obs_dim), dtype=np.float32)
+        self.done = np.zeros(shape, dtype=np.float32)
+        # position of each transition inside its episode (0 = first step after a reset)
+        self.ep_step = np.zeros(shape, dtype=np.int64)
+        self.ptr = 0
+        self.filled_rows = 0
+        self._ep_counter = np.zeros(self.n_envs, dtype=np.int64)
+        self.rng = np.random.default_rng(seed)
+        self._offsets = np.arange(self.window, dtype=np.int64)
+
+    # ------------------------------------------------------------------ storage
+    def __len__(self) -> int:
+        """Number of stored transitions (all envs)."""
+        return self.filled_rows * self.n_envs
+
+    def add(
+        self,
+        obs: np.ndarray,
+        act: np.ndarray,
+        rew: np.ndarray,
+        next_obs: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Store one step of every env; returns the flat indices written, shape ``(n_envs,)``.
+
+        ``obs``/``next_obs`` have shape ``(n_envs, obs_dim)``, ``act`` ``(n_envs, act_dim)``,
+        ``rew``/``terminated``/``truncated`` ``(n_envs,)``.  ``next_obs`` must be the *true* next
+        observation (the final one when an episode ended, not the reset observation).  Only
+        ``terminated`` stops bootstrapping; ``terminated | truncated`` ends the episode for the
+        history windows.
+        """
+        n = self.n_envs
+        obs = np.asarray(obs, dtype=np.float32).reshape(n, self.obs_dim)
+        act = np.asarray(act, dtype=np.float32).reshape(n, self.act_dim)
+        next_obs = np.asarray(next_obs, dtype=np.float32).reshape(n, self.obs_dim)
+        rew = np.asarray(rew, dtype=np.float32).reshape(n)
+        term = np.asarray(terminated, dtype=bool).reshape(n)
+        trunc = np.zeros(n, dtype=bool) if truncated is None else np.asarray(truncated, bool)
+        trunc = trunc.reshape(n)
+        row = self.ptr
+        self.obs[row] = obs
+        self.act[row] = act
+        self.rew[row] = rew
+        self.next_obs[row] = next_obs
+        self.done[row] = term
+        self.ep_step[row] = self._ep_counter
+        self._ep_counter = np.where(term | trunc, 0, self._ep_counter + 1)
+        self.ptr = (row + 1) % self.rows
+        self.filled_rows = min(self.filled_rows + 1, self.rows)
+        return row * n + np.arange(n, dtype=np.int64)
+
+    def end_episodes(self, mask: np.ndarray | None = None) -> None:
+        """Start a new episode for the envs in ``mask`` (all by default), e.g. after a manual
+        reset or when training resumes, so that no history window spans the cut."""
+        if mask is None:
+            self._ep_counter[:] = 0
+        else:
+            self._ep_counter[np.asarray(mask, dtype=bool).reshape(self.n_envs)] = 0
+
+    # ------------------------------------------------------------------ sampling
+    def _sample_indices(self, batch_size: int, beta: float) -> tuple[np.ndarray, np.ndarray]:
+        flat = self.rng.integers(0, len(self), size=batch_size, dtype=np.int64)
+        return flat, np.ones(batch_size, dtype=np.float32)
+
+    def sample(self, batch_size: int, beta: float = 1.0) -> Batch:
+        """Draw ``batch_size`` transitions (uniformly here) with their history windows."""
+        batch_size = _check_int("batch_size", batch_size, 1)
+        if len(self) == 0:
+            raise ValueError("cannot sample from an empty replay buffer")
+        flat, weights = self._sample_indices(batch_size, beta)
+        return self.gather(flat, weights)
+
+    def gather(self, flat: np.ndarray, weights: np.ndarray | None = None) -> Batch:
+        """Build the :class:`Batch` for flat indices ``flat`` (shape ``(B,)``), vectorised."""
+        flat = np.asarray(flat, dtype=np.int64)
+        rows, envs = np.divmod(flat, self.n_envs)
+        if weights is None:
+            weights = np.ones(flat.shape, dtype=np.float32)
+        full = self.filled_rows == self.rows
+        # rows still stored before row t in its stream (the oldest stored row is `ptr` once full)
+        n_before = (rows - self.ptr) % self.rows if full else rows
+        ep = self.ep_step[rows, envs]
+        L = self.max_hist_len
+        h = np.minimum(np.minimum(ep, n_before), L)
+        h_next = np.minimum(np.minimum(ep + 1, n_before + 1), L)
+        env_col = envs[:, None]
+        offs = self._offsets[None, :]
+        idx = (rows[:, None] - h[:, None] + offs) % self.rows
+        mask = (offs < h[:, None])[..., None]
+        idx_next = (rows[:, None] + 1 - h_next[:, None] + offs) % self.rows
+        mask_next = (offs < h_next[:, None])[..., None]
+        hist_obs = np.where(mask, self.obs[idx, env_col], 0.0).astype(np.float32, copy=False)
+        hist_act = np.where(mask, self.act[idx, env_col], 0.0).astype(np.float32, copy=False)
+        next_hist_obs = np.where(mask_next, self.obs[idx_next, env_col], 0.0).astype(
+            np.float32, copy=False
+        )
+        next_hist_act = np.where(mask_next, self.act[idx_next, env_col], 0.0).astype(
+            np.float32, copy=False
+        )
+        return Batch(
+            obs=self.obs[rows, envs],
+            act=self.act[rows, envs],
+            rew=self.rew[rows, envs],
+            next_obs=self.next_obs[rows, envs],
+            done=self.done[rows, envs],
+            hist_obs=hist_obs,
+            hist_act=hist_act,
+            hist_len=h.astype(np.int64),
+            next_hist_obs=next_hist_obs,
+            next_hist_act=next_hist_act,
+            next_hist_len=h_next.astype(np.int64),
+            weights=np.asarray(weights, dtype=np.float32),
+            indices=flat,
+        )
+
+    def update_priorities(self, indices: np.ndarray, td_errors: np.ndarray) -> None:
+        """No-op for uniform replay (kept so agents need not check the buffer type)."""
+
+    # ------------------------------------------------------------------ persistence
+    def state_dict(self) -> dict[str, Any]:
+        """Plain state (NumPy arrays of the filled rows and scalars) for checkpoints."""
+        n = self.filled_rows
+        return {
+            "kind": type(self).__name__,
+            "obs_dim": self.obs_dim,
+            "act_dim": self.act_dim,
+            "n_envs": self.n_envs,
+            "rows": self.rows,
+            "max_hist_len": self.max_hist_len,
+            "ptr": self.ptr,
+            "filled_rows": n,
+            "ep_counter": self._ep_counter.copy(),
+            "rng": json.dumps(self.rng.bit_generator.state),
+            "obs": self.obs[:n].copy(),
+            "act": self.act[:n].copy(),
+            "rew": self.rew[:n].copy(),
+            "next_obs": self.next_obs[:n].copy(),
+            "done": self.done[:n].copy(),
+            "ep_step": self.ep_step[:n].copy(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` output into this (identically shaped) buffer."""
+        for key in ("obs_dim", "act_dim", "n_envs", "rows", "max_hist_len"):
+            if int(state[key]) != getattr(self, key):
+                raise ValueError(
+                    f"replay state has {key}={int(state[key])} but this buffer has "
+                    f"{getattr(self, key)}"
+                )
+        if state.get("kind", type(self).__name__) != type(self).__name__:
+            raise ValueError(f"replay state is a {state['kind']}, not a {type(self).__name__}")
+        n = int(state["filled_rows"])
+        for key in ("obs", "act", "rew", "next_obs", "done", "ep_step"):
+            getattr(self, key)[:n] = np.asarray(state[key])
+        self.ptr = int(state["ptr"])
+        self.filled_rows = n
+        self._ep_counter = np.asarray(state["ep_counter"], dtype=np.int64).copy()
+        self.rng.bit_generator.state = json.loads(str(state["rng"]))
+
+    def save(self, path: str | Path) -> Path:
+        """Write :meth:`state_dict` to ``path`` (``.npz``), atomically."""
+        from physml_core.atomic import atomic_path
+
+        path = Path(path)
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, **{k: np.asarray(v) for k, v in self.state_dict().items()})
+        return path
+
+    def load(self, path: str | Path) -> None:
+        """Restore a buffer written by :meth:`save`."""
+        with np.load(Path(path), allow_pickle=False) as data:
+            state = {k: data[k] for k in data.files}
+        state = {k: (v.item() if v.ndim == 0 else v) for k, v in state.items()}
+        self.load_state_dict(state)

@@ -1,0 +1,155 @@
+"""Actor and critic networks of LSTM-TD3 (Meng, Gorbet, Kulic, arXiv 2102.12344, Fig. 2).
+
+Each network has three parts, with separate parameters for the actor and each twin critic:
+
+* **memory extraction** over the past window: ``[obs (, act)]`` -> Linear+ReLU layers ->
+  LSTM -> optional Linear+ReLU layers, read at the last real step of the window;
+* **current feature extraction**: Linear+ReLU layers on ``obs`` (actor) or ``[obs, act]``
+  (critic);
+* **perception integration**: ``concat[memory, current]`` -> Linear+ReLU layers -> output
+  (critic: one value; actor: ``act_dim`` values, ``tanh`` times ``act_limit``).
+
+Windows have shape ``(B, W, feature)`` and are left-aligned with lengths ``hist_len`` (B,); a
+zero-length window is read as one zero step, so ``max_hist_len = 0`` is plain TD3 with exactly
+the same code (the memory branch then sees a constant input).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+__all__ = ["Actor", "Critic", "MemoryBranch", "NetworkConfig", "TwinCritic", "mlp"]
+
+
+@dataclass
+class NetworkConfig:
+    """Layer sizes of one network (paper defaults: 128 units everywhere, one LSTM layer)."""
+
+    mem_pre_lstm: tuple[int, ...] = (128,)
+    lstm_hidden: int = 128
+    lstm_layers: int = 1
+    mem_after_lstm: tuple[int, ...] = (128,)
+    cur_feature: tuple[int, ...] = (128,)
+    post_comb: tuple[int, ...] = (128,)
+    hist_with_past_act: bool = False
+
+    def __post_init__(self) -> None:
+        sizes = (*self.mem_pre_lstm, *self.mem_after_lstm, *self.cur_feature, *self.post_comb)
+        if any(int(s) < 1 for s in sizes) or self.lstm_hidden < 1 or self.lstm_layers < 1:
+            raise ValueError(f"layer sizes must be positive, got {self}")
+
+
+def mlp(sizes: Sequence[int], out_activation: bool = True) -> nn.Sequential:
+    """Linear layers ``sizes[0] -> ... -> sizes[-1]``, ReLU between (and after if asked)."""
+    layers: list[nn.Module] = []
+    for i in range(len(sizes) - 1):
+        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+        if i < len(sizes) - 2 or out_activation:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+class MemoryBranch(nn.Module):
+    """Linear+ReLU -> LSTM -> Linear+ReLU over a left-aligned window; output ``(B, out_dim)``."""
+
+    def __init__(self, in_dim: int, cfg: NetworkConfig) -> None:
+        super().__init__()
+        self.pre = mlp([in_dim, *cfg.mem_pre_lstm])
+        pre_dim = cfg.mem_pre_lstm[-1] if cfg.mem_pre_lstm else in_dim
+        self.lstm = nn.LSTM(pre_dim, cfg.lstm_hidden, num_layers=cfg.lstm_layers, batch_first=True)
+        self.after = mlp([cfg.lstm_hidden, *cfg.mem_after_lstm])
+        self.out_dim = cfg.mem_after_lstm[-1] if cfg.mem_after_lstm else cfg.lstm_hidden
+
+    def forward(self, window: torch.Tensor, hist_len: torch.Tensor) -> torch.Tensor:
+        """``window`` (B, W, in_dim), ``hist_len`` (B,) int -> features (B, out_dim)."""
+        out, _ = self.lstm(self.pre(window))
+        last = (hist_len.clamp(min=1) - 1).to(torch.long)
+        picked = out[torch.arange(out.shape[0], device=out.device), last]
+        return self.after(picked)
+
+
+def _window(hist_obs: torch.Tensor, hist_act: torch.Tensor, with_act: bool) -> torch.Tensor:
+    return torch.cat([hist_obs, hist_act], dim=-1) if with_act else hist_obs
+
+
+class Actor(nn.Module):
+    """Deterministic policy ``mu(o, h)`` with output in ``[-act_limit, act_limit]``.
+
+    ``act_limit`` (act_dim,) is the half-width of a symmetric box action space; ``act_offset``
+    its centre.
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        act_limit: torch.Tensor | float = 1.0,
+        act_offset: torch.Tensor | float = 0.0,
+        cfg: NetworkConfig | None = None,
+    ) -> None:
+        super().__init__()
+        cfg = cfg or NetworkConfig()
+        self.cfg = cfg
+        self.memory = MemoryBranch(obs_dim + (act_dim if cfg.hist_with_past_act else 0), cfg)
+        self.current = mlp([obs_dim, *cfg.cur_feature])
+        cur_dim = cfg.cur_feature[-1] if cfg.cur_feature else obs_dim
+        self.post = mlp([self.memory.out_dim + cur_dim, *cfg.post_comb, act_dim], False)
+        self.register_buffer("act_limit", torch.as_tensor(act_limit, dtype=torch.float32))
+        self.register_buffer("act_offset", torch.as_tensor(act_offset, dtype=torch.float32))
+
+    def forward(
+        self,
+        obs: torch.Tensor,
+        hist_obs: torch.Tensor,
+        hist_act: torch.Tensor,
+        hist_len: torch.Tensor,
+    ) -> torch.Tensor:
+        """``obs`` (B, obs_dim), windows (B, W, .), ``hist_len`` (B,) -> action (B, act_dim)."""
+        mem = self.memory(_window(hist_obs, hist_act, self.cfg.hist_with_past_act), hist_len)
+        x = torch.cat([mem, self.current(obs)], dim=-1)
+        return self.act_offset + self.act_limit * torch.tanh(self.post(x))
+
+
+class Critic(nn.Module):
+    """Action value ``Q(o, a, h)`` -> shape ``(B,)``."""
+
+    def __init__(self, obs_dim: int, act_dim: int, cfg: NetworkConfig | None = None) -> None:
+        super().__init__()
+        cfg = cfg or NetworkConfig()
+        self.cfg = cfg
+        self.memory = MemoryBranch(obs_dim + (act_dim if cfg.hist_with_past_act else 0), cfg)
+        self.current = mlp([obs_dim + act_dim, *cfg.cur_feature])
+        cur_dim = cfg.cur_feature[-1] if cfg.cur_feature else obs_dim + act_dim
+        self.post = mlp([self.memory.out_dim + cur_dim, *cfg.post_comb, 1], False)
+
+    def forward(
+        self,
+        obs: torch.Tensor,
+        act: torch.Tensor,
+        hist_obs: torch.Tensor,
+        hist_act: torch.Tensor,
+        hist_len: torch.Tensor,
+    ) -> torch.Tensor:
+        mem = self.memory(_window(hist_obs, hist_act, self.cfg.hist_with_past_act), hist_len)
+        x = torch.cat([mem, self.current(torch.cat([obs, act], dim=-1))], dim=-1)
+        return self.post(x).squeeze(-1)
+
+
+class TwinCritic(nn.Module):
+    """Two independent critics (clipped double-Q, Fujimoto et al. 2018)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, cfg: NetworkConfig | None = None) -> None:
+        super().__init__()
+        self.q1 = Critic(obs_dim, act_dim, cfg)
+        self.q2 = Critic(obs_dim, act_dim, cfg)
+
+    def forward(self, obs, act, hist_obs, hist_act, hist_len) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both values, each shape ``(B,)``."""
+        return (
+            self.q1(obs, act, hist_obs, hist_act, hist_len),
+            self.q2(obs, act, hist_obs, hist_act, hist_len),
+        )

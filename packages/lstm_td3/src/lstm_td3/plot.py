@@ -1,0 +1,88 @@
+"""Learning curves from run folders: mean and spread over seeds, one line per group."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from physml_core.logging import read_metrics
+
+__all__ = ["find_runs", "load_curve", "plot_runs"]
+
+
+def find_runs(path: str | Path) -> list[Path]:
+    """Run folders under ``path``: itself if it holds ``metrics.jsonl``, else its sub-folders
+    that do (one level, sorted)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such run folder")
+    if (path / "metrics.jsonl").is_file():
+        return [path]
+    runs = sorted(p for p in path.iterdir() if (p / "metrics.jsonl").is_file())
+    if not runs:
+        raise ValueError(f"{path}: holds no metrics.jsonl (not a run folder or a folder of runs)")
+    return runs
+
+
+def load_curve(run_dir: str | Path, metric: str = "test/return_mean") -> tuple[np.ndarray,
+                                                                               np.ndarray]:
+    """``(steps, values)`` of ``metric`` in ``run_dir/metrics.jsonl`` (later lines win on
+    repeated steps, e.g. after a resume)."""
+    points: dict[int, float] = {}
+    for record in read_metrics(Path(run_dir) / "metrics.jsonl"):
+        if metric in record:
+            points[int(record["step"])] = float(record[metric])
+    if not points:
+        raise ValueError(f"{run_dir}: metric {metric!r} was never logged")
+    steps = np.array(sorted(points))
+    return steps, np.array([points[s] for s in steps])
+
+
+def plot_runs(
+    groups: Sequence[str | Path],
+    output: str | Path,
+    metric: str = "test/return_mean",
+    labels: Sequence[str] | None = None,
+    title: str | None = None,
+) -> dict[str, dict[str, float]]:
+    """Plot one curve per group (a run folder, or a folder of runs = seeds) into ``output`` PNG.
+
+    Each group's runs are interpolated on the steps of its shortest run; the line is the mean
+    and the band the standard deviation over runs.  Returns per group the number of runs and the
+    final mean and std.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if labels is not None and len(labels) != len(groups):
+        raise ValueError(f"{len(labels)} labels for {len(groups)} run groups")
+    summary: dict[str, dict[str, float]] = {}
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for k, group in enumerate(groups):
+        runs = find_runs(group)
+        curves = [load_curve(r, metric) for r in runs]
+        end = min(c[0][-1] for c in curves)
+        grid = next(c[0] for c in curves if c[0][-1] == end)
+        values = np.stack([np.interp(grid, s, v) for s, v in curves])
+        mean, std = values.mean(0), values.std(0)
+        label = labels[k] if labels else Path(group).name
+        ax.plot(grid, mean, label=f"{label} (n={len(runs)})")
+        ax.fill_between(grid, mean - std, mean + std, alpha=0.25)
+        summary[label] = {"runs": len(runs), "final_mean": float(mean[-1]),
+                          "final_std": float(std[-1]), "final_step": int(grid[-1])}
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel(metric)
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(output, dpi=120)
+    plt.close(fig)
+    return summary
