@@ -1,0 +1,247 @@
+"""``clarm`` command line: a thin click layer over the library functions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import numpy as np
+
+from physml_core.cli import (
+    checkpoint_option,
+    data_option,
+    device_option,
+    epochs_option,
+    make_group,
+    num_option,
+    output_option,
+    run_dir_option,
+    seed_option,
+    shard_option,
+)
+
+__all__ = ["main"]
+
+cli = make_group("clarm", help="CLARM: simulate, learn, generate and forecast beam phase space "
+                               "along a proton linac (CVAE + latent LSTM).")
+
+
+def _resolution(ctx: click.Context, param: click.Parameter, value: int) -> int:
+    from .data import check_resolution
+
+    try:
+        return check_resolution(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@cli.command()
+@click.option("--runs", type=click.IntRange(1), default=16, show_default=True,
+              help="Number of linac runs (each with its own settings).")
+@click.option("--modules", type=click.IntRange(1, 64), default=12, show_default=True)
+@click.option("--resolution", type=int, default=64, show_default=True, callback=_resolution,
+              help="Image size H = W (power of two, 32..256).")
+@click.option("--particles", type=click.IntRange(100), default=10_000, show_default=True)
+@click.option("--space-charge/--no-space-charge", default=True, show_default=True)
+@click.option("--batch-runs", type=click.IntRange(1), default=8, show_default=True)
+@seed_option()
+@shard_option()
+@output_option()
+def simulate(runs: int, modules: int, resolution: int, particles: int, space_charge: bool,
+             batch_runs: int, seed: int, shard: tuple[int, int], output: Path) -> None:
+    """Simulate linac runs (cheetah tracking, space charge) into an HDF5 phase-space file."""
+    from .sim import SimConfig
+    from .sim import simulate as run
+
+    cfg = SimConfig(runs=runs, modules=modules, resolution=resolution, particles=particles,
+                    space_charge=space_charge, batch_runs=batch_runs, seed=seed)
+    run(cfg, output, shard=shard)
+    click.echo(str(output))
+
+
+@cli.command()
+@click.argument("inputs", nargs=-1, required=True,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@output_option()
+def merge(inputs: tuple[Path, ...], output: Path) -> None:
+    """Merge shard files of one simulation into one file."""
+    from .sim import merge_shards
+
+    rows = merge_shards(list(inputs), output)
+    click.echo(f"{output}: {rows} runs")
+
+
+@cli.command()
+@click.option("--images", "images", required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Public CLARM images .npy, shape (runs, modules, 15, H, H).")
+@click.option("--labels", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="Matching labels .npy, (runs, ...).")
+@click.option("--resolution", type=int, default=None, help="Block-sum images down to this size.")
+@output_option()
+def convert(images: Path, labels: Path | None, resolution: int | None, output: Path) -> None:
+    """Stream public .npy arrays (memory-mapped) into the HDF5 format."""
+    from .data import convert_npy
+
+    convert_npy(images, output, labels_npy=labels, resolution=resolution)
+    click.echo(str(output))
+
+
+@cli.group()
+def train() -> None:
+    """Train the CVAE or the latent LSTM."""
+
+
+@train.command("cvae")
+@data_option()
+@run_dir_option()
+@epochs_option(default=20)
+@click.option("--batch-size", type=click.IntRange(2), default=32, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--beta", type=float, default=1.0, show_default=True, help="KL weight.")
+@click.option("--latent-dim", type=click.IntRange(1), default=8, show_default=True)
+@click.option("--cond-decoder/--no-cond-decoder", default=True, show_default=True,
+              help="Condition the decoder too (the reference conditions only the encoder).")
+@click.option("--condition-on-settings", is_flag=True, help="Also condition on run settings.")
+@click.option("--prior", type=click.Choice(["conditional", "standard"]), default="conditional",
+              show_default=True)
+@click.option("--base-filters", type=click.IntRange(4), default=32, show_default=True)
+@click.option("--val-fraction", type=float, default=0.15, show_default=True)
+@seed_option()
+@device_option()
+def train_cvae_cmd(data: Path, run_dir: Path | None, epochs: int, batch_size: int, lr: float,
+                   beta: float, latent_dim: int, cond_decoder: bool,
+                   condition_on_settings: bool, prior: str, base_filters: int,
+                   val_fraction: float, seed: int, device: str) -> None:
+    """Train the conditional VAE on a phase-space file."""
+    from .train import CVAETrainConfig, train_cvae
+
+    cfg = CVAETrainConfig(data=str(data), run_dir=str(run_dir or ""), epochs=epochs,
+                          batch_size=batch_size, lr=lr, beta=beta, latent_dim=latent_dim,
+                          cond_decoder=cond_decoder, condition_on_settings=condition_on_settings,
+                          prior=prior, base_filters=base_filters, val_fraction=val_fraction,
+                          seed=seed, device=device)
+    click.echo(str(train_cvae(cfg)))
+
+
+@train.command("lstm")
+@data_option()
+@click.option("--cvae", required=True, type=click.Path(exists=True, path_type=Path),
+              help="CVAE checkpoint (or its run folder).")
+@run_dir_option()
+@epochs_option(default=200)
+@click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--hidden", type=click.IntRange(1), default=64, show_default=True)
+@click.option("--layers", type=click.IntRange(1), default=2, show_default=True)
+@seed_option()
+@device_option()
+def train_lstm_cmd(data: Path, cvae: Path, run_dir: Path | None, epochs: int, batch_size: int,
+                   lr: float, hidden: int, layers: int, seed: int, device: str) -> None:
+    """Train the latent LSTM on latent sequences of the CVAE's training runs."""
+    from .train import LSTMTrainConfig, train_lstm
+
+    cfg = LSTMTrainConfig(data=str(data), cvae=str(cvae), run_dir=str(run_dir or ""),
+                          epochs=epochs, batch_size=batch_size, lr=lr, hidden=hidden,
+                          layers=layers, seed=seed, device=device)
+    click.echo(str(train_lstm(cfg)))
+
+
+@cli.command()
+@checkpoint_option()
+@click.option("--module", "module", type=int, required=True, help="Module index (0-based).")
+@num_option(default=16)
+@click.option("--method", type=click.Choice(["prior", "box"]), default="prior",
+              show_default=True, help="Conditional prior, or the reference's min/max box.")
+@seed_option()
+@device_option()
+@output_option()
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write a PNG grid of the first samples.")
+def generate(checkpoint: Path, module: int, num: int, method: str, seed: int, device: str,
+             output: Path, plot: Path | None) -> None:
+    """Sample N phase-space images (15 projections) for one module."""
+    from .generate import generate as gen
+    from .generate import write_generated
+    from .train import load_cvae
+
+    cvae = load_cvae(checkpoint, device=device)
+    images = gen(cvae, module, num, method=method, seed=seed)
+    write_generated(output, images, np.full(num, module, dtype=np.int64), method, cvae.path)
+    if plot is not None:
+        from .plots import plot_grid
+
+        plot_grid(plot, {f"sample {i}": images[i] for i in range(min(4, num))},
+                  [str(c) for c in range(15)], title=f"module {module} ({method})")
+    click.echo(str(output))
+
+
+@cli.command()
+@data_option()
+@click.option("--cvae", required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--lstm", required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--run", "runs", type=int, multiple=True,
+              help="Run index to forecast (repeatable); default: the held-out runs.")
+@click.option("--observed", type=click.IntRange(1), default=4, show_default=True,
+              help="Number of observed upstream modules.")
+@device_option()
+@output_option()
+def forecast(data: Path, cvae: Path, lstm: Path, runs: tuple[int, ...], observed: int,
+             device: str, output: Path) -> None:
+    """Observe the first modules of runs and predict the phase space downstream."""
+    from .forecast import forecast_file
+    from .train import load_cvae, load_lstm
+
+    forecast_file(data, load_cvae(cvae, device=device), load_lstm(lstm, device=device), output,
+                  observed=observed, runs=list(runs) or None)
+    click.echo(str(output))
+
+
+@cli.command()
+@data_option()
+@click.option("--cvae", required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--lstm", type=click.Path(exists=True, path_type=Path), default=None)
+@click.option("--observed", type=click.IntRange(1), default=4, show_default=True)
+@num_option(default=None, help="Generated samples per module (default: number of held-out "
+                               "runs, at least 8).")
+@click.option("--classifier-epochs", type=click.IntRange(1), default=4, show_default=True)
+@seed_option()
+@device_option()
+@output_option(default="clarm-eval", help="Folder for report.json and PNG plots.")
+def evaluate(data: Path, cvae: Path, lstm: Path | None, observed: int, num: int | None,
+             classifier_epochs: int, seed: int, device: str, output: Path) -> None:
+    """Evaluate reconstruction, generation and forecasting on held-out runs."""
+    from .evaluate import EvalConfig
+    from .evaluate import evaluate as run
+
+    report = run(EvalConfig(data=str(data), cvae=str(cvae), lstm=str(lstm or ""),
+                            output=str(output), observed=observed, num_per_module=num or 0,
+                            classifier_epochs=classifier_epochs, seed=seed, device=device))
+    short = {"reconstruction_ssim": report["reconstruction"]["ssim"]["mean"]}
+    if "forecast" in report:
+        short["forecast_ssim"] = report["forecast"]["ssim"]["mean"]
+    for key in ("generation_prior", "generation_box"):
+        if key in report:
+            short[f"{key}_frechet"] = report[key]["frechet_distance"]["mean"]
+    click.echo(json.dumps(short))
+
+
+@cli.command()
+@click.option("--modules", type=click.IntRange(1, 64), default=12, show_default=True)
+@click.option("--resolution", type=int, default=64, show_default=True, callback=_resolution)
+@click.option("--sim-runs", type=click.IntRange(1), default=4, show_default=True)
+@click.option("--particles", type=click.IntRange(100), default=10_000, show_default=True)
+@seed_option()
+def bench(modules: int, resolution: int, sim_runs: int, particles: int, seed: int) -> None:
+    """Print JSON benchmark figures (simulator vs forecast time, training throughput)."""
+    from .bench import BenchConfig, run_bench
+
+    click.echo(json.dumps(run_bench(BenchConfig(modules=modules, resolution=resolution,
+                                                sim_runs=sim_runs, particles=particles,
+                                                seed=seed)), indent=2))
+
+
+def main() -> None:
+    """Console entry point."""
+    cli()

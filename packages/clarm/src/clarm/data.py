@@ -1,0 +1,228 @@
+"""The CLARM phase-space dataset: HDF5 format, lazy reader, and converter for the public arrays.
+
+One row of the file is one linac run (Rautela et al., arXiv:2403.13858, section "Data"):
+
+=============  =====================  ========================================================
+dataset        shape                  meaning
+=============  =====================  ========================================================
+images         (R, M, 15, H, W)       15 pairwise projections of (x, y, z, x', y', z') at each
+                                      of M modules; chunked per (run, module)
+settings       (R, S)                 per-run machine settings ("labels"): RF amplitudes and
+                                      phases per module, focusing, initial beam (optional)
+energy_MeV     (R, M)                 reference kinetic energy at each module exit (optional)
+run_index      (R,)                   global run number (for shards and held-out splits)
+=============  =====================  ========================================================
+
+File attributes: ``modules``, ``resolution``, ``projection_names`` (15 strings),
+``coordinates``, ``coordinate_units``, ``coordinate_ranges`` ([lo, hi] per coordinate, the
+fixed histogram ranges), ``setting_names``, ``dataset_id``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from physml_core.errors import DataFormatError
+from physml_core.hdf5 import DatasetSpec, H5Appender, H5Reader, Schema
+
+__all__ = [
+    "NUM_PROJECTIONS",
+    "PHASE_SPACE_SCHEMA",
+    "PhaseSpaceFile",
+    "check_images",
+    "check_resolution",
+    "convert_npy",
+    "downsample",
+]
+
+NUM_PROJECTIONS = 15
+
+PHASE_SPACE_SCHEMA = Schema(
+    name="clarm.phase_space",
+    datasets=(
+        DatasetSpec("images", (None, None, NUM_PROJECTIONS, None, None), "float32",
+                    unit="fraction of macroparticles per pixel",
+                    chunks=(1, 1, None, None, None),
+                    description="15 phase-space projections per run and module"),
+        DatasetSpec("settings", (None, None), "float32", unit="see setting_names",
+                    optional=True, description="per-run machine settings (labels)"),
+        DatasetSpec("energy_MeV", (None, None), "float32", unit="MeV", optional=True,
+                    description="reference kinetic energy at each module exit"),
+        DatasetSpec("run_index", (None,), "int64", description="global run number"),
+    ),
+    required_attrs=("modules", "resolution", "projection_names"),
+    description="CLARM phase-space images along a linac",
+)
+
+
+def check_resolution(resolution: int) -> int:
+    """Return ``resolution`` if it is a power of two in [32, 256], else raise ``ValueError``."""
+    if not isinstance(resolution, (int, np.integer)) or resolution < 32 or resolution > 256 \
+            or resolution & (resolution - 1):
+        raise ValueError(f"resolution must be a power of two from 32 to 256, got {resolution}")
+    return int(resolution)
+
+
+def check_images(images: np.ndarray, modules: int | None = None,
+                 resolution: int | None = None, what: str = "images") -> np.ndarray:
+    """Validate an image array of shape (..., 15, H, H); raise ``DataFormatError`` if wrong."""
+    images = np.asarray(images)
+    if images.ndim < 3 or images.shape[-3] != NUM_PROJECTIONS or images.shape[-1] != \
+            images.shape[-2]:
+        raise DataFormatError(f"{what}: expected shape (..., 15, H, H), got {images.shape}")
+    if resolution is not None and images.shape[-1] != resolution:
+        raise DataFormatError(f"{what}: expected {resolution}x{resolution} images, got "
+                              f"{images.shape[-2]}x{images.shape[-1]}")
+    if modules is not None and images.ndim >= 4 and images.shape[-4] != modules:
+        raise DataFormatError(f"{what}: expected {modules} modules, got {images.shape[-4]}")
+    if not np.isfinite(images).all():
+        raise DataFormatError(f"{what}: contains NaN or inf values")
+    return images
+
+
+class PhaseSpaceFile:
+    """Lazy reader of a phase-space file (context manager).
+
+    >>> with PhaseSpaceFile("linac.h5") as f:            # doctest: +SKIP
+    ...     x = f.images([0, 3], module=5)               # (2, 15, H, W)
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._reader = H5Reader(self.path, PHASE_SPACE_SCHEMA)
+        shape = self._reader.shape("images")
+        self.runs, self.modules, _, self.resolution, width = shape
+        if width != self.resolution:
+            self.close()
+            raise DataFormatError(f"{self.path}: images are {self.resolution}x{width}, "
+                                  "expected square images")
+        try:
+            check_resolution(self.resolution)
+        except ValueError as exc:
+            self.close()
+            raise DataFormatError(f"{self.path}: {exc}") from None
+        if int(self.attrs.get("modules", self.modules)) != self.modules:
+            self.close()
+            raise DataFormatError(f"{self.path}: attribute modules={self.attrs['modules']} but "
+                                  f"images hold {self.modules} modules")
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        return self._reader.attrs
+
+    def images(self, runs: Sequence[int] | np.ndarray | slice | None = None,
+               module: int | None = None) -> np.ndarray:
+        """Images of ``runs`` (indices or slice; all if None), all modules or one ``module``.
+
+        Returns (R, M, 15, H, W) or (R, 15, H, W) float32; raises ``DataFormatError`` on NaN.
+        """
+        if module is not None and not 0 <= module < self.modules:
+            raise ValueError(f"module index {module} out of range 0..{self.modules - 1}")
+        if runs is None:
+            runs = slice(None)
+        if isinstance(runs, slice):
+            index: Any = (runs,) if module is None else (runs, module)
+            return self._reader.read("images", index=index)
+        runs = np.asarray(runs, dtype=np.int64)
+        if runs.size and (runs.min() < 0 or runs.max() >= self.runs):
+            raise ValueError(f"run index out of range 0..{self.runs - 1}")
+        order = np.argsort(runs)
+        uniq, inverse = np.unique(runs[order], return_inverse=True)
+        index = (uniq.tolist(),) if module is None else (uniq.tolist(), module)
+        data = self._reader.read("images", index=index)[inverse]
+        out = np.empty_like(data)
+        out[order] = data
+        return out
+
+    def settings(self) -> np.ndarray | None:
+        return self._reader.read("settings") if "settings" in self._reader else None
+
+    def energy_MeV(self) -> np.ndarray | None:
+        return self._reader.read("energy_MeV") if "energy_MeV" in self._reader else None
+
+    def run_index(self) -> np.ndarray:
+        return self._reader.read("run_index")
+
+    def close(self) -> None:
+        self._reader.close()
+
+    def __enter__(self) -> PhaseSpaceFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def downsample(images: np.ndarray, resolution: int) -> np.ndarray:
+    """Block-sum (..., H, W) images down to (..., resolution, resolution) (H a multiple)."""
+    h = images.shape[-1]
+    if h == resolution:
+        return images
+    if h % resolution:
+        raise ValueError(f"cannot downsample {h}x{h} images to {resolution}x{resolution}")
+    f = h // resolution
+    shape = (*images.shape[:-2], resolution, f, resolution, f)
+    return images.reshape(shape).sum(axis=(-3, -1))
+
+
+def convert_npy(
+    images_npy: str | Path,
+    output: str | Path,
+    labels_npy: str | Path | None = None,
+    resolution: int | None = None,
+    batch_runs: int = 4,
+    energies_MeV: Sequence[float] | None = None,
+    attrs: dict[str, Any] | None = None,
+) -> Path:
+    """Stream the public CLARM ``.npy`` arrays (runs, 48, 15, 256, 256) into the HDF5 format.
+
+    The images are memory-mapped and copied ``batch_runs`` runs at a time (the full set is
+    hundreds of GB), optionally block-summed to ``resolution``.  ``labels_npy`` (runs, S) become
+    the ``settings``; ``energies_MeV`` (M,) the per-module reference energy of every run.
+    """
+    try:
+        images = np.load(images_npy, mmap_mode="r")
+    except (OSError, ValueError) as exc:
+        raise DataFormatError(f"{images_npy}: not a readable .npy array ({exc})") from None
+    if images.ndim != 5 or images.shape[2] != NUM_PROJECTIONS or images.shape[3] != \
+            images.shape[4]:
+        raise DataFormatError(f"{images_npy}: expected shape (runs, modules, 15, H, H), "
+                              f"got {images.shape}")
+    runs, modules, _, h, _ = images.shape
+    resolution = check_resolution(resolution if resolution is not None else h)
+    labels = None
+    if labels_npy is not None:
+        labels = np.load(labels_npy, mmap_mode="r")
+        labels = labels.reshape(labels.shape[0], -1)
+        if labels.shape[0] != runs:
+            raise DataFormatError(f"{labels_npy}: {labels.shape[0]} label rows for {runs} runs")
+    energy = None
+    if energies_MeV is not None:
+        energy = np.asarray(energies_MeV, dtype=np.float32)
+        if energy.shape != (modules,):
+            raise DataFormatError(f"energies_MeV must have {modules} values, got {energy.shape}")
+    meta = {
+        "source": f"converted from {Path(images_npy).name}",
+        "modules": modules,
+        "resolution": resolution,
+        "projection_names": [f"channel_{c}" for c in range(NUM_PROJECTIONS)],
+        "dataset_id": f"npy:{Path(images_npy).name}:{runs}",
+    }
+    meta.update(attrs or {})
+    with H5Appender(output, PHASE_SPACE_SCHEMA, attrs=meta, chunk_rows=1) as out:
+        for lo in range(0, runs, batch_runs):
+            hi = min(runs, lo + batch_runs)
+            block = downsample(np.asarray(images[lo:hi], dtype=np.float32), resolution)
+            check_images(block, what=f"{images_npy} runs {lo}..{hi - 1}")
+            batch: dict[str, np.ndarray] = {"images": block,
+                                            "run_index": np.arange(lo, hi, dtype=np.int64)}
+            if labels is not None:
+                batch["settings"] = np.asarray(labels[lo:hi], dtype=np.float32)
+            if energy is not None:
+                batch["energy_MeV"] = np.repeat(energy[None], hi - lo, axis=0)
+            out.append(batch)
+    return Path(output)

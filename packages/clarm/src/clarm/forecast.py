@@ -1,0 +1,91 @@
+"""Forecasting: observe the first k modules of a run, predict the phase space downstream.
+
+The observed images are encoded (z = posterior mean), the latent LSTM rolls the latent sequence
+forward to the last module, and the CVAE decodes every latent with its module condition
+(Rautela et al. 2024, Fig. 1).  Nothing downstream of module k is read.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from physml_core.hdf5 import H5Appender
+
+from .data import PHASE_SPACE_SCHEMA, PhaseSpaceFile, check_images
+from .train import LoadedCVAE, LoadedLSTM, check_compatible, held_out_runs
+
+__all__ = ["forecast", "forecast_file"]
+
+
+@torch.no_grad()
+def forecast(cvae: LoadedCVAE, lstm: LoadedLSTM, observed_images: np.ndarray,
+             normalized: bool = False, settings: np.ndarray | None = None) -> np.ndarray:
+    """observed_images (R, k, 15, H, W) in physical units -> forecast (R, M, 15, H, W).
+
+    Modules < k hold the CVAE reconstructions of the observed images.  Physical units unless
+    ``normalized``.
+    """
+    model = cvae.model
+    cfg = model.config
+    observed_images = check_images(observed_images, resolution=cfg.resolution,
+                                   what="observed images")
+    if observed_images.ndim != 5:
+        raise ValueError(f"observed images must be (runs, k, 15, H, W), got "
+                         f"{observed_images.shape}")
+    r, k = observed_images.shape[:2]
+    if not 1 <= k < cfg.modules:
+        raise ValueError(f"number of observed modules must be in 1..{cfg.modules - 1}, got {k}")
+    if lstm.model.config.latent_dim != cfg.latent_dim:
+        raise ValueError("the LSTM and the CVAE have different latent sizes")
+    device = next(model.parameters()).device
+    s = cvae.settings_tensor(settings, r) if cfg.settings_dim else None
+    x = torch.from_numpy(cvae.normalizer(observed_images)).float()
+    mods = torch.arange(k).repeat(r).to(device)
+    s_rep = None if s is None else s.repeat_interleave(k, 0).to(device)
+    cond = model.condition(mods, s_rep)
+    mu, _ = model.encode(x.reshape(r * k, *x.shape[2:]).to(device), cond)
+    z_mean = torch.as_tensor(lstm.z_mean, device=device)
+    z_std = torch.as_tensor(lstm.z_std, device=device)
+    zs = ((mu.view(r, k, -1) - z_mean) / z_std)
+    lstm_dev = next(lstm.model.parameters()).device
+    roll = lstm.model.rollout(zs.to(lstm_dev), cfg.modules).to(device) * z_std + z_mean
+    all_mods = torch.arange(cfg.modules).repeat(r).to(device)
+    s_all = None if s is None else s.repeat_interleave(cfg.modules, 0).to(device)
+    cond_all = model.condition(all_mods, s_all)
+    flat = roll.reshape(r * cfg.modules, -1)
+    out = torch.cat([model.decode(flat[i:i + 256], cond_all[i:i + 256])
+                     for i in range(0, len(flat), 256)]).cpu().numpy()
+    out = out.reshape(r, cfg.modules, *out.shape[1:])
+    return out if normalized else cvae.normalizer.inverse(out)
+
+
+def forecast_file(data: str | Path, cvae: LoadedCVAE, lstm: LoadedLSTM, output: str | Path,
+                  observed: int = 4, runs: list[int] | None = None) -> Path:
+    """Forecast ``runs`` of ``data`` (default: the held-out runs) and write an HDF5 file in the
+    phase-space format (attribute ``observed``)."""
+    with PhaseSpaceFile(data) as f:
+        check_compatible(cvae, f)
+        if runs is None:
+            sel = held_out_runs(cvae, f)
+        else:
+            sel = np.asarray(runs, dtype=np.int64)
+            if sel.size == 0 or sel.min() < 0 or sel.max() >= f.runs:
+                raise ValueError(f"run index out of range 0..{f.runs - 1}")
+        attrs = f.attrs
+        attrs.pop("physml_schema", None)
+        attrs.update(kind="forecast", observed=int(observed), cvae=str(cvae.path),
+                     lstm=str(lstm.path), source_file=str(data))
+        settings = f.settings()
+        index = f.run_index()
+        with H5Appender(output, PHASE_SPACE_SCHEMA, attrs=attrs, chunk_rows=1) as out:
+            for lo in range(0, len(sel), 8):
+                chunk = sel[lo:lo + 8]
+                obs = f.images(chunk)[:, :observed]
+                s = None if settings is None else settings[chunk]
+                pred = forecast(cvae, lstm, obs, settings=s)
+                out.append({"images": pred.astype(np.float32),
+                            "run_index": index[chunk]})
+    return Path(output)
