@@ -1,0 +1,150 @@
+"""End-to-end CLI at tiny scale (simulate -> train -> generate/forecast -> evaluate) and the
+one-line error convention for bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from clarm.cli import cli
+from clarm.data import PhaseSpaceFile
+from clarm.generate import GENERATED_SCHEMA
+from physml_core.checkpoint import save_checkpoint
+from physml_core.hdf5 import read_h5
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, list(args))
+    return result.exit_code, result.output
+
+
+def assert_user_error(code: int, output: str, needle: str) -> None:
+    assert code == 2, output
+    lines = [line for line in output.strip().splitlines() if line.startswith("Error")]
+    assert len(lines) == 1 and needle in lines[0], output
+    assert "Traceback" not in output
+
+
+@pytest.fixture(scope="module")
+def pipeline(tiny_h5, tmp_path_factory):
+    """Train a tiny CVAE (2 epochs) and LSTM (3 epochs) through the CLI."""
+    tmp = tmp_path_factory.mktemp("pipe")
+    cvae_dir, lstm_dir = tmp / "cvae", tmp / "lstm"
+    code, out = run("train", "cvae", "--data", str(tiny_h5), "--run-dir", str(cvae_dir),
+                    "--epochs", "1", "--batch-size", "8", "--base-filters", "4",
+                    "--val-fraction", "0.34", "--device", "cpu")
+    assert code == 0, out
+    # resume: a second call continues at epoch 2 instead of starting over
+    code, out = run("train", "cvae", "--data", str(tiny_h5), "--run-dir", str(cvae_dir),
+                    "--epochs", "2", "--batch-size", "8", "--base-filters", "4",
+                    "--val-fraction", "0.34", "--device", "cpu")
+    assert code == 0, out
+    code, out = run("train", "lstm", "--data", str(tiny_h5), "--cvae", str(cvae_dir),
+                    "--run-dir", str(lstm_dir), "--epochs", "3", "--device", "cpu")
+    assert code == 0, out
+    return tmp, cvae_dir, lstm_dir
+
+
+def test_training_writes_runs_and_resumes(pipeline):
+    _, cvae_dir, lstm_dir = pipeline
+    steps = [json.loads(line)["step"] for line in
+             (cvae_dir / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2]
+    assert (cvae_dir / "config.json").exists()
+    assert any((cvae_dir / "tensorboard").iterdir())
+    assert sorted(p.name for p in (cvae_dir / "checkpoints").iterdir()) == [
+        "ckpt_000000001.pt", "ckpt_000000002.pt"]
+    assert (lstm_dir / "checkpoints" / "ckpt_000000003.pt").exists()
+
+
+def test_generate_forecast_evaluate(pipeline, tiny_h5):
+    tmp, cvae_dir, lstm_dir = pipeline
+    for method in ("prior", "box"):
+        code, out = run("generate", "--checkpoint", str(cvae_dir), "--module", "2", "-n", "3",
+                        "--method", method, "-o", str(tmp / f"gen_{method}.h5"),
+                        "--plot", str(tmp / f"gen_{method}.png"))
+        assert code == 0, out
+        gen = read_h5(tmp / f"gen_{method}.h5", GENERATED_SCHEMA)
+        assert gen["images"].shape == (3, 15, 32, 32)
+        assert np.all(gen["module"] == 2) and np.all(gen["images"] >= 0)
+        assert (tmp / f"gen_{method}.png").stat().st_size > 0
+    code, out = run("forecast", "--data", str(tiny_h5), "--cvae", str(cvae_dir), "--lstm",
+                    str(lstm_dir), "--observed", "1", "--run", "4", "--run", "1",
+                    "-o", str(tmp / "fc.h5"))
+    assert code == 0, out
+    with PhaseSpaceFile(tmp / "fc.h5") as f:
+        assert f.images().shape == (2, 3, 15, 32, 32)
+        assert list(f.run_index()) == [4, 1]
+        assert f.attrs["observed"] == 1
+    code, out = run("evaluate", "--data", str(tiny_h5), "--cvae", str(cvae_dir), "--lstm",
+                    str(lstm_dir), "--observed", "1", "-n", "4", "--classifier-epochs", "1",
+                    "-o", str(tmp / "eval"))
+    assert code == 0, out
+    report = json.loads((tmp / "eval" / "report.json").read_text())
+    held = report["held_out_runs"]
+    assert len(held) == 2  # 0.34 of 6 runs, never the training runs
+    assert 0 < report["reconstruction"]["ssim"]["mean"] <= 1
+    assert len(report["reconstruction"]["ssim"]["per_module"]) == 3
+    assert len(report["reconstruction"]["mse"]["per_projection"]) == 15
+    assert report["forecast"]["modules"] == [1, 2]
+    assert "generation_prior" in report and "generation_box" in report
+    assert report["generation_prior"]["frechet_distance"]["mean"] >= 0
+    for png in ("grid_last_module.png", "ssim_vs_module.png"):
+        assert (tmp / "eval" / png).stat().st_size > 0
+
+
+def test_bad_inputs_give_one_line_errors(pipeline, tiny_h5, tmp_path):
+    _, cvae_dir, lstm_dir = pipeline
+    code, out = run("simulate", "--runs", "1", "--resolution", "48", "-o", str(tmp_path / "a"))
+    assert_user_error(code, out, "power of two")
+    code, out = run("generate", "--checkpoint", str(cvae_dir), "--module", "3", "-n", "2",
+                    "-o", str(tmp_path / "g.h5"))
+    assert_user_error(code, out, "out of range")
+    foreign = tmp_path / "foreign.pt"
+    save_checkpoint(foreign, package="calo", model_name="calogan", step=1)
+    code, out = run("generate", "--checkpoint", str(foreign), "--module", "0",
+                    "-o", str(tmp_path / "g.h5"))
+    assert_user_error(code, out, "calo")
+    code, out = run("train", "lstm", "--data", str(tiny_h5), "--cvae", str(lstm_dir),
+                    "--run-dir", str(tmp_path / "x"), "--epochs", "1")
+    assert_user_error(code, out, "expected 'cvae'")
+    images = np.zeros((2, 3, 15, 32, 32), np.float32)
+    images[0, 1, 2, 3, 4] = np.nan
+    np.save(tmp_path / "nan.npy", images)
+    code, out = run("convert", "--images", str(tmp_path / "nan.npy"), "-o",
+                    str(tmp_path / "c.h5"))
+    assert_user_error(code, out, "NaN")
+    np.save(tmp_path / "shape.npy", np.zeros((2, 3, 15, 32, 16), np.float32))
+    code, out = run("convert", "--images", str(tmp_path / "shape.npy"), "-o",
+                    str(tmp_path / "c.h5"))
+    assert_user_error(code, out, "expected shape")
+    # a 64x64 file given to a model trained on 32x32 images
+    np.save(tmp_path / "big.npy", np.ones((2, 3, 15, 64, 64), np.float32))
+    code, out = run("convert", "--images", str(tmp_path / "big.npy"), "-o",
+                    str(tmp_path / "big.h5"))
+    assert code == 0, out
+    code, out = run("forecast", "--data", str(tmp_path / "big.h5"), "--cvae", str(cvae_dir),
+                    "--lstm", str(lstm_dir), "-o", str(tmp_path / "f.h5"))
+    assert_user_error(code, out, "64x64")
+    code, out = run("forecast", "--data", str(tiny_h5), "--cvae", str(cvae_dir),
+                    "--lstm", str(lstm_dir), "--observed", "3", "-o", str(tmp_path / "f.h5"))
+    assert_user_error(code, out, "observed")
+    code, out = run("simulate", "--runs", "2", "--shard", "2/2", "-o", str(tmp_path / "s.h5"))
+    assert_user_error(code, out, "shard")
+
+
+def test_simulate_and_merge_cli(tmp_path):
+    for shard in ("0/2", "1/2"):
+        code, out = run("simulate", "--runs", "2", "--modules", "2", "--resolution", "32",
+                        "--particles", "200", "--shard", shard, "-o",
+                        str(tmp_path / f"s{shard[0]}.h5"))
+        assert code == 0, out
+    code, out = run("merge", str(tmp_path / "s0.h5"), str(tmp_path / "s1.h5"),
+                    "-o", str(tmp_path / "m.h5"))
+    assert code == 0 and "2 runs" in out
+    with PhaseSpaceFile(tmp_path / "m.h5") as f:
+        assert f.images().shape == (2, 2, 15, 32, 32)
+        assert np.all(np.diff(f.energy_MeV(), axis=1) > 0)

@@ -1,0 +1,101 @@
+"""HDF5 format, lazy reads and the converter for the public .npy arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from clarm.data import (
+    PhaseSpaceFile,
+    check_images,
+    check_resolution,
+    convert_npy,
+    downsample,
+)
+from physml_core.errors import DataFormatError
+
+
+def _npy(tmp_path, runs=3, modules=4, h=64, nan=False):
+    rng = np.random.default_rng(0)
+    images = rng.random((runs, modules, 15, h, h)).astype(np.float32)
+    if nan:
+        images[1, 2, 3, 4, 5] = np.nan
+    path = tmp_path / "images.npy"
+    np.save(path, images)
+    labels = rng.random((runs, 6)).astype(np.float32)
+    np.save(tmp_path / "labels.npy", labels)
+    return path, images, labels
+
+
+def test_convert_streams_and_downsamples(tmp_path):
+    path, images, labels = _npy(tmp_path)
+    out = convert_npy(path, tmp_path / "out.h5", labels_npy=tmp_path / "labels.npy",
+                      resolution=32, batch_runs=2, energies_MeV=[5, 20, 40, 80])
+    with PhaseSpaceFile(out) as f:
+        assert (f.runs, f.modules, f.resolution) == (3, 4, 32)
+        got = f.images([2, 0])
+        np.testing.assert_allclose(got, downsample(images[[2, 0]], 32), rtol=1e-5)
+        # block sums preserve the total of every image
+        np.testing.assert_allclose(got.sum(axis=(-1, -2)), images[[2, 0]].sum(axis=(-1, -2)),
+                                   rtol=1e-4)
+        np.testing.assert_allclose(f.images(slice(1, 2), module=3)[0],
+                                   downsample(images[1, 3], 32), rtol=1e-5)
+        np.testing.assert_allclose(f.settings(), labels)
+        np.testing.assert_allclose(f.energy_MeV()[1], [5, 20, 40, 80])
+        np.testing.assert_array_equal(f.run_index(), [0, 1, 2])
+        with pytest.raises(ValueError, match="module index"):
+            f.images([0], module=4)
+        with pytest.raises(ValueError, match="run index"):
+            f.images([7])
+
+
+def test_file_is_chunked_per_run_and_module(tiny_h5):
+    import h5py
+
+    with h5py.File(tiny_h5) as handle:
+        assert handle["images"].chunks == (1, 1, 15, 32, 32)
+        assert handle["energy_MeV"].attrs["unit"] == "MeV"
+    with PhaseSpaceFile(tiny_h5) as f:
+        names = f.attrs["projection_names"]
+        assert len(names) == 15 and names[0] == "x-y" and names[11] == "phi-dW"
+        assert len(f.attrs["coordinate_ranges"]) == 6
+
+
+def test_converter_rejects_bad_input(tmp_path):
+    bad = tmp_path / "bad.npy"
+    np.save(bad, np.zeros((2, 3, 14, 32, 32), np.float32))
+    with pytest.raises(DataFormatError, match="15"):
+        convert_npy(bad, tmp_path / "x.h5")
+    path, _, _ = _npy(tmp_path, nan=True)
+    with pytest.raises(DataFormatError, match="NaN"):
+        convert_npy(path, tmp_path / "y.h5")
+    assert not (tmp_path / "y.h5").exists()
+    path, _, _ = _npy(tmp_path, h=48)
+    with pytest.raises(ValueError, match="power of two"):
+        convert_npy(path, tmp_path / "z.h5")
+    notnpy = tmp_path / "junk.npy"
+    notnpy.write_bytes(b"not numpy")
+    with pytest.raises(DataFormatError):
+        convert_npy(notnpy, tmp_path / "w.h5")
+
+
+def test_reader_rejects_other_files(tmp_path):
+    with pytest.raises(DataFormatError):
+        PhaseSpaceFile(tmp_path / "missing.h5")
+    text = tmp_path / "text.h5"
+    text.write_text("hello")
+    with pytest.raises(DataFormatError):
+        PhaseSpaceFile(text)
+
+
+def test_checks():
+    assert check_resolution(256) == 256
+    for bad in (16, 48, 512):
+        with pytest.raises(ValueError):
+            check_resolution(bad)
+    with pytest.raises(DataFormatError, match="shape"):
+        check_images(np.zeros((2, 14, 32, 32)))
+    with pytest.raises(DataFormatError, match="NaN"):
+        check_images(np.full((1, 15, 32, 32), np.nan))
+    with pytest.raises(DataFormatError, match="32x32"):
+        check_images(np.zeros((1, 15, 64, 64)), resolution=32)

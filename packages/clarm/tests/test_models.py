@@ -1,0 +1,86 @@
+"""Model shapes, conditioning, LSTM packing and metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from clarm.metrics import frechet_distance, mse_per_channel, ssim_per_channel
+from clarm.models import CVAE, CVAEConfig, LatentLSTM, LSTMConfig, cvae_loss
+
+
+@pytest.mark.parametrize("resolution,stages", [(32, 2), (64, 3), (128, 4), (256, 5)])
+def test_depth_scales_with_resolution(resolution, stages):
+    cfg = CVAEConfig(resolution=resolution, modules=4, base_filters=4)
+    assert cfg.stages == stages
+    if resolution <= 64:
+        model = CVAE(cfg).eval()
+        x = torch.rand(2, 15, resolution, resolution)
+        out = model(x, torch.tensor([0, 3]))
+        assert out["logits"].shape == x.shape
+        assert out["mu"].shape == (2, 8)
+        loss, _rec, kl = cvae_loss(out, x)
+        assert torch.isfinite(loss) and kl >= -1e-4
+
+
+def test_decoder_conditioning_matters():
+    torch.manual_seed(0)
+    cond = CVAE(CVAEConfig(resolution=32, modules=4, base_filters=4)).eval()
+    plain = CVAE(CVAEConfig(resolution=32, modules=4, base_filters=4, cond_decoder=False,
+                            prior="standard")).eval()
+    z = torch.zeros(2, 8)
+    c = cond.condition(torch.tensor([0, 3]))
+    a = cond.decode(z, c)
+    assert not torch.allclose(a[0], a[1])  # same z, different module -> different image
+    b = plain.decode(z, plain.condition(torch.tensor([0, 3])))
+    assert torch.allclose(b[0], b[1])
+    mu, logvar = plain.prior(c)
+    assert torch.all(mu == 0) and torch.all(logvar == 0)
+
+
+def test_condition_rejects_bad_module_index():
+    model = CVAE(CVAEConfig(resolution=32, modules=4, base_filters=4))
+    with pytest.raises(ValueError, match="out of range"):
+        model.condition(torch.tensor([4]))
+    with pytest.raises(TypeError):
+        model.condition(torch.tensor([1.0]))
+    with pytest.raises(ValueError):
+        CVAEConfig(resolution=48).validate()
+
+
+def test_lstm_reads_last_real_step_not_padding():
+    torch.manual_seed(0)
+    model = LatentLSTM(LSTMConfig(latent_dim=3, hidden=8, modules=6)).eval()
+    seq = torch.randn(1, 3, 3)
+    padded = torch.cat([seq, torch.full((1, 2, 3), 9.0)], dim=1)
+    short = model(seq, torch.tensor([3]))
+    long = model(padded, torch.tensor([3]))
+    torch.testing.assert_close(short, long)
+    # a batch of different lengths gives each sequence its own answer
+    batch = torch.cat([padded, torch.randn(1, 5, 3)])
+    out = model(batch, torch.tensor([3, 5]))
+    torch.testing.assert_close(out[0], short[0])
+    roll = model.rollout(seq, 6)
+    assert roll.shape == (1, 6, 3)
+    torch.testing.assert_close(roll[:, :3], seq)
+    with pytest.raises(ValueError):
+        model.rollout(seq, 2)
+
+
+def test_metrics_known_answers():
+    rng = np.random.default_rng(0)
+    a = torch.as_tensor(rng.random((2, 15, 32, 32)), dtype=torch.float32)
+    assert torch.allclose(ssim_per_channel(a, a), torch.ones(2, 15), atol=1e-5)
+    noisy = (a + 0.3 * torch.as_tensor(rng.standard_normal(a.shape), dtype=torch.float32))
+    # independent noise of variance 0.09 on a signal of variance 1/12: structure term
+    # 2 var_a / (2 var_a + 0.09) = 0.65
+    assert float(ssim_per_channel(a, noisy).mean()) == pytest.approx(0.65, abs=0.04)
+    assert float(ssim_per_channel(a, 1.0 - a).mean()) < -0.9  # anti-correlated
+    assert torch.allclose(mse_per_channel(a, a + 0.1), torch.full((2, 15), 0.01), atol=1e-6)
+    feats = rng.standard_normal((500, 4))
+    assert frechet_distance(feats, feats) == pytest.approx(0.0, abs=1e-4)
+    shifted = frechet_distance(feats, feats + np.array([2.0, 0, 0, 0]))
+    assert shifted == pytest.approx(4.0, rel=1e-3)
+    with pytest.raises(ValueError):
+        ssim_per_channel(a, a[:1])
