@@ -1,0 +1,65 @@
+"""calo: calorimeter shower simulation and generation in the CaloGAN format.
+
+- :mod:`calo.data`: the CaloGAN HDF5 schema, validated streaming reads and writes, fetch helper.
+- :mod:`calo.sim`: a vectorised GFlash-style simulator of the CaloGAN calorimeter.
+- :mod:`calo.models`: CaloGAN (PyTorch port) and CaloVAE.
+- :mod:`calo.train`, :mod:`calo.generate`, :mod:`calo.evaluate`: the pipeline steps.
+- :mod:`calo.observables`, :mod:`calo.metrics`: shower shapes and distribution metrics.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .data import CALO_SCHEMA, iter_showers, read_showers, write_showers
+from .evaluate import EvaluateConfig, evaluate
+from .generate import GenerateConfig, generate
+from .metrics import (
+    classifier_auc,
+    frechet_distance,
+    kernel_distance,
+    ks_statistic,
+    separation_power,
+    wasserstein1,
+)
+from .models import CaloGAN, CaloGANConfig, CaloVAE, CaloVAEConfig
+from .observables import high_level_features, shower_observables
+from .preprocessing import ShowerPreprocessor
+from .sim import SimConfig, merge_files, simulate_showers, simulate_to_file
+from .train import TrainConfig, apply_preset, load_model, train
+
+try:
+    __version__ = version("calo")
+except PackageNotFoundError:  # pragma: no cover - source tree without installation
+    __version__ = "0.0.0"
+
+__all__ = [
+    "CALO_SCHEMA",
+    "CaloGAN",
+    "CaloGANConfig",
+    "CaloVAE",
+    "CaloVAEConfig",
+    "EvaluateConfig",
+    "GenerateConfig",
+    "ShowerPreprocessor",
+    "SimConfig",
+    "TrainConfig",
+    "__version__",
+    "apply_preset",
+    "classifier_auc",
+    "evaluate",
+    "frechet_distance",
+    "generate",
+    "high_level_features",
+    "iter_showers",
+    "kernel_distance",
+    "ks_statistic",
+    "load_model",
+    "merge_files",
+    "read_showers",
+    "separation_power",
+    "shower_observables",
+    "simulate_showers",
+    "simulate_to_file",
+    "train",
+    "wasserstein1",
+    "write_showers",
+]

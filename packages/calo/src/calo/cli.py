@@ -1,0 +1,203 @@
+"""``calo`` command line: simulate, merge, train, generate, evaluate, bench.
+
+A thin click layer over the library: every command builds a config dataclass and calls one
+function.  User errors print one line and exit with status 2 (physml_core.cli convention).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from physml_core.cli import (
+    checkpoint_option,
+    data_option,
+    device_option,
+    epochs_option,
+    make_group,
+    num_option,
+    output_option,
+    run_dir_option,
+    seed_option,
+    shard_option,
+)
+from physml_core.config import save_json
+
+__all__ = ["cli", "main"]
+
+cli = make_group("calo", "Calorimeter shower simulation, generative models (CaloGAN, CaloVAE) "
+                         "and physics evaluation in the CaloGAN HDF5 format.")
+
+
+def _energy(ctx: click.Context, param: click.Parameter, value: str | None
+            ) -> tuple[float, float] | None:
+    if value is None:
+        return None
+    from .generate import parse_energy_range
+
+    try:
+        return parse_energy_range(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@cli.command()
+@num_option(default=10000, help="Number of showers (of all shards together).")
+@output_option(help="CaloGAN HDF5 file to write.")
+@click.option("--particle", type=click.Choice(["eplus", "gamma"]), default="eplus",
+              show_default=True, help="Incident particle: positron or photon.")
+@click.option("--energy", callback=_energy, default="1:100", show_default=True,
+              help="Incident energy range MIN:MAX in GeV (uniform), or one value.")
+@seed_option()
+@shard_option()
+def simulate(num: int, output: Path, particle: str, energy: tuple[float, float], seed: int,
+             shard: tuple[int, int]) -> None:
+    """Simulate showers with the GFlash-style parametric simulator."""
+    from .sim import SimConfig, simulate_to_file
+
+    cfg = SimConfig(particle=particle, energy_min_gev=energy[0], energy_max_gev=energy[1],
+                    seed=seed)
+    rows = simulate_to_file(output, num, cfg, shard=shard, progress_bar=True)
+    click.echo(f"wrote {rows} {particle} showers to {output}")
+
+
+@cli.command()
+@click.argument("inputs", nargs=-1, required=True,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@output_option(help="Merged CaloGAN HDF5 file.")
+def merge(inputs: tuple[Path, ...], output: Path) -> None:
+    """Merge CaloGAN files (e.g. simulation shards) into one."""
+    from .sim import merge_files
+
+    rows = merge_files(list(inputs), output)
+    click.echo(f"merged {len(inputs)} files, {rows} showers, into {output}")
+
+
+@cli.command()
+@click.option("--model", type=click.Choice(["gan", "vae"]), required=True,
+              help="gan: CaloGAN; vae: CaloVAE.")
+@data_option(help="Training showers (CaloGAN HDF5; the last 10 % are held out).")
+@run_dir_option()
+@click.option("--preset", type=click.Choice(["cpu", "paper"]), default="cpu", show_default=True,
+              help="Training recipe: cpu (default, ~30 min on 2 cores) or paper (GPU).")
+@epochs_option(help="Training epochs (default: from the preset).")
+@click.option("--batch-size", type=click.IntRange(2), default=None,
+              help="Batch size (default: from the preset).")
+@click.option("--max-rows", type=click.IntRange(4), default=None,
+              help="Use only the first N showers of the file (default: from the preset).")
+@click.option("--all-rows", is_flag=True, help="Use every shower of the file.")
+@click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Stop (with a checkpoint) after this wall time (default: from the preset).")
+@click.option("--no-time-limit", is_flag=True, help="Train all epochs whatever the time.")
+@device_option()
+@seed_option()
+def train(model: str, data: Path, run_dir: Path | None, preset: str, epochs: int | None,
+          batch_size: int | None, max_rows: int | None, all_rows: bool,
+          max_minutes: float | None, no_time_limit: bool, device: str, seed: int) -> None:
+    """Train CaloGAN or CaloVAE; resumes when --run-dir holds checkpoints."""
+    from .train import TrainConfig, apply_preset
+    from .train import train as run_train
+
+    base = TrainConfig(model=model, data=str(data), run_dir=str(run_dir) if run_dir else None,
+                       preset=preset, device=device, seed=seed)
+    cfg = apply_preset(base, {"epochs": epochs, "batch_size": batch_size, "max_rows": max_rows,
+                              "max_minutes": max_minutes})
+    if all_rows:
+        cfg.max_rows = None
+    if no_time_limit:
+        cfg.max_minutes = None
+    result = run_train(cfg)
+    click.echo(f"trained {model} for {result.step} steps; checkpoint {result.checkpoint}")
+
+
+@cli.command()
+@checkpoint_option()
+@num_option(default=None, help="Number of showers (default 10000, or the energy file's length).")
+@output_option(help="CaloGAN HDF5 file to write.")
+@click.option("--energy", callback=_energy, default=None,
+              help="Incident energies MIN:MAX in GeV, uniform (default: the training range).")
+@click.option("--energy-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="HDF5 file whose 'energy' (N, 1) GeV dataset drives generation.")
+@click.option("--batch-size", type=click.IntRange(1), default=1024, show_default=True)
+@click.option("--bf16", is_flag=True, help="bfloat16 inference (autocast).")
+@device_option()
+@seed_option()
+def generate(checkpoint: Path, num: int | None, output: Path, energy: tuple[float, float] | None,
+             energy_file: Path | None, batch_size: int, bf16: bool, device: str,
+             seed: int) -> None:
+    """Generate showers from a checkpoint into a CaloGAN HDF5 file (streaming)."""
+    from .generate import GenerateConfig
+    from .generate import generate as run_generate
+
+    cfg = GenerateConfig(checkpoint=str(checkpoint), output=str(output), num=num,
+                         energy_gev=energy, energy_file=str(energy_file) if energy_file else None,
+                         batch_size=batch_size, device=device, seed=seed,
+                         dtype="bf16" if bf16 else "fp32")
+    rows = run_generate(cfg)
+    click.echo(f"wrote {rows} generated showers to {output}")
+
+
+@cli.command()
+@click.option("--reference", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              required=True, help="Reference showers (CaloGAN HDF5), e.g. held-out simulation.")
+@click.option("--generated", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              required=True, help="Generated showers (CaloGAN HDF5).")
+@output_option(help="Folder for report.json and the PNG plots.", default="calo_eval")
+@click.option("--max-showers", type=click.IntRange(10), default=20000, show_default=True)
+@click.option("--no-classifier", is_flag=True, help="Skip the classifier AUC tests.")
+@click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
+@seed_option()
+def evaluate(reference: Path, generated: Path, output: Path, max_showers: int,
+             no_classifier: bool, no_plots: bool, seed: int) -> None:
+    """Compare generated with reference showers: observables, AUC, FPD/KPD, plots."""
+    from .evaluate import EvaluateConfig
+    from .evaluate import evaluate as run_evaluate
+
+    cfg = EvaluateConfig(reference=str(reference), generated=str(generated), output=str(output),
+                         max_showers=max_showers, classifier=not no_classifier,
+                         plots=not no_plots, seed=seed)
+    report = run_evaluate(cfg)
+    summary = {k: report[k] for k in ("auc_high_level", "auc_low_level", "fpd_x1e3",
+                                      "kpd_x1e3", "sparsity_reference", "sparsity_generated",
+                                      "mean_separation_power") if k in report}
+    summary["separation_power_E_tot_over_E_inc"] = (
+        report["observables"]["E_tot_over_E_inc"]["separation_power"])
+    click.echo(json.dumps(summary, indent=2))
+    click.echo(f"report: {Path(output) / 'report.json'}")
+
+
+@cli.command()
+@device_option()
+@click.option("--batch-sizes", default="1,128,1024,10000", show_default=True,
+              help="Comma-separated generation batch sizes.")
+@click.option("--models", default="vae,gan", show_default=True, help="Models to time.")
+@click.option("--seconds", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
+              help="Minimum timing per figure.")
+@click.option("--bf16", is_flag=True, help="Also time bfloat16 inference.")
+@output_option(required=False, help="Also write the JSON here.")
+def bench(device: str, batch_sizes: str, models: str, seconds: float, bf16: bool,
+          output: Path | None) -> None:
+    """Print throughput figures (showers/s) as JSON."""
+    from .bench import run_benchmark
+
+    try:
+        sizes = [int(s) for s in batch_sizes.split(",") if s.strip()]
+    except ValueError:
+        raise click.BadParameter(f"not a list of integers: {batch_sizes!r}",
+                                 param_hint="--batch-sizes") from None
+    if not sizes or any(s < 1 for s in sizes):
+        raise click.BadParameter("batch sizes must be positive", param_hint="--batch-sizes")
+    result = run_benchmark(device, sizes, [m.strip() for m in models.split(",") if m.strip()],
+                           seconds, bf16)
+    if output is not None:
+        save_json(output, result)
+    click.echo(json.dumps(result, indent=2))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli()
+
+

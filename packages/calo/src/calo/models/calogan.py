@@ -1,0 +1,232 @@
+"""CaloGAN: a PyTorch port of the generator and discriminator of Paganini, de Oliveira and
+Nachman, "CaloGAN" (PRD 97 014021, 2018; arXiv 1705.02355).
+
+Generator: the latent vector (``latent_dim`` = 1024 in the paper) is multiplied by E / 100
+(E in GeV) and fed to three LAGAN-style streams, one per read-out layer:
+Dense -> (rows+2, cols+2, 36) -> Conv2D(16, 2x2, same) + LeakyReLU + BatchNorm ->
+LocallyConnected2D(6, 2x2) + LeakyReLU -> LocallyConnected2D(1, 2x2, no bias).  Inter-layer
+attention ("in-painting") mixes layer 0 (upsampled (4, 1), average-pooled (1, 8) to 12 x 12) into
+layer 1, and layer 1 (pooled (1, 2) to 12 x 6) into layer 2, with a 3x3 locally connected layer
+and a softmax over the two channels.  A ReLU makes the outputs non-negative with exact zeros.
+
+Discriminator: per layer Conv2D(64, 2x2) and three LocallyConnected2D blocks (16, 8, 8) with
+LeakyReLU and BatchNorm, minibatch discrimination on those features and on the sparsity, the
+sparsity itself; then layer energies / 10, total / 100, |E_tot - E| and 10 * [|E_tot - E| > 5 GeV],
+minibatch discrimination on the layer energies; a sigmoid real/fake output.  The second output
+of the original, the total energy, is computed (not learned) and enters the generator loss as
+an MAE auxiliary term.
+
+Images inside the networks are in GeV (the public files' MeV / 1000), so the 5 GeV energy well
+of the paper keeps its meaning; :meth:`CaloGANGenerator.sample_showers` returns MeV.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..geometry import LAYERS
+from .layers import LocallyConnected2d, MinibatchDiscrimination, pad_same_2x2
+
+__all__ = ["CaloGAN", "CaloGANConfig", "CaloGANDiscriminator", "CaloGANGenerator"]
+
+_LEAK = 0.3  # Keras LeakyReLU default slope
+_BN = {"eps": 1e-3, "momentum": 0.01}  # Keras BatchNormalization defaults
+
+
+@dataclass
+class CaloGANConfig:
+    """Architecture of CaloGAN (defaults: the paper's).
+
+    latent_dim: size of z (1024 in the paper).  attention: inter-layer in-painting attention.
+    mbd_kernels, mbd_dims: minibatch discrimination size (10 x 10).  sparsity_features: feed the
+    sparsity and its minibatch discrimination to the discriminator.
+    """
+
+    latent_dim: int = 1024
+    attention: bool = True
+    mbd_kernels: int = 10
+    mbd_dims: int = 10
+    sparsity_features: bool = True
+
+    def __post_init__(self) -> None:
+        if self.latent_dim < 1 or self.mbd_kernels < 1 or self.mbd_dims < 1:
+            raise ValueError("CaloGAN sizes must be positive")
+
+
+class _GeneratorStream(nn.Module):
+    def __init__(self, latent_dim: int, rows: int, cols: int) -> None:
+        super().__init__()
+        self.rows, self.cols = rows, cols
+        self.dense = nn.Linear(latent_dim, (rows + 2) * (cols + 2) * 36)
+        self.conv = nn.Conv2d(36, 16, 2)
+        nn.init.kaiming_uniform_(self.conv.weight, nonlinearity="linear")
+        self.bn = nn.BatchNorm2d(16, **_BN)
+        self.lc1 = LocallyConnected2d(16, 6, (rows + 2, cols + 2), (2, 2))
+        self.lc2 = LocallyConnected2d(6, 1, (rows + 1, cols + 1), (2, 2), bias=False,
+                                      init="glorot_normal")
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        x = self.dense(h).view(-1, self.rows + 2, self.cols + 2, 36).permute(0, 3, 1, 2)
+        x = self.bn(F.leaky_relu(self.conv(pad_same_2x2(x)), _LEAK))
+        x = F.leaky_relu(self.lc1(x), _LEAK)
+        return self.lc2(x)  # (B, 1, rows, cols)
+
+
+class _InpaintingAttention(nn.Module):
+    """Softmax-weighted mix of a layer image with the image carried over from the layer before."""
+
+    def __init__(self, size: tuple[int, int], bias_init: float = -10.0) -> None:
+        super().__init__()
+        self.lc = LocallyConnected2d(2, 2, (size[0] + 2, size[1] + 2), (3, 3),
+                                     init="glorot_uniform")
+        with torch.no_grad():
+            self.lc.bias.fill_(bias_init)
+
+    def forward(self, primary: torch.Tensor, carryover: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([primary, carryover], dim=1)
+        weights = torch.softmax(self.lc(F.pad(x, (1, 1, 1, 1))), dim=1)
+        return (weights * x).sum(dim=1, keepdim=True)
+
+
+class CaloGANGenerator(nn.Module):
+    """CaloGAN generator: (z (B, latent), E (B, 1) GeV) -> three images (B, 1, r, c) in GeV."""
+
+    def __init__(self, config: CaloGANConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or CaloGANConfig()
+        self.streams = nn.ModuleList(
+            [_GeneratorStream(self.config.latent_dim, *layer.shape) for layer in LAYERS]
+        )
+        if self.config.attention:
+            self.attn01 = _InpaintingAttention(LAYERS[1].shape)
+            self.attn12 = _InpaintingAttention(LAYERS[2].shape)
+
+    def forward(self, z: torch.Tensor, energy_gev: torch.Tensor) -> list[torch.Tensor]:
+        h = z * (energy_gev.view(-1, 1) / 100.0)
+        img0, img1, img2 = (stream(h) for stream in self.streams)
+        if self.config.attention:
+            zero2one = F.avg_pool2d(F.interpolate(img0, scale_factor=(4, 1), mode="nearest"),
+                                    kernel_size=(1, 8))
+            img1 = self.attn01(img1, zero2one)
+            one2two = F.avg_pool2d(img1, kernel_size=(1, 2))
+            img2 = self.attn12(img2, one2two)
+        return [F.relu(img0), F.relu(img1), F.relu(img2)]
+
+    @torch.no_grad()
+    def sample_showers(self, energy_gev: torch.Tensor, generator: torch.Generator | None = None
+                       ) -> dict[str, torch.Tensor]:
+        """Generate showers for incident energies (B,) or (B, 1) in GeV; cells in MeV."""
+        energy_gev = energy_gev.reshape(-1, 1)
+        z = torch.randn(energy_gev.shape[0], self.config.latent_dim, device=energy_gev.device,
+                        dtype=energy_gev.dtype, generator=generator)
+        images = self.forward(z, energy_gev)
+        out = {layer.name: 1000.0 * img[:, 0].float() for layer, img in zip(LAYERS, images,
+                                                                            strict=True)}
+        out["energy"] = energy_gev.float()
+        return out
+
+
+def _sparsity(image: torch.Tensor) -> torch.Tensor:
+    return (image > 0).flatten(1).float().mean(dim=1, keepdim=True)
+
+
+class _DiscriminatorStream(nn.Module):
+    def __init__(self, config: CaloGANConfig, rows: int, cols: int) -> None:
+        super().__init__()
+        self.config = config
+        self.conv = nn.Conv2d(1, 64, 2)
+        self.lc1 = LocallyConnected2d(64, 16, (rows + 2, cols + 2), (3, 3), stride=(1, 2),
+                                      init="glorot_uniform")
+        h, w = self.lc1.out_size
+        self.bn1 = nn.BatchNorm2d(16, **_BN)
+        self.lc2 = LocallyConnected2d(16, 8, (h + 2, w + 2), (2, 2), init="glorot_uniform")
+        h, w = self.lc2.out_size
+        self.bn2 = nn.BatchNorm2d(8, **_BN)
+        self.lc3 = LocallyConnected2d(8, 8, (h + 2, w + 2), (2, 2), stride=(1, 2),
+                                      init="glorot_uniform")
+        h, w = self.lc3.out_size
+        self.bn3 = nn.BatchNorm2d(8, **_BN)
+        self.n_flat = 8 * h * w
+        self.mbd = MinibatchDiscrimination(self.n_flat, config.mbd_kernels, config.mbd_dims)
+        self.n_features = self.n_flat + config.mbd_kernels
+        if config.sparsity_features:
+            self.mbd_sparsity = MinibatchDiscrimination(1, config.mbd_kernels, config.mbd_dims)
+            self.n_features += 1 + config.mbd_kernels
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        x = F.leaky_relu(self.conv(pad_same_2x2(image)), _LEAK)
+        x = self.bn1(F.leaky_relu(self.lc1(F.pad(x, (1, 1, 1, 1))), _LEAK))
+        x = self.bn2(F.leaky_relu(self.lc2(F.pad(x, (1, 1, 1, 1))), _LEAK))
+        x = self.bn3(F.leaky_relu(self.lc3(F.pad(x, (1, 1, 1, 1))), _LEAK))
+        x = x.flatten(1)
+        features = [x, self.mbd(x)]
+        if self.config.sparsity_features:
+            sparsity = _sparsity(image)
+            features += [sparsity, self.mbd_sparsity(sparsity)]
+        return torch.cat(features, dim=1)
+
+
+class CaloGANDiscriminator(nn.Module):
+    """CaloGAN discriminator: (images in GeV, E (B, 1) GeV) -> (P(real) logit (B, 1), E_tot (B, 1)).
+
+    The logit is returned (apply a sigmoid for the probability); the loss uses
+    ``binary_cross_entropy_with_logits``, which is the same objective, numerically safer.
+    """
+
+    def __init__(self, config: CaloGANConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or CaloGANConfig()
+        self.streams = nn.ModuleList(
+            [_DiscriminatorStream(self.config, *layer.shape) for layer in LAYERS]
+        )
+        self.mbd_energy = MinibatchDiscrimination(3, self.config.mbd_kernels, self.config.mbd_dims)
+        n_in = sum(s.n_features for s in self.streams) + 3 + 1 + 1 + 1 + self.config.mbd_kernels
+        self.out = nn.Linear(n_in, 1)
+
+    def forward(self, images: list[torch.Tensor], energy_gev: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        energy_gev = energy_gev.view(-1, 1)
+        features = [stream(img) for stream, img in zip(self.streams, images, strict=True)]
+        energies = torch.cat([img.flatten(1).sum(dim=1, keepdim=True) for img in images], dim=1)
+        total = energies.sum(dim=1, keepdim=True)
+        well = (total - energy_gev).abs()
+        too_big = 10.0 * (well > 5.0).float()
+        p = torch.cat([*features, energies / 10.0, total / 100.0, well, too_big,
+                       self.mbd_energy(energies)], dim=1)
+        return self.out(p), total
+
+
+class CaloGAN(nn.Module):
+    """Generator and discriminator together (one ``state_dict`` for checkpoints)."""
+
+    def __init__(self, config: CaloGANConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or CaloGANConfig()
+        self.generator = CaloGANGenerator(self.config)
+        self.discriminator = CaloGANDiscriminator(self.config)
+
+    def sample_showers(self, energy_gev: torch.Tensor, generator: torch.Generator | None = None
+                       ) -> dict[str, torch.Tensor]:
+        return self.generator.sample_showers(energy_gev, generator)
+
+
+def generator_flops_per_shower(config: CaloGANConfig | None = None) -> float:
+    """Multiply-add count x 2 of one generator forward pass (dense, conv, locally connected)."""
+    cfg = config or CaloGANConfig()
+    flops = 0.0
+    for layer in LAYERS:
+        r, c = layer.shape
+        flops += 2 * cfg.latent_dim * (r + 2) * (c + 2) * 36  # dense
+        flops += 2 * (r + 2) * (c + 2) * 36 * 16 * 4  # conv 2x2 'same'
+        flops += 2 * (r + 1) * (c + 1) * 16 * 4 * 6  # LC 6
+        flops += 2 * r * c * 6 * 4  # LC 1
+    if cfg.attention:
+        flops += 2 * (12 * 12 + 12 * 6) * 2 * 9 * 2
+    return flops
+
+
+__all__ += ["generator_flops_per_shower"]

@@ -1,0 +1,104 @@
+"""Building blocks of the CaloGAN networks (PyTorch versions of the Keras layers used in
+Paganini et al., PRD 97 014021, and the LAGAN code it builds on)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["LocallyConnected2d", "MinibatchDiscrimination", "pad_same_2x2"]
+
+
+class LocallyConnected2d(nn.Module):
+    """2-D convolution without weight sharing (Keras ``LocallyConnected2D``, 'valid' padding).
+
+    Every output position has its own kernel.  Input (B, C_in, H, W) -> output
+    (B, C_out, H_out, W_out) with ``H_out = (H - kh) // sh + 1``.  Implemented as
+    a batched matrix product per kernel offset (equivalent to ``unfold`` + per-position matmul,
+    which is much slower on the CPU).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        in_size: tuple[int, int],
+        kernel_size: tuple[int, int] = (2, 2),
+        stride: tuple[int, int] = (1, 1),
+        bias: bool = True,
+        init: str = "he_uniform",
+    ) -> None:
+        super().__init__()
+        kh, kw = kernel_size
+        sh, sw = stride
+        h, w = in_size
+        if h < kh or w < kw:
+            raise ValueError(f"input {in_size} is smaller than the kernel {kernel_size}")
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size, self.stride = (kh, kw), (sh, sw)
+        self.out_size = ((h - kh) // sh + 1, (w - kw) // sw + 1)
+        n_pos = self.out_size[0] * self.out_size[1]
+        fan_in = in_channels * kh * kw
+        self.weight = nn.Parameter(torch.empty(n_pos, fan_in, out_channels))
+        if init == "he_uniform":
+            limit = math.sqrt(6.0 / fan_in)
+            nn.init.uniform_(self.weight, -limit, limit)
+        elif init == "glorot_normal":
+            nn.init.normal_(self.weight, 0.0, math.sqrt(2.0 / (fan_in + out_channels)))
+        elif init == "glorot_uniform":
+            limit = math.sqrt(6.0 / (fan_in + out_channels))
+            nn.init.uniform_(self.weight, -limit, limit)
+        else:
+            raise ValueError(f"unknown init {init!r}")
+        self.bias = nn.Parameter(torch.zeros(out_channels, *self.out_size)) if bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Channels-last (H, W, B, C) layout; one batched matmul per kernel offset accumulates
+        # the output without materialising the (B, C*kh*kw, L) patch tensor (memory bound).
+        kh, kw = self.kernel_size
+        sh, sw = self.stride
+        oh, ow = self.out_size
+        xs = x.permute(2, 3, 0, 1).contiguous()
+        weight = self.weight.view(oh, ow, self.in_channels, kh * kw, self.out_channels)
+        out = None
+        for i in range(kh):
+            for j in range(kw):
+                view = xs[i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw]
+                term = torch.matmul(view, weight[:, :, :, i * kw + j, :])  # (oh, ow, B, O)
+                out = term if out is None else out + term
+        out = out.permute(2, 3, 0, 1)  # (B, O, oh, ow)
+        if self.bias is not None:
+            out = out + self.bias
+        return out
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, out_size={self.out_size}")
+
+
+def pad_same_2x2(x: torch.Tensor) -> torch.Tensor:
+    """TensorFlow 'same' padding for a 2x2 kernel: one zero row/column after the data."""
+    return F.pad(x, (0, 1, 0, 1))
+
+
+class MinibatchDiscrimination(nn.Module):
+    """Minibatch discrimination (Salimans et al. 2016) as in CaloGAN.
+
+    Features (B, F) are projected to (B, kernels, dims); for each kernel the output is
+    ``tanh(sum_j exp(-|M_i - M_j|_1))`` over the batch, shape (B, kernels).
+    """
+
+    def __init__(self, in_features: int, kernels: int = 10, dims: int = 10) -> None:
+        super().__init__()
+        self.kernels, self.dims = kernels, dims
+        self.weight = nn.Parameter(torch.empty(in_features, kernels * dims))
+        nn.init.xavier_uniform_(self.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = (x @ self.weight).view(-1, self.kernels, self.dims)  # (B, K, D)
+        diffs = m.unsqueeze(3) - m.permute(1, 2, 0).unsqueeze(0)  # (B, K, D, B)
+        l1 = diffs.abs().sum(dim=2)  # (B, K, B)
+        return torch.tanh(torch.exp(-l1).sum(dim=2))
