@@ -139,9 +139,20 @@ class LSTMTD3:
         return self.act_low_np + u * (self.act_high_np - self.act_low_np)
 
     # ------------------------------------------------------------------ learning
-    def _tensors(self, batch: Batch) -> Batch:
+    def to_tensors(self, batch: Batch) -> Batch:
+        """The batch as tensors on the agent's device."""
         dev = self.device
         return Batch(*(torch.as_tensor(x).to(dev, non_blocking=True) for x in batch))
+
+    @torch.no_grad()
+    def target_action(self, b: Batch) -> torch.Tensor:
+        """Target policy smoothing: ``clip(mu_targ(o') + clip(N(0, target_noise), +-noise_clip),
+        low, high)`` for a batch of tensors; shape (B, act_dim)."""
+        cfg = self.config
+        a2 = self.actor_targ(b.next_obs, b.next_hist_obs, b.next_hist_act, b.next_hist_len)
+        noise = torch.randn(a2.shape, generator=self.gen, device=self.device)
+        noise = (noise * cfg.target_noise).clamp(-cfg.noise_clip, cfg.noise_clip)
+        return torch.maximum(torch.minimum(a2 + noise, self.act_high), self.act_low)
 
     def update(self, batch: Batch) -> dict[str, Any]:
         """One critic update (and, every ``policy_delay`` calls, an actor + target update).
@@ -151,12 +162,9 @@ class LSTMTD3:
         ``max(|delta_1|, |delta_2|)`` for prioritized replay.
         """
         cfg = self.config
-        b = self._tensors(batch)
+        b = self.to_tensors(batch)
         with torch.no_grad():
-            a2 = self.actor_targ(b.next_obs, b.next_hist_obs, b.next_hist_act, b.next_hist_len)
-            noise = torch.randn(a2.shape, generator=self.gen, device=self.device)
-            noise = (noise * cfg.target_noise).clamp(-cfg.noise_clip, cfg.noise_clip)
-            a2 = torch.maximum(torch.minimum(a2 + noise, self.act_high), self.act_low)
+            a2 = self.target_action(b)
             q1_t, q2_t = self.critic_targ(
                 b.next_obs, a2, b.next_hist_obs, b.next_hist_act, b.next_hist_len
             )
@@ -209,9 +217,10 @@ class LSTMTD3:
         """Everything needed to continue learning bit for bit (weights, optimizers, RNGs)."""
         import json
 
+        # deep copies: optimizer state dicts alias the live moment tensors
         return {
-            "modules": {k: m.state_dict() for k, m in self.modules().items()},
-            "optimizers": {k: o.state_dict() for k, o in self.optimizers().items()},
+            "modules": copy.deepcopy({k: m.state_dict() for k, m in self.modules().items()}),
+            "optimizers": copy.deepcopy({k: o.state_dict() for k, o in self.optimizers().items()}),
             "n_updates": self.n_updates,
             "rng": json.dumps(self.rng.bit_generator.state),
             "gen": self.gen.get_state(),

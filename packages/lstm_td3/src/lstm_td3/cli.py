@@ -197,3 +197,7 @@ def bench_cmd(quick: bool, hidden: int | None, output: Path | None) -> None:
 def main() -> None:
     """Console-script entry point."""
     cli()
+
+
+if __name__ == "__main__":  # python -m lstm_td3.cli
+    main()

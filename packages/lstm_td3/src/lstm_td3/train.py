@@ -166,9 +166,14 @@ def train(
     resume: bool = True,
     show_progress: bool | None = None,
     tensorboard: bool = True,
+    stop_at: int | None = None,
 ) -> TrainResult:
     """Train LSTM-TD3 (or TD3 with ``max_hist_len=0``) as configured; resume from the newest
-    checkpoint in ``run_dir`` when there is one and ``resume`` is true."""
+    checkpoint in ``run_dir`` when there is one and ``resume`` is true.
+
+    ``stop_at`` ends the call after that many env steps (as if interrupted there; schedules still
+    follow ``config.total_steps``); a later call on the same ``run_dir`` continues.
+    """
     cfg = config
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(PACKAGE)
     ckpt = None
@@ -196,14 +201,15 @@ def train(
             counters = _restore(ckpt, agent, buffer)
             _log.info("resumed %s at step %d", run_dir, counters["step"])
         with RunLogger(run_dir, config=cfg, tensorboard=tensorboard) as logger:
-            return _loop(cfg, venv, agent, buffer, logger, counters, spaces, show_progress)
+            return _loop(cfg, venv, agent, buffer, logger, counters, spaces, show_progress,
+                         stop_at)
     finally:
         venv.close()
 
 
 def _loop(cfg: TrainConfig, venv, agent: LSTMTD3, buffer: ReplayBuffer, logger: RunLogger,
-          counters: dict[str, Any], spaces: dict[str, Any], show_progress: bool | None
-          ) -> TrainResult:
+          counters: dict[str, Any], spaces: dict[str, Any], show_progress: bool | None,
+          stop_at: int | None = None) -> TrainResult:
     n = cfg.n_envs
     step = int(counters["step"])
     pending = float(counters["pending"])
@@ -223,7 +229,8 @@ def _loop(cfg: TrainConfig, venv, agent: LSTMTD3, buffer: ReplayBuffer, logger: 
     bar = progress(total=cfg.total_steps, desc="lstm-td3 train", disable=disable, unit="step")
     bar.update(step)
     try:
-        while step < cfg.total_steps:
+        end = cfg.total_steps if stop_at is None else min(stop_at, cfg.total_steps)
+        while step < end:
             if step < cfg.start_steps:
                 act = agent.random_action(n)
             else:
@@ -246,8 +253,10 @@ def _loop(cfg: TrainConfig, venv, agent: LSTMTD3, buffer: ReplayBuffer, logger: 
             prev, step = step, step + n
             steps_epoch += n
             bar.update(n)
-            if step >= cfg.update_after:
-                pending += n * cfg.utd_ratio
+            # transitions with 0-based index >= update_after (the paper's `t >= update_after`)
+            fresh = min(n, max(0, step - cfg.update_after))
+            if fresh:
+                pending += fresh * cfg.utd_ratio
                 if step // cfg.update_every > prev // cfg.update_every:
                     todo = int(pending)
                     pending -= todo

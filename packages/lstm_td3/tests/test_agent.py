@@ -1,0 +1,181 @@
+"""Networks, acting history and the TD3 update rules."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lstm_td3 import (
+    LSTMTD3,
+    ActingHistory,
+    Actor,
+    NetworkConfig,
+    PrioritizedReplayBuffer,
+    ReplayBuffer,
+    TD3Config,
+    TwinCritic,
+)
+
+SMALL = NetworkConfig((8,), 8, 1, (8,), (8,), (8,))
+
+
+def _cfg(**kw) -> TD3Config:
+    return TD3Config(actor=SMALL, critic=SMALL, **kw)
+
+
+def _filled(buf_cls=ReplayBuffer, n=60, L=3, seed=0, **kw):
+    buf = buf_cls(2, 1, capacity=200, n_envs=1, max_hist_len=L, seed=seed, **kw)
+    rng = np.random.default_rng(seed)
+    for k in range(n):
+        o = rng.normal(size=(1, 2))
+        buf.add(o, rng.uniform(-2, 2, (1, 1)), rng.normal(size=1), rng.normal(size=(1, 2)),
+                [k % 17 == 16], [k % 11 == 10])
+    return buf
+
+
+def test_acting_history_matches_replay_windows():
+    L, n_envs = 3, 2
+    hist = ActingHistory(n_envs, 1, 1, L)
+    buf = ReplayBuffer(1, 1, capacity=100, n_envs=n_envs, max_hist_len=L)
+    windows = []
+    for k in range(12):
+        obs = np.array([[k], [100 + k]], dtype=np.float32)
+        act = -obs
+        windows.append((hist.obs.copy(), hist.length.copy()))
+        done = np.array([k == 4, k in (2, 7)])
+        buf.add(obs, act, [0, 0], obs, [False, False], done)
+        hist.push(obs, act)
+        hist.reset(done)
+    b = buf.gather(np.arange(len(buf)))
+    for k, (w, length) in enumerate(windows):
+        for e in range(n_envs):
+            i = k * n_envs + e
+            assert b.hist_len[i] == length[e]
+            np.testing.assert_array_equal(b.hist_obs[i], w[e])
+    assert hist.obs[1, :, 0].tolist() == [109, 110, 111] and hist.length.tolist() == [3, 3]
+
+
+def test_networks_read_last_real_step_and_bound_actions():
+    torch.manual_seed(0)
+    actor = Actor(3, 2, act_limit=torch.tensor([2.0, 0.5]), cfg=SMALL)
+    critic = TwinCritic(3, 2, SMALL)
+    obs = torch.randn(4, 3)
+    ho, ha = torch.randn(4, 5, 3), torch.randn(4, 5, 2)
+    ho[0], ha[0] = 0.0, 0.0  # windows are zero past their length, as the buffer builds them
+    lengths = torch.tensor([0, 1, 3, 5])
+    a = actor(obs, ho, ha, lengths)
+    assert a.shape == (4, 2)
+    assert torch.all(a[:, 0].abs() <= 2.0) and torch.all(a[:, 1].abs() <= 0.5)
+    q1, q2 = critic(obs, a, ho, ha, lengths)
+    assert q1.shape == (4,) and not torch.allclose(q1, q2)
+    # entries past hist_len (padding) do not change the output
+    ho2 = ho.clone()
+    ho2[0, 1:] = 99.0  # a zero-length window reads its (zero) first step
+    ho2[1, 1:] = 99.0
+    ho2[2, 3:] = 99.0
+    torch.testing.assert_close(actor(obs, ho2, ha, lengths), a)
+    # zero-length history = one zero step
+    zero = actor(obs[:1], torch.zeros(1, 1, 3), torch.zeros(1, 1, 2), torch.tensor([0]))
+    torch.testing.assert_close(zero, a[:1])
+
+
+def test_critic_loss_is_clipped_double_q_with_truncation_bootstrap():
+    agent = LSTMTD3(2, 1, [-2.0], [2.0], _cfg(target_noise=0.0, gamma=0.9), seed=0)
+    batch = _filled().sample(32)
+    assert batch.done.sum() > 0
+    b = agent.to_tensors(batch)
+    with torch.no_grad():
+        a2 = agent.actor_targ(b.next_obs, b.next_hist_obs, b.next_hist_act, b.next_hist_len)
+        q1t, q2t = agent.critic_targ(b.next_obs, a2, b.next_hist_obs, b.next_hist_act,
+                                     b.next_hist_len)
+        y = b.rew + 0.9 * (1 - b.done) * torch.minimum(q1t, q2t)
+        q1, q2 = agent.critic(b.obs, b.act, b.hist_obs, b.hist_act, b.hist_len)
+        expected = ((q1 - y) ** 2).mean() + ((q2 - y) ** 2).mean()
+        td = torch.maximum((q1 - y).abs(), (q2 - y).abs())
+    out = agent.update(batch)
+    assert out["q_loss"] == pytest.approx(expected.item(), rel=1e-5)
+    np.testing.assert_allclose(out["td_error"], td.numpy(), rtol=1e-5)
+
+
+def test_target_policy_smoothing_is_clipped():
+    agent = LSTMTD3(2, 1, [-2.0], [2.0], _cfg(target_noise=10.0, noise_clip=0.05), seed=0)
+    b = agent.to_tensors(_filled().sample(64))
+    mu = agent.actor_targ(b.next_obs, b.next_hist_obs, b.next_hist_act, b.next_hist_len)
+    a2 = agent.target_action(b)
+    diff = (a2 - mu).abs()
+    assert diff.max() <= 0.05 + 1e-6 and diff.max() > 0.04
+    assert a2.abs().max() <= 2.0
+
+
+def _params(module):
+    return [p.detach().clone() for p in module.parameters()]
+
+
+def test_delayed_policy_and_polyak_targets():
+    agent = LSTMTD3(2, 1, [-2.0], [2.0], _cfg(policy_delay=3, polyak=0.9), seed=0)
+    buf = _filled()
+    actor0, targ0 = _params(agent.actor), _params(agent.critic_targ)
+    outs = [agent.update(buf.sample(16)) for _ in range(2)]
+    assert all(o["pi_loss"] is None for o in outs)
+    assert all(torch.equal(a, b) for a, b in zip(actor0, _params(agent.actor), strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(targ0, _params(agent.critic_targ),
+                                                 strict=True))
+    critic_before = _params(agent.critic)
+    out = agent.update(buf.sample(16))
+    assert out["pi_loss"] is not None
+    assert not all(torch.equal(a, b) for a, b in zip(actor0, _params(agent.actor), strict=True))
+    # Polyak: targ = 0.9 targ + 0.1 critic (critic already stepped in this update)
+    for t0, c, t1 in zip(targ0, _params(agent.critic), _params(agent.critic_targ), strict=True):
+        torch.testing.assert_close(t1, 0.9 * t0 + 0.1 * c)
+    # the actor step must not move the critics beyond their own step
+    assert any(not torch.equal(a, b) for a, b in zip(critic_before, _params(agent.critic),
+                                                      strict=True))
+
+
+def test_per_weights_enter_the_loss_and_priorities_update():
+    buf = _filled(PrioritizedReplayBuffer, alpha=1.0)
+    agent = LSTMTD3(2, 1, [-2.0], [2.0], _cfg(target_noise=0.0), seed=0)
+    batch = buf.sample(16, beta=1.0)
+    zero_w = batch._replace(weights=np.zeros_like(batch.weights))
+    assert agent.update(zero_w)["q_loss"] == 0.0
+    out = agent.update(batch)
+    buf.update_priorities(batch.indices, out["td_error"])
+    np.testing.assert_allclose(buf.tree.get(batch.indices), np.abs(out["td_error"]) + 1e-6,
+                               rtol=1e-6)
+
+
+def test_plain_td3_same_code_and_acting():
+    agent = LSTMTD3(2, 1, [-2.0], [2.0], _cfg(max_hist_len=0), seed=0)
+    buf = _filled(L=0)
+    for _ in range(3):
+        agent.update(buf.sample(8))
+    hist = ActingHistory(3, 2, 1, 0)
+    a = agent.act(np.zeros((3, 2)), hist, noise_scale=0.5)
+    assert a.shape == (3, 1) and np.all(np.abs(a) <= 2.0)
+    r = agent.random_action(1000)
+    assert r.min() >= -2 and r.max() <= 2 and abs(r.mean()) < 0.2
+
+
+def test_state_dict_roundtrip_continues_identically():
+    buf = _filled()
+    a = LSTMTD3(2, 1, [-2.0], [2.0], _cfg(), seed=1)
+    for _ in range(3):
+        a.update(buf.sample(8))
+    b = LSTMTD3(2, 1, [-2.0], [2.0], _cfg(), seed=2)
+    b.load_state_dict(a.state_dict())
+    batch = buf.sample(8)
+    assert a.update(batch)["q_loss"] == b.update(batch)["q_loss"]
+    np.testing.assert_array_equal(a.act(np.ones((1, 2)), ActingHistory(1, 2, 1, 3), 0.3),
+                                  b.act(np.ones((1, 2)), ActingHistory(1, 2, 1, 3), 0.3))
+
+
+def test_bad_config():
+    with pytest.raises(ValueError):
+        TD3Config(policy_delay=0)
+    with pytest.raises(ValueError):
+        TD3Config(polyak=1.0)
+    with pytest.raises(ValueError):
+        NetworkConfig(lstm_hidden=0)
+    with pytest.raises(ValueError, match="bounds"):
+        LSTMTD3(2, 1, [1.0], [-1.0])

@@ -1,0 +1,159 @@
+"""End-to-end: training smoke runs, exact resume, evaluation, plotting and the CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from lstm_td3.agent import TD3Config
+from lstm_td3.cli import build_config, cli
+from lstm_td3.config import TrainConfig, preset
+from lstm_td3.evaluate import evaluate_checkpoint
+from lstm_td3.networks import NetworkConfig
+from lstm_td3.train import load_agent, train
+from physml_core.checkpoint import latest, load_checkpoint, save_checkpoint
+from physml_core.errors import CheckpointError
+from physml_core.logging import read_metrics
+
+TINY = NetworkConfig((16,), 16, 1, (16,), (16,), (16,))
+
+
+def _cfg(**kw) -> TrainConfig:
+    base = dict(env_id="Pendulum-v1", pomdp="remove_velocity", total_steps=300,
+                steps_per_epoch=150, start_steps=100, update_after=50, update_every=25,
+                batch_size=32, replay_size=2000, num_test_episodes=2, max_episode_steps=50,
+                device="cpu", agent=TD3Config(max_hist_len=3, actor=TINY, critic=TINY))
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_training_smoke_writes_logs_and_checkpoints(tmp_path):
+    result = train(_cfg(), tmp_path / "run", show_progress=False)
+    assert result.steps == 300 and result.updates == 250
+    records = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    tests = [r for r in records if "test/return_mean" in r]
+    assert [r["step"] for r in tests] == [150, 300]
+    for key in ("loss/q", "loss/pi", "q/q1_mean", "perf/env_steps_per_s"):
+        assert np.isfinite(tests[-1][key])
+    assert any("train/episode_return" in r for r in records)
+    assert (tmp_path / "run" / "config.json").is_file()
+    assert any((tmp_path / "run" / "tensorboard").iterdir())
+    ckpt = load_checkpoint(latest(tmp_path / "run"), package="lstm_td3")
+    assert ckpt.step == 300 and "replay" in ckpt.extra
+    agent, cfg = load_agent(tmp_path / "run")
+    assert cfg.agent.max_hist_len == 3 and agent.obs_dim == 2
+    ev = evaluate_checkpoint(tmp_path / "run", episodes=2, seed=1)
+    assert ev.returns.shape == (2,) and np.all(ev.lengths == 50)
+
+
+def test_vector_envs_per_and_plain_td3(tmp_path):
+    cfg = _cfg(n_envs=3, use_per=True, total_steps=150, steps_per_epoch=150,
+               agent=TD3Config(max_hist_len=0, actor=TINY, critic=TINY))
+    result = train(cfg, tmp_path / "per", show_progress=False, tensorboard=False)
+    assert result.steps == 150 and result.updates == 100
+    ckpt = load_checkpoint(latest(tmp_path / "per"))
+    assert ckpt.extra["replay"]["kind"] == "PrioritizedReplayBuffer"
+
+
+@pytest.mark.slow
+def test_async_vector_env(tmp_path):
+    cfg = _cfg(n_envs=2, vectorization="async", total_steps=100, steps_per_epoch=100)
+    assert train(cfg, tmp_path / "a", show_progress=False, tensorboard=False).steps == 100
+
+
+def _weights(run_dir):
+    ckpt = load_checkpoint(latest(run_dir))
+    return ckpt.state["model"], ckpt.extra["replay"]
+
+
+def test_resume_is_exact(tmp_path):
+    cfg = _cfg(total_steps=300, use_per=True)
+    train(cfg, tmp_path / "full", show_progress=False, tensorboard=False)
+    train(cfg, tmp_path / "half", show_progress=False, tensorboard=False, stop_at=150)
+    train(cfg, tmp_path / "half", show_progress=False, tensorboard=False)  # resumes at 150
+    (m1, r1), (m2, r2) = _weights(tmp_path / "full"), _weights(tmp_path / "half")
+    for net in m1:
+        for key in m1[net]:
+            assert torch.equal(m1[net][key], m2[net][key]), (net, key)
+    for key in ("obs", "act", "priorities", "ep_step"):
+        assert torch.equal(torch.as_tensor(r1[key]), torch.as_tensor(r2[key])), key
+    steps = [r["step"] for r in read_metrics(tmp_path / "half" / "metrics.jsonl")
+             if "test/return_mean" in r]
+    assert steps == [150, 300]
+
+
+def test_wrong_checkpoint_is_refused(tmp_path):
+    path = save_checkpoint(tmp_path / "ckpt_000000001.pt", package="calo", model_name="vae",
+                           config={})
+    with pytest.raises(CheckpointError, match="calo"):
+        load_agent(path)
+
+
+def test_presets_and_config_building():
+    beam = preset("beam")
+    assert beam.agent.gamma == 0.98 and beam.batch_size == 256 and beam.use_per
+    assert beam.agent.actor.hist_with_past_act and beam.agent.critic.lstm_hidden == 256
+    assert preset("paper").agent.max_hist_len == 5 and not preset("paper").use_per
+    cfg = build_config("paper", None, {"env": "Pendulum-v1", "hist_len": 0, "per": True,
+                                       "gamma": 0.9}, past_act=True, hidden=8)
+    assert cfg.agent.max_hist_len == 0 and cfg.use_per and cfg.agent.gamma == 0.9
+    assert cfg.agent.actor.lstm_hidden == 8 and cfg.agent.critic.hist_with_past_act
+    with pytest.raises(ValueError):
+        preset("nope")
+    with pytest.raises(ValueError):
+        TrainConfig(pomdp="blur")
+
+
+def test_cli_train_evaluate_plot(tmp_path):
+    runner = CliRunner()
+    run = tmp_path / "runs" / "seed0"
+    args = ["train", "--env", "Pendulum-v1", "--pomdp", "remove_velocity", "--hist-len", "2",
+            "--total-steps", "120", "--steps-per-epoch", "60", "--start-steps", "50",
+            "--update-after", "40", "--update-every", "20", "--batch-size", "16",
+            "--hidden", "8", "--test-episodes", "1", "--max-episode-steps", "30",
+            "--device", "cpu", "--run-dir", str(run)]
+    res = runner.invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.output.strip().splitlines()[-1])
+    assert summary["steps"] == 120
+    shutil.copytree(run, tmp_path / "runs" / "seed1")
+    res = runner.invoke(cli, ["evaluate", "--checkpoint", str(run), "--episodes", "2",
+                              "-o", str(tmp_path / "eval.json")])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "eval.json").read_text())["episodes"] == 2
+    png = tmp_path / "curves.png"
+    res = runner.invoke(cli, ["plot", str(tmp_path / "runs"), "-o", str(png), "--label", "L2"])
+    assert res.exit_code == 0, res.output
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert json.loads(res.output)["groups"]["L2"]["runs"] == 2
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--pomdp", "blur", "--total-steps", "10"], "unknown POMDP"),
+    (["train", "--device", "cuda:7", "--total-steps", "10"], "device"),
+    (["train", "--n-envs", "0"], "n-envs"),
+    (["evaluate", "--checkpoint", "."], "no checkpoint"),
+])
+def test_cli_bad_input_is_one_line_exit_2(args, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(cli, [*args, *(["--run-dir", "r"] if args[0] == "train" else [])])
+    assert res.exit_code == 2, res.output
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], res.stderr
+
+
+def test_console_entry_point_error_convention(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "lstm_td3.cli", "train", "--env", "NoSuchEnv-v0",
+                           "--run-dir", str(tmp_path / "r")], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "unknown environment" in lines[0], proc.stderr
