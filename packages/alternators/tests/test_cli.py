@@ -1,0 +1,147 @@
+"""End-to-end command line at tiny scale: simulate -> train -> evaluate -> sample/forecast/impute,
+resume, and one-line errors with exit status 2 for bad input."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from alternators.cli import cli
+from alternators.data import load_sequences
+from physml_core.checkpoint import latest, load_checkpoint, save_checkpoint
+from physml_core.logging import read_metrics
+
+TRAIN = ["--epochs", "2", "--hidden", "8", "--layers", "1", "--batch-size", "4", "--device",
+         "cpu", "--no-tensorboard", "--checkpoint-every", "1"]
+
+
+def _run(args, ok=True):
+    result = CliRunner().invoke(cli, args)
+    if ok:
+        assert result.exit_code == 0, (result.output, result.exception)
+    return result
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    data = root / "lorenz.h5"
+    _run(["simulate", "lorenz", "-o", str(data), "--n-train", "6", "--n-val", "2", "--n-test",
+          "2", "--steps", "30", "--neurons", "12", "--seed", "1"])
+    runs = {}
+    for name in ("alternator", "vrnn", "rnn"):
+        runs[name] = root / name
+        _run(["train", "--model", name, "--data", str(data), "--run-dir", str(runs[name]),
+              *TRAIN])
+    return root, data, runs
+
+
+def test_simulate_writes_a_valid_file(trained):
+    _, data, _ = trained
+    d = load_sequences(data)
+    assert d.x.shape[:2] == (10, 30) and d.z.shape == (10, 30, 3)
+    assert d.attrs["generator"] == "alternators simulate lorenz"
+
+
+def test_train_writes_run_folder_and_resumes(trained):
+    _, data, runs = trained
+    run = runs["alternator"]
+    assert (run / "config.json").is_file()
+    assert json.loads((run / "config.json").read_text())["model"]["name"] == "alternator"
+    ckpt = load_checkpoint(latest(run), package="alternators")
+    assert ckpt.step == 2 and "x_norm" in ckpt.extra
+    args = ["train", "--model", "alternator", "--data", str(data), "--run-dir", str(run),
+            *TRAIN]
+    args[args.index("--epochs") + 1] = "3"
+    _run(args)
+    assert load_checkpoint(latest(run)).step == 3
+    steps = [r["step"] for r in read_metrics(run / "metrics.jsonl")]
+    assert steps == [1, 2, 3]  # resumed at epoch 3, not restarted
+    # a run folder of another model is refused
+    bad = _run(["train", "--model", "rnn", "--data", str(data), "--run-dir", str(run), *TRAIN],
+               ok=False)
+    assert bad.exit_code == 2 and "alternator" in bad.output
+
+
+def test_evaluate_prints_one_table_for_all_models(trained):
+    root, data, runs = trained
+    out = root / "eval"
+    picks = [arg for r in runs.values() for arg in ("--checkpoint", str(r))]
+    result = _run(["evaluate", *picks,
+                   "--data", str(data), "-o", str(out), "--horizon", "10", "--samples", "2"])
+    for name in runs:
+        assert f"| {name} |" in result.output
+    report = json.loads((out / "evaluation.json").read_text())
+    assert [m["model"] for m in report["models"]] == ["alternator", "vrnn", "rnn"]
+    for m in report["models"]:
+        assert len(m["decoding"]["cc_per_dim"]) == 3
+        assert m["decoding"]["mse"] >= 0 and -1 <= m["decoding"]["cc"] <= 1
+        assert m["forecast"]["latent"]["mae"] >= 0
+    assert (out / "latents_3d.png").stat().st_size > 1000
+    assert (out / "forecast_fan.png").stat().st_size > 1000
+
+
+def test_sample_forecast_impute(trained):
+    root, data, runs = trained
+    ckpt = str(runs["alternator"])
+    _run(["sample", "--checkpoint", ckpt, "-o", str(root / "s.h5"), "-n", "3", "--steps", "7",
+          "--samples", "2"])
+    with h5py.File(root / "s.h5") as f:
+        assert f["x_samples"].shape[:3] == (3, 2, 7) and f["z_mean"].shape == (3, 7, 3)
+    _run(["forecast", "--checkpoint", str(runs["vrnn"]), "--data", str(data), "-o",
+          str(root / "f.h5"), "--horizon", "5", "--samples", "3"])
+    with h5py.File(root / "f.h5") as f:
+        assert f["z_samples"].shape == (2, 3, 30, 3)
+        assert f["mask"][0].tolist() == [1] * 25 + [0] * 5
+    _run(["impute", "--checkpoint", ckpt, "--data", str(data), "-o", str(root / "i.h5"),
+          "--missing", "10:15", "--samples", "2"])
+    with h5py.File(root / "i.h5") as f:
+        x_true, x_mean = f["x_true"][:], f["x_mean"][:]
+        np.testing.assert_allclose(x_mean[:, :10], x_true[:, :10])
+        assert not np.allclose(x_mean[:, 10:15], x_true[:, 10:15])
+
+
+def _assert_one_line_error(result, *fragments):
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error"), result.output
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_bad_inputs_give_one_line_errors(trained, tmp_path):
+    _, data, runs = trained
+    ckpt = str(runs["alternator"])
+    nan_file = tmp_path / "nan.h5"
+    with h5py.File(nan_file, "w") as f:
+        x = np.zeros((4, 30, 2))
+        x[1, 3, 0] = np.nan
+        f["x"] = x
+    _assert_one_line_error(_run(["train", "--data", str(nan_file), "--epochs", "1"], ok=False),
+                           "NaN")
+    flat = tmp_path / "flat.h5"
+    with h5py.File(flat, "w") as f:
+        f["x"] = np.zeros((4, 30))
+    _assert_one_line_error(_run(["train", "--data", str(flat), "--epochs", "1"], ok=False),
+                           "shape")
+    np.save(tmp_path / "mask.npy", np.ones(7, dtype=bool))
+    _assert_one_line_error(_run(["impute", "--checkpoint", ckpt, "--data", str(data), "-o",
+                                 str(tmp_path / "i.h5"), "--mask", str(tmp_path / "mask.npy")],
+                                ok=False), "mask has length 7")
+    _assert_one_line_error(_run(["impute", "--checkpoint", ckpt, "--data", str(data), "-o",
+                                 str(tmp_path / "i.h5"), "--missing", "20:99"], ok=False),
+                           "missing range")
+    other = tmp_path / "ckpt_000000001.pt"
+    save_checkpoint(other, package="calo", model_name="vae", config={})
+    _assert_one_line_error(_run(["sample", "--checkpoint", str(other), "-o",
+                                 str(tmp_path / "s.h5")], ok=False), "calo")
+    wrong_dims = tmp_path / "wrong.h5"
+    with h5py.File(wrong_dims, "w") as f:
+        f["x"] = np.zeros((4, 30, 5))
+    _assert_one_line_error(_run(["evaluate", "--checkpoint", ckpt, "--data", str(wrong_dims),
+                                 "-o", str(tmp_path / "e"), "--horizon", "10"], ok=False),
+                           "features")
