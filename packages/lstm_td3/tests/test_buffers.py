@@ -119,8 +119,9 @@ def test_bad_input():
         PrioritizedReplayBuffer(1, 1, 10, alpha=2.0)
 
 
-def test_sumtree_known_answers_and_proportions():
-    tree = SumTree(5)  # not a power of two
+@pytest.mark.parametrize("branching", [2, 3, 32])
+def test_sumtree_known_answers_and_proportions(branching):
+    tree = SumTree(5, branching)  # capacity not a power of the branching
     tree.update(np.array([0, 1, 2, 3, 4]), np.array([1.0, 2.0, 3.0, 4.0, 0.0]))
     assert tree.total == pytest.approx(10.0)
     # cumulative intervals [0,1) [1,3) [3,6) [6,10)

@@ -103,8 +103,10 @@ class LSTMTD3:
         self.critic = TwinCritic(obs_dim, act_dim, cfg.critic).to(self.device)
         self.actor_targ = copy.deepcopy(self.actor).requires_grad_(False)
         self.critic_targ = copy.deepcopy(self.critic).requires_grad_(False)
-        self.pi_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.pi_lr)
-        self.q_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.q_lr)
+        # fused Adam: one kernel per step instead of a loop over ~20 parameter tensors
+        fused = self.device.type in ("cpu", "cuda")
+        self.pi_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.pi_lr, fused=fused)
+        self.q_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.q_lr, fused=fused)
         self._src = list(self.actor.parameters()) + list(self.critic.parameters())
         self._tgt = list(self.actor_targ.parameters()) + list(self.critic_targ.parameters())
         self._critic_params = list(self.critic.parameters())

@@ -96,8 +96,11 @@ class ReplayBuffer:
         self.capacity = self.rows * self.n_envs
         self.window = max(self.max_hist_len, 1)
         shape = (self.rows, self.n_envs)
-        self.obs = np.zeros((*shape, self.obs_dim), dtype=np.float32)
-        self.act = np.zeros((*shape, self.act_dim), dtype=np.float32)
+        # observations and actions side by side, so one gather fetches both for a window
+        self._oa = np.zeros((*shape, self.obs_dim + self.act_dim), dtype=np.float32)
+        self._oa_flat = self._oa.reshape(self.rows * self.n_envs, -1)
+        self.obs = self._oa[..., : self.obs_dim]
+        self.act = self._oa[..., self.obs_dim :]
         self.rew = np.zeros(shape, dtype=np.float32)
         self.next_obs = np.zeros((*shape, self.obs_dim), dtype=np.float32)
         self.done = np.zeros(shape, dtype=np.float32)
@@ -108,6 +111,7 @@ class ReplayBuffer:
         self._ep_counter = np.zeros(self.n_envs, dtype=np.int64)
         self.rng = np.random.default_rng(seed)
         self._offsets = np.arange(self.window, dtype=np.int64)
+        self._offsets_plus = np.arange(self.window + 1, dtype=np.int64)
 
     # ------------------------------------------------------------------ storage
     def __len__(self) -> int:
@@ -182,35 +186,31 @@ class ReplayBuffer:
         # rows still stored before row t in its stream (the oldest stored row is `ptr` once full)
         n_before = (rows - self.ptr) % self.rows if full else rows
         ep = self.ep_step[rows, envs]
-        L = self.max_hist_len
+        L, W, od = self.max_hist_len, self.window, self.obs_dim
         h = np.minimum(np.minimum(ep, n_before), L)
         h_next = np.minimum(np.minimum(ep + 1, n_before + 1), L)
-        env_col = envs[:, None]
-        offs = self._offsets[None, :]
-        idx = (rows[:, None] - h[:, None] + offs) % self.rows
-        mask = (offs < h[:, None])[..., None]
-        idx_next = (rows[:, None] + 1 - h_next[:, None] + offs) % self.rows
-        mask_next = (offs < h_next[:, None])[..., None]
-        hist_obs = np.where(mask, self.obs[idx, env_col], 0.0).astype(np.float32, copy=False)
-        hist_act = np.where(mask, self.act[idx, env_col], 0.0).astype(np.float32, copy=False)
-        next_hist_obs = np.where(mask_next, self.obs[idx_next, env_col], 0.0).astype(
-            np.float32, copy=False
-        )
-        next_hist_act = np.where(mask_next, self.act[idx_next, env_col], 0.0).astype(
-            np.float32, copy=False
-        )
+        # one block of W+1 rows from the window start t-h covers both windows: the next window
+        # starts at the same row while it still grows (h' = h+1) and one row later once full
+        block_rows = (rows - h)[:, None] + self._offsets_plus
+        block = np.take(self._oa_flat, (block_rows % self.rows) * self.n_envs + envs[:, None],
+                        axis=0)  # (B, W+1, obs_dim+act_dim)
+        hist = block[:, :W] * (self._offsets < h[:, None])[..., None]
+        shift = (h_next == h).astype(np.int64) if L > 0 else np.zeros_like(h)
+        nxt = np.take_along_axis(block, (shift[:, None] + self._offsets)[..., None], axis=1)
+        nxt *= (self._offsets < h_next[:, None])[..., None]
+        oa = np.take(self._oa_flat, flat, axis=0)
         return Batch(
-            obs=self.obs[rows, envs],
-            act=self.act[rows, envs],
-            rew=self.rew[rows, envs],
-            next_obs=self.next_obs[rows, envs],
-            done=self.done[rows, envs],
-            hist_obs=hist_obs,
-            hist_act=hist_act,
-            hist_len=h.astype(np.int64),
-            next_hist_obs=next_hist_obs,
-            next_hist_act=next_hist_act,
-            next_hist_len=h_next.astype(np.int64),
+            obs=oa[:, :od],
+            act=oa[:, od:],
+            rew=self.rew.reshape(-1)[flat],
+            next_obs=np.take(self.next_obs.reshape(-1, od), flat, axis=0),
+            done=self.done.reshape(-1)[flat],
+            hist_obs=hist[..., :od],
+            hist_act=hist[..., od:],
+            hist_len=h,
+            next_hist_obs=nxt[..., :od],
+            next_hist_act=nxt[..., od:],
+            next_hist_len=h_next,
             weights=np.asarray(weights, dtype=np.float32),
             indices=flat,
         )
