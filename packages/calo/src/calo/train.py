@@ -131,6 +131,16 @@ def _build(config: TrainConfig, preprocessor: ShowerPreprocessor | None = None
     return CaloVAE(config.vae, preprocessor)
 
 
+def _load_checkpoint(path: str | Path, model_name: str | None = None) -> Any:
+    """physml_core.load_checkpoint, plus a guard: some non-checkpoint files make torch.load
+    raise KeyError/IndexError/TypeError, which must still read as a one-line CheckpointError."""
+    try:
+        return load_checkpoint(path, package=PACKAGE, model_name=model_name)
+    except (KeyError, IndexError, TypeError, AttributeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: "
+                              f"{exc})") from None
+
+
 def load_model(checkpoint: str | Path, device: str | torch.device = "cpu",
                expect: str | None = None) -> tuple[torch.nn.Module, Any]:
     """Rebuild a trained model (eval mode) and its preprocessing from a checkpoint.
@@ -139,7 +149,7 @@ def load_model(checkpoint: str | Path, device: str | torch.device = "cpu",
     Returns ``(model, checkpoint)``.
     """
     model_name = MODEL_NAMES[expect] if expect is not None else None
-    ckpt = load_checkpoint(checkpoint, package=PACKAGE, model_name=model_name)
+    ckpt = _load_checkpoint(checkpoint, model_name)
     if ckpt.model_name not in MODEL_NAMES.values():
         raise CheckpointError(f"{ckpt.path}: unknown calo model '{ckpt.model_name}'")
     try:
@@ -313,7 +323,7 @@ def train(config: TrainConfig, progress_bar: bool = True) -> TrainResult:
     resume_path = latest(run_dir)
     resume = None
     if resume_path is not None:
-        resume = load_checkpoint(resume_path, package=PACKAGE)
+        resume = _load_checkpoint(resume_path)
         if resume.model_name != model_name:
             raise CheckpointError(
                 f"{run_dir}: holds a '{resume.model_name}' run; cannot resume it as "

@@ -1,0 +1,146 @@
+"""End-to-end CLI pipeline at tiny scale, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from calo.cli import cli
+from calo.data import read_showers
+from calo.models import CaloGANConfig
+from calo.train import TrainConfig, train
+from physml_core.checkpoint import save_checkpoint
+
+
+def _run(*args: str, expect: int = 0):
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert result.exit_code == expect, (result.output, getattr(result, "stderr", ""))
+    return result
+
+
+def _error_line(result) -> str:
+    text = (getattr(result, "stderr", "") or result.output).strip()
+    assert len(text.splitlines()) == 1, text
+    assert "Traceback" not in text
+    return text
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    root = tmp_path_factory.mktemp("calo_cli")
+    _run("simulate", "-n", 200, "-o", root / "train.h5", "--seed", 1)
+    _run("simulate", "-n", 200, "-o", root / "ref.h5", "--seed", 2)
+    _run("train", "--model", "vae", "--data", root / "train.h5", "--run-dir", root / "vae",
+         "--epochs", 1, "--batch-size", 60, "--device", "cpu")
+    return root
+
+
+def test_simulate_train_generate_evaluate(pipeline):
+    root = pipeline
+    run = root / "vae"
+    assert (run / "config.json").is_file() and (run / "metrics.jsonl").is_file()
+    assert list((run / "checkpoints").glob("ckpt_*.pt"))
+    _run("generate", "--checkpoint", run, "-n", 200, "-o", root / "gen.h5", "--energy", "1:100",
+         "--batch-size", 64, "--device", "cpu")
+    gen = read_showers(root / "gen.h5")
+    assert gen["layer_1"].shape == (200, 12, 12) and gen["layer_1"].min() >= 0
+    assert (gen["layer_0"] == 0).any()
+    assert 1.0 <= gen["energy"].min() and gen["energy"].max() <= 100.0
+    result = _run("evaluate", "--reference", root / "ref.h5", "--generated", root / "gen.h5",
+                  "-o", root / "eval", "--max-showers", 200)
+    report = json.loads((root / "eval" / "report.json").read_text())
+    assert 0.0 <= report["auc_high_level"] <= 1.0 and 0.0 <= report["auc_low_level"] <= 1.0
+    assert "E_tot_over_E_inc" in report["observables"]
+    assert (root / "eval" / "average_showers.png").stat().st_size > 1000
+    assert (root / "eval" / "observables.png").is_file()
+    assert "auc_high_level" in result.output
+
+
+def test_resume_continues_the_run(pipeline):
+    root = pipeline
+    _run("train", "--model", "vae", "--data", root / "train.h5", "--run-dir", root / "vae",
+         "--epochs", 2, "--batch-size", 60, "--device", "cpu")
+    steps = sorted(int(p.stem.split("_")[1]) for p in (root / "vae" / "checkpoints").glob("*.pt"))
+    assert len(steps) == 2 and steps[1] == 2 * steps[0]
+
+
+def test_reference_against_itself_is_indistinguishable(pipeline):
+    root = pipeline
+    _run("simulate", "-n", 200, "-o", root / "ref2.h5", "--seed", 3)
+    _run("evaluate", "--reference", root / "ref.h5", "--generated", root / "ref2.h5",
+         "-o", root / "self", "--no-plots")
+    report = json.loads((root / "self" / "report.json").read_text())
+    sep = report["observables"]["E_tot_over_E_inc"]["separation_power"]
+    assert sep < 0.15 and report["auc_high_level"] < 0.75
+
+
+@pytest.mark.slow
+def test_gan_checkpoint_generates_through_the_cli(pipeline, tmp_path):
+    cfg = TrainConfig(model="gan", data=str(pipeline / "train.h5"), run_dir=str(tmp_path / "gan"),
+                      epochs=1, batch_size=8, max_rows=10, device="cpu",
+                      gan=CaloGANConfig(latent_dim=16))
+    result = train(cfg, progress_bar=False)
+    assert result.step >= 1
+    _run("generate", "--checkpoint", result.checkpoint, "-n", 10, "-o", tmp_path / "g.h5",
+         "--energy", "50", "--device", "cpu")
+    gen = read_showers(tmp_path / "g.h5")
+    np.testing.assert_allclose(gen["energy"], 50.0)
+    # A GAN run folder cannot be resumed as a VAE.
+    bad = _run("train", "--model", "vae", "--data", pipeline / "train.h5", "--run-dir",
+               tmp_path / "gan", "--epochs", 1, "--device", "cpu", expect=2)
+    assert "cannot resume" in _error_line(bad)
+
+
+def test_shard_and_merge_cli(tmp_path):
+    for i in range(2):
+        _run("simulate", "-n", 300, "-o", tmp_path / f"s{i}.h5", "--shard", f"{i}/2")
+    _run("merge", tmp_path / "s0.h5", tmp_path / "s1.h5", "-o", tmp_path / "all.h5")
+    _run("simulate", "-n", 300, "-o", tmp_path / "one.h5")
+    np.testing.assert_array_equal(read_showers(tmp_path / "all.h5")["layer_1"],
+                                  read_showers(tmp_path / "one.h5")["layer_1"])
+
+
+def test_bench_prints_json():
+    result = _run("bench", "--models", "vae", "--batch-sizes", "1,16", "--seconds", "0.1",
+                  "--device", "cpu")
+    data = json.loads(result.output)
+    assert data["simulator_showers_per_s"] > 0
+    assert data["models"]["vae"]["fp32_batch_16"]["showers_per_s"] > 0
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["simulate", "-n", "10", "-o", "x.h5", "--energy", "-5:10"], "energy"),
+    (["simulate", "-n", "10", "-o", "x.h5", "--shard", "3/2"], "shard"),
+    (["train", "--model", "transformer", "--data", "{data}"], "transformer"),
+    (["train", "--model", "gan", "--data", "{text}"], "not an HDF5"),
+    (["generate", "--checkpoint", "{foreign}", "-n", "5", "-o", "g.h5"], "package 'clarm'"),
+    (["generate", "--checkpoint", "{text}", "-n", "5", "-o", "g.h5"], "checkpoint"),
+    (["evaluate", "--reference", "{data}", "--generated", "{badshape}"], "layer_2"),
+    (["bench", "--batch-sizes", "0"], "batch"),
+])
+def test_bad_input_gives_one_line_error(pipeline, tmp_path, monkeypatch, args, needle):
+    monkeypatch.chdir(tmp_path)
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    foreign = tmp_path / "foreign.pt"
+    save_checkpoint(foreign, package="clarm", model_name="cvae", config={})
+    badshape = tmp_path / "bad.h5"
+    with h5py.File(badshape, "w") as f:
+        f["energy"] = np.ones((5, 1), np.float32)
+        f["layer_0"] = np.zeros((5, 3, 96), np.float32)
+        f["layer_1"] = np.zeros((5, 12, 12), np.float32)
+        f["layer_2"] = np.zeros((5, 6, 12), np.float32)
+    fill = {"{data}": str(pipeline / "train.h5"), "{text}": str(text), "{foreign}": str(foreign),
+            "{badshape}": str(badshape)}
+    result = _run(*[fill.get(a, a) for a in args], expect=2)
+    assert needle in _error_line(result)
+
+
+def test_generate_rejects_negative_energy(pipeline, tmp_path):
+    result = _run("generate", "--checkpoint", pipeline / "vae", "-n", "5", "-o", tmp_path / "g.h5",
+                  "--energy", "-1:5", expect=2)
+    assert "energy" in _error_line(result)

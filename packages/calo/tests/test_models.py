@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from calo.models import (
+    CaloGAN,
+    CaloGANConfig,
+    CaloVAE,
+    CaloVAEConfig,
+    LocallyConnected2d,
+    MinibatchDiscrimination,
+    generator_flops_per_shower,
+    vae_loss,
+)
+from calo.preprocessing import ShowerPreprocessor, flatten_cells, unflatten_cells
+
+
+@pytest.mark.parametrize("cin,cout,size,kernel,stride", [
+    (16, 6, (5, 98), (2, 2), (1, 1)), (64, 16, (14, 14), (3, 3), (1, 2)),
+    (8, 8, (15, 9), (2, 2), (1, 2)),
+])
+def test_locally_connected_equals_unfold_reference(cin, cout, size, kernel, stride):
+    torch.manual_seed(0)
+    layer = LocallyConnected2d(cin, cout, size, kernel, stride)
+    x = torch.randn(3, cin, *size)
+    patches = F.unfold(x, kernel, stride=stride)  # (B, K, L)
+    ref = torch.einsum("bkl,lko->bol", patches, layer.weight).reshape(3, cout, *layer.out_size)
+    torch.testing.assert_close(layer(x), ref + layer.bias, rtol=1e-5, atol=1e-5)
+    # No weight sharing: changing one position's kernel changes one output position only.
+    with torch.no_grad():
+        layer.weight[0].add_(1.0)
+    changed = (layer(x) - ref - layer.bias).abs().sum(dim=(0, 1)) > 1e-4
+    assert changed.sum() == 1 and changed[0, 0]
+
+
+def test_minibatch_discrimination_known_answer():
+    mbd = MinibatchDiscrimination(4, kernels=3, dims=2)
+    x = torch.ones(5, 4)
+    # Identical rows: every L1 distance is 0, so each output is tanh(batch size).
+    torch.testing.assert_close(mbd(x), torch.full((5, 3), float(np.tanh(5.0))))
+
+
+def test_calogan_shapes_zeros_and_flops():
+    torch.manual_seed(0)
+    cfg = CaloGANConfig(latent_dim=64)
+    gan = CaloGAN(cfg)
+    energy = torch.tensor([[5.0], [50.0], [90.0], [20.0]])
+    with torch.no_grad():
+        images = gan.generator(torch.randn(4, 64), energy)
+        logit, total = gan.discriminator(images, energy)
+    assert [tuple(i.shape) for i in images] == [(4, 1, 3, 96), (4, 1, 12, 12), (4, 1, 12, 6)]
+    assert all(float(i.min()) >= 0.0 for i in images)
+    assert any(bool((i == 0).any()) for i in images)  # ReLU gives exact zeros
+    assert logit.shape == (4, 1)
+    torch.testing.assert_close(total[:, 0], sum(i.flatten(1).sum(1) for i in images))
+    gan.eval()
+    out = gan.sample_showers(torch.tensor([10.0, 30.0]))
+    assert out["layer_0"].shape == (2, 3, 96) and out["energy"].shape == (2, 1)
+    # The paper's generator costs about 60 MFLOP per shower.
+    assert 50e6 < generator_flops_per_shower() < 70e6
+
+
+def test_calogan_backward_reaches_both_networks():
+    torch.manual_seed(0)
+    gan = CaloGAN(CaloGANConfig(latent_dim=16))
+    energy = torch.rand(6, 1) * 99 + 1
+    logit, total = gan.discriminator(gan.generator(torch.randn(6, 16), energy), energy)
+    (logit.mean() + 0.05 * (total - energy).abs().mean()).backward()
+    assert gan.generator.streams[0].dense.weight.grad is not None
+    assert gan.discriminator.out.weight.grad is not None
+
+
+def test_preprocessing_roundtrip_is_exact_and_state_restores(showers):
+    prep = ShowerPreprocessor().fit([{k: v[:1000] for k, v in showers.items()}])
+    cells = torch.from_numpy(flatten_cells(showers)[:50])
+    energy = torch.from_numpy(showers["energy"][:50])
+    w, m = prep.forward(cells, energy)
+    back = prep.inverse(w, m, energy)
+    torch.testing.assert_close(back, cells, rtol=1e-4, atol=1e-3)
+    assert torch.equal(back == 0, cells == 0)
+    clone = ShowerPreprocessor.from_state_dict(prep.state_dict())
+    torch.testing.assert_close(clone.inverse(w, m, energy), back)
+    layers = unflatten_cells(cells.numpy())
+    np.testing.assert_array_equal(layers["layer_2"], showers["layer_2"][:50])
+
+
+def test_vae_loss_backward_and_exact_zero_sampling(showers):
+    torch.manual_seed(0)
+    prep = ShowerPreprocessor().fit([{k: v[:500] for k, v in showers.items()}])
+    vae = CaloVAE(CaloVAEConfig(latent_dim=8, hidden=(64, 32)), prep)
+    cells = torch.from_numpy(flatten_cells(showers)[:32])
+    energy = torch.from_numpy(showers["energy"][:32])
+    w, m = prep.forward(cells, energy)
+    losses = vae_loss(vae, w, m, prep.condition(energy), energy, cells, kl_weight=0.5)
+    assert all(torch.isfinite(v) for v in losses.values())
+    losses["total"].backward()
+    assert vae.to_cells.weight.grad is not None
+    vae.eval()
+    out = vae.sample_showers(torch.tensor([10.0, 60.0]))
+    flat = flatten_cells(out)
+    assert flat.shape == (2, 504) and float(flat.min()) >= 0.0
+    assert int((flat == 0).sum()) > 0  # empty cells are exact zeros

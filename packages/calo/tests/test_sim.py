@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import integrate
+
+from calo.data import read_showers
+from calo.geometry import LAYERS, N_CELLS
+from calo.observables import layer_energies
+from calo.sim import SimConfig, cell_probabilities, merge_files, simulate_showers, simulate_to_file
+
+
+def test_shapes_units_and_non_negative(showers):
+    assert showers["energy"].shape == (2000, 1)
+    assert showers["layer_0"].shape == (2000, 3, 96)
+    assert showers["layer_1"].shape == (2000, 12, 12)
+    assert showers["layer_2"].shape == (2000, 12, 6)
+    assert showers["overflow"].shape == (2000, 3)
+    assert 1.0 <= showers["energy"].min() and showers["energy"].max() <= 100.0
+    for key in ("layer_0", "layer_1", "layer_2", "overflow"):
+        assert showers[key].dtype == np.float32 and showers[key].min() >= 0.0
+    # Cells in MeV, incident energy in GeV: the deposited total is close to the incident energy.
+    ratio = layer_energies(showers).sum(1) / (1000.0 * showers["energy"][:, 0])
+    assert 0.97 < ratio.mean() < 1.0
+
+
+def test_rectangle_probability_matches_numerical_integral():
+    radius = 7.0
+    density = lambda y, x: radius**2 / (np.pi * (x * x + y * y + radius**2) ** 2)  # noqa: E731
+    x_edges, y_edges = np.array([-30.0, 5.0, 40.0]), np.array([-10.0, 0.0, 25.0])
+    probs = cell_probabilities(x_edges, y_edges, np.array(radius))
+    expected = integrate.dblquad(density, 5.0, 40.0, -10.0, 0.0)[0]
+    assert probs[1, 0] == pytest.approx(expected, rel=1e-9)
+    # A huge window holds (almost) everything.
+    big = cell_probabilities(np.array([-1e6, 0, 1e6]), np.array([-1e6, 1e6]), np.array(radius))
+    assert big.sum() == pytest.approx(1.0, abs=1e-5)
+    assert big[0, 0] == pytest.approx(0.5, abs=1e-5)
+
+
+def _fractions(energy_gev: float, n: int = 600) -> np.ndarray:
+    s = simulate_showers(n, SimConfig(seed=7), energies_gev=np.full(n, energy_gev))
+    e = layer_energies(s)
+    return (e / e.sum(1, keepdims=True)).mean(0)
+
+
+def test_layer0_fraction_falls_with_energy_and_matches_reference_values():
+    f = np.array([_fractions(e) for e in (1.0, 10.0, 50.0, 100.0)])
+    assert np.all(np.diff(f[:, 0]) < 0)
+    # Reference e+ values of the CaloGAN sample: about 0.72, 0.43, 0.26, 0.20.
+    np.testing.assert_allclose(f[:, 0], [0.72, 0.43, 0.26, 0.20], atol=0.05)
+    assert np.all(f[:, 2] < 0.01)  # layer 2 holds well under 1 %
+
+
+def test_sparsity_about_ninety_percent(showers):
+    cells = np.concatenate([showers[l.name].reshape(2000, -1) for l in LAYERS], 1)  # noqa: E741
+    assert cells.shape[1] == N_CELLS
+    assert 0.85 < (cells == 0).mean() < 0.95
+
+
+def test_lateral_width_grows_with_depth():
+    # Same 40 mm x cells in layers 1 and 2: the energy-weighted x spread is wider in layer 2.
+    s = simulate_showers(1500, SimConfig(seed=3), energies_gev=np.full(1500, 80.0))
+    x1 = np.linspace(-220, 220, 12)
+
+    def spread(image):
+        profile = image.sum(axis=2).sum(axis=0)  # summed over showers
+        mean = profile @ x1 / profile.sum()
+        return np.sqrt(profile @ (x1 - mean) ** 2 / profile.sum())
+
+    assert spread(s["layer_2"]) > 1.2 * spread(s["layer_1"])
+    from calo.sim import _lateral
+
+    cfg = SimConfig()
+    r_core, _, _ = _lateral(cfg, np.array(50.0), np.array([0.3, 1.0, 2.0]))
+    assert np.all(np.diff(r_core) > 0)
+    # GFlash's tail radius has a minimum near the shower maximum and grows beyond it.
+    _, r_tail, _ = _lateral(cfg, np.array(50.0), np.array([1.3, 2.0, 3.0]))
+    assert np.all(np.diff(r_tail) > 0)
+
+
+def test_photons_start_later_than_positrons():
+    e = np.full(800, 20.0)
+    pos = layer_energies(simulate_showers(800, SimConfig(seed=1), energies_gev=e))
+    gam = layer_energies(simulate_showers(800, SimConfig(seed=1, particle="gamma"),
+                                          energies_gev=e))
+    assert (gam[:, 0] / gam.sum(1)).mean() < (pos[:, 0] / pos.sum(1)).mean() - 0.03
+
+
+def test_reproducible_and_seed_dependent():
+    a = simulate_showers(50, SimConfig(seed=5))
+    b = simulate_showers(50, SimConfig(seed=5))
+    c = simulate_showers(50, SimConfig(seed=6))
+    np.testing.assert_array_equal(a["layer_1"], b["layer_1"])
+    assert not np.array_equal(a["layer_1"], c["layer_1"])
+
+
+def test_shards_merge_to_the_unsharded_file(tmp_path):
+    cfg = SimConfig(seed=11)
+    simulate_to_file(tmp_path / "full.h5", 2500, cfg)
+    parts = []
+    for i in range(3):
+        parts.append(tmp_path / f"part{i}.h5")
+        simulate_to_file(parts[-1], 2500, cfg, shard=(i, 3))
+    assert merge_files(parts, tmp_path / "merged.h5") == 2500
+    full, merged = read_showers(tmp_path / "full.h5"), read_showers(tmp_path / "merged.h5")
+    for key in full:
+        np.testing.assert_array_equal(full[key], merged[key])
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"particle": "piplus"}, {"energy_min_gev": -1.0}, {"energy_min_gev": 50.0,
+                                                       "energy_max_gev": 10.0},
+    {"moliere_radius_mm": 0.0}, {"slices": (1, 0, 1)},
+])
+def test_bad_config(kwargs):
+    with pytest.raises(ValueError):
+        SimConfig(**kwargs)
+
+
+def test_bad_energies():
+    with pytest.raises(ValueError, match="positive"):
+        simulate_showers(2, energies_gev=np.array([10.0, -1.0]))
+    with pytest.raises(ValueError):
+        simulate_showers(-3)
