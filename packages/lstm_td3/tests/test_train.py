@@ -157,3 +157,16 @@ def test_console_entry_point_error_convention(tmp_path):
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "unknown environment" in lines[0], proc.stderr
+
+
+@pytest.mark.slow
+def test_benchmark_smoke():
+    from lstm_td3.bench import run_benchmark
+
+    out = run_benchmark(quick=True, hidden=8, capacity=4000, train_steps=150)
+    assert out["replay"]["loop_and_vectorised_agree"] is True
+    assert out["replay"]["history_speedup_vs_python_loop"] > 1
+    assert out["training"]["1_envs"]["env_steps_per_s"] > 0
+    assert out["training"]["4_envs"]["updates"] > 0
+    assert set(out["goals"]) == {"train_steps_per_s_ge_300", "history_speedup_ge_20x",
+                                 "per_overhead_le_2x"}

@@ -24,25 +24,37 @@ __all__ = ["loop_gather", "run_benchmark"]
 
 
 def loop_gather(buffer: ReplayBuffer, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Baseline: history windows built one sample at a time in Python (reference-code style).
+    """Baseline: history windows built one sample at a time in Python, in the style of the
+    reference code (slice the candidate window, cut it after the last episode boundary with
+    ``np.where``, copy obs/act/next windows), extended to wrap-around so that it returns exactly
+    what :meth:`ReplayBuffer.gather` returns.
 
-    Returns ``hist_obs`` (B, W, obs_dim) and ``next_hist_obs`` like :meth:`ReplayBuffer.gather`.
+    Returns ``hist_obs`` (B, W, obs_dim) and ``next_hist_obs`` (B, W, obs_dim).
     """
-    L, W, T = buffer.max_hist_len, buffer.window, buffer.rows
+    L, W, T, n = buffer.max_hist_len, buffer.window, buffer.rows, buffer.n_envs
     full = buffer.filled_rows == T
-    hist = np.zeros((len(flat), W, buffer.obs_dim), dtype=np.float32)
-    nhist = np.zeros_like(hist)
+    B = len(flat)
+    hist_obs = np.zeros((B, W, buffer.obs_dim), dtype=np.float32)
+    hist_act = np.zeros((B, W, buffer.act_dim), dtype=np.float32)
+    next_obs = np.zeros_like(hist_obs)
+    next_act = np.zeros_like(hist_act)
     for k, i in enumerate(flat):
-        row, env = divmod(int(i), buffer.n_envs)
-        n_before = (row - buffer.ptr) % T if full else row
-        ep = int(buffer.ep_step[row, env])
-        h = min(L, ep, n_before)
-        for j in range(h):
-            hist[k, j] = buffer.obs[(row - h + j) % T, env]
-        h2 = min(L, ep + 1, n_before + 1)
-        for j in range(h2):
-            nhist[k, j] = buffer.obs[(row + 1 - h2 + j) % T, env]
-    return hist, nhist
+        row, env = divmod(int(i), n)
+        oldest = buffer.ptr if full else 0
+        n_before = (row - oldest) % T if full else row
+        start = row - min(L, n_before)
+        rows = np.arange(start, row + 1) % T  # candidate window plus the sampled row
+        starts = np.where(buffer.ep_step[rows, env] == 0)[0]
+        cut = starts[-1] if len(starts) else 0
+        seg = rows[cut:-1]  # history rows of the sampled transition
+        h = len(seg)
+        hist_obs[k, :h] = buffer.obs[seg, env]
+        hist_act[k, :h] = buffer.act[seg, env]
+        seg2 = rows[cut:][-L:] if L > 0 else rows[:0]  # next window includes the sampled row
+        h2 = len(seg2)
+        next_obs[k, :h2] = buffer.obs[seg2, env]
+        next_act[k, :h2] = buffer.act[seg2, env]
+    return hist_obs, next_obs
 
 
 def _timeit(fn, repeat: int) -> float:
@@ -90,16 +102,19 @@ def _train_sps(n_envs: int, steps: int, hist_len: int, batch: int, hidden: int |
             "wall_s": round(wall, 2)}
 
 
-def run_benchmark(quick: bool = False, seed: int = 0, hidden: int | None = None
+def run_benchmark(quick: bool = False, seed: int = 0, hidden: int | None = None,
+                  capacity: int | None = None, train_steps: int | None = None
                   ) -> dict[str, Any]:
     """Measure and return the figures as a JSON-ready dict.
 
     ``quick`` uses fewer steps/repeats (CI smoke); ``hidden`` overrides every layer width (None:
-    the paper's 128).
+    the paper's 128); ``capacity`` (replay size for the sampling figures, default 1e6) and
+    ``train_steps`` (env steps of the 1-env training measurement; 4 envs run twice as many) shrink
+    the run further.
     """
     torch.set_num_threads(1)
     hist_len, batch = 5, 100
-    capacity = 100_000 if quick else 1_000_000
+    capacity = capacity or (100_000 if quick else 1_000_000)
     repeat = 20 if quick else 200
     out: dict[str, Any] = {
         "machine": {"python": platform.python_version(), "torch": torch.__version__,
@@ -146,7 +161,7 @@ def run_benchmark(quick: bool = False, seed: int = 0, hidden: int | None = None
     out["updates"] = {"gradient_updates_per_s": round(1.0 / t_up, 2),
                       "ms_per_update": round(t_up * 1e3, 3)}
     # ---- training loop (collection + updates, UTD 1)
-    steps = 300 if quick else 1500
+    steps = train_steps or (200 if quick else 600)
     out["training"] = {
         f"{n}_envs": _train_sps(n, steps if n == 1 else 2 * steps, hist_len, batch, hidden, seed)
         for n in (1, 4)

@@ -185,18 +185,17 @@ class ReplayBuffer:
         full = self.filled_rows == self.rows
         # rows still stored before row t in its stream (the oldest stored row is `ptr` once full)
         n_before = (rows - self.ptr) % self.rows if full else rows
-        ep = self.ep_step[rows, envs]
         L, W, od = self.max_hist_len, self.window, self.obs_dim
-        h = np.minimum(np.minimum(ep, n_before), L)
-        h_next = np.minimum(np.minimum(ep + 1, n_before + 1), L)
+        m = np.minimum(self.ep_step.reshape(-1)[flat], n_before)  # same-episode rows before t
+        h = np.minimum(m, L)
+        h_next = np.minimum(m + 1, L)
         # one block of W+1 rows from the window start t-h covers both windows: the next window
         # starts at the same row while it still grows (h' = h+1) and one row later once full
         block_rows = (rows - h)[:, None] + self._offsets_plus
         block = np.take(self._oa_flat, (block_rows % self.rows) * self.n_envs + envs[:, None],
                         axis=0)  # (B, W+1, obs_dim+act_dim)
         hist = block[:, :W] * (self._offsets < h[:, None])[..., None]
-        shift = (h_next == h).astype(np.int64) if L > 0 else np.zeros_like(h)
-        nxt = np.take_along_axis(block, (shift[:, None] + self._offsets)[..., None], axis=1)
+        nxt = np.where((m >= L)[:, None, None], block[:, 1:], block[:, :W])
         nxt *= (self._offsets < h_next[:, None])[..., None]
         oa = np.take(self._oa_flat, flat, axis=0)
         return Batch(
