@@ -5,8 +5,14 @@ from importlib.metadata import PackageNotFoundError, version
 
 from .agent import LSTMTD3, TD3Config
 from .buffers import Batch, PrioritizedReplayBuffer, ReplayBuffer, SumTree, beta_schedule
+from .config import PRESETS, TrainConfig, preset
+from .envs import ensure_registered, make_env, make_vector_env
+from .evaluate import EvalResult, evaluate_checkpoint, run_episodes
 from .history import ActingHistory
 from .networks import Actor, Critic, NetworkConfig, TwinCritic
+from .plot import plot_runs
+from .train import TrainResult, load_agent, train
+from .wrappers import POMDPWrapper, parse_pomdp
 
 try:
     __version__ = version("lstm-td3")
@@ -15,16 +21,31 @@ except PackageNotFoundError:  # pragma: no cover - source tree without metadata
 
 __all__ = [
     "LSTMTD3",
+    "PRESETS",
     "ActingHistory",
     "Actor",
     "Batch",
     "Critic",
+    "EvalResult",
     "NetworkConfig",
+    "POMDPWrapper",
     "PrioritizedReplayBuffer",
     "ReplayBuffer",
     "SumTree",
     "TD3Config",
+    "TrainConfig",
+    "TrainResult",
     "TwinCritic",
     "__version__",
     "beta_schedule",
+    "ensure_registered",
+    "evaluate_checkpoint",
+    "load_agent",
+    "make_env",
+    "make_vector_env",
+    "parse_pomdp",
+    "plot_runs",
+    "preset",
+    "run_episodes",
+    "train",
 ]
