@@ -116,11 +116,13 @@ def test_cli_train_evaluate_plot(tmp_path):
             "--total-steps", "120", "--steps-per-epoch", "60", "--start-steps", "50",
             "--update-after", "40", "--update-every", "20", "--batch-size", "16",
             "--hidden", "8", "--test-episodes", "1", "--max-episode-steps", "30",
+            "--env-kwargs", '{"g": 9.81}',
             "--device", "cpu", "--run-dir", str(run)]
     res = runner.invoke(cli, args)
     assert res.exit_code == 0, res.output
     summary = json.loads(res.output.strip().splitlines()[-1])
     assert summary["steps"] == 120
+    assert json.loads((run / "config.json").read_text())["env_kwargs"] == {"g": 9.81}
     shutil.copytree(run, tmp_path / "runs" / "seed1")
     res = runner.invoke(cli, ["evaluate", "--checkpoint", str(run), "--episodes", "2",
                               "-o", str(tmp_path / "eval.json")])
@@ -138,6 +140,7 @@ def test_cli_train_evaluate_plot(tmp_path):
     (["train", "--device", "cuda:7", "--total-steps", "10"], "device"),
     (["train", "--n-envs", "0"], "n-envs"),
     (["evaluate", "--checkpoint", "."], "no checkpoint"),
+    (["train", "--env-kwargs", "{g: 1}"], "env-kwargs"),
 ])
 def test_cli_bad_input_is_one_line_exit_2(args, message, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -37,7 +37,7 @@ _MAP = {
     "batch_size": "batch_size", "replay_size": "replay_size", "per": "use_per",
     "per_alpha": "per_alpha", "per_beta0": "per_beta0", "test_episodes": "num_test_episodes",
     "device": "device", "seed": "seed", "threads": "torch_threads",
-    "save_replay": "save_replay",
+    "save_replay": "save_replay", "env_kwargs": "env_kwargs",
     "hist_len": "agent.max_hist_len", "gamma": "agent.gamma", "polyak": "agent.polyak",
     "pi_lr": "agent.pi_lr", "q_lr": "agent.q_lr", "act_noise": "agent.act_noise",
     "target_noise": "agent.target_noise", "noise_clip": "agent.noise_clip",
@@ -49,6 +49,13 @@ def build_config(preset_name: str, config_file: Path | None, options: dict[str, 
                  past_act: bool | None = None, hidden: int | None = None) -> TrainConfig:
     """Preset (or JSON file) with the given options laid over it; ``None`` means 'not given'."""
     cfg = from_dict(TrainConfig, load_json(config_file)) if config_file else preset(preset_name)
+    if isinstance(options.get("env_kwargs"), str):
+        try:
+            options = {**options, "env_kwargs": json.loads(options["env_kwargs"])}
+        except json.JSONDecodeError as exc:
+            raise click.BadParameter(f"not valid JSON ({exc})", param_hint="--env-kwargs") from None
+        if not isinstance(options["env_kwargs"], dict):
+            raise click.BadParameter("must be a JSON object", param_hint="--env-kwargs")
     top: dict[str, Any] = {}
     agent: dict[str, Any] = {}
     for name, value in options.items():
@@ -117,6 +124,8 @@ def build_config(preset_name: str, config_file: Path | None, options: dict[str, 
 @click.option("--hidden", type=click.IntRange(min=1), default=None,
               help="Width of every layer and of the LSTM (paper 128, beam 256).")
 @click.option("--max-episode-steps", type=click.IntRange(min=1), default=None)
+@click.option("--env-kwargs", default=None, metavar="JSON",
+              help='Keyword arguments for gymnasium.make, e.g. \'{"n_bins": 64}\'.')
 @click.option("--test-episodes", type=click.IntRange(min=1), default=None)
 @click.option("--threads", type=click.IntRange(min=0), default=None,
               help="torch CPU threads (0 = torch default). [1]")

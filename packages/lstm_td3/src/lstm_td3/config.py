@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from .agent import TD3Config
 from .networks import NetworkConfig
@@ -28,6 +28,7 @@ class TrainConfig:
     n_envs: int = 1
     vectorization: Literal["sync", "async"] = "sync"
     max_episode_steps: int | None = None
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
     total_steps: int = 800_000
     steps_per_epoch: int = 4000
     start_steps: int = 10_000

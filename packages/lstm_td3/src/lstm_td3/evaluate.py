@@ -48,6 +48,7 @@ def run_episodes(
     pomdp: str | None = None,
     max_episode_steps: int | None = None,
     render: bool = False,
+    env_kwargs: dict[str, Any] | None = None,
 ) -> EvalResult:
     """Play ``episodes`` episodes without exploration noise.
 
@@ -59,7 +60,8 @@ def run_episodes(
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     L = agent.config.max_hist_len
     if render:
-        env = make_env(env_id, pomdp, seed, max_episode_steps, render_mode="human")
+        env = make_env(env_id, pomdp, seed, max_episode_steps, render_mode="human",
+                       env_kwargs=env_kwargs)
         returns, lengths = [], []
         try:
             for i in range(episodes):
@@ -76,7 +78,8 @@ def run_episodes(
         finally:
             env.close()
         return EvalResult(np.asarray(returns), np.asarray(lengths))
-    venv = make_vector_env(env_id, episodes, "sync", pomdp, seed, max_episode_steps)
+    venv = make_vector_env(env_id, episodes, "sync", pomdp, seed, max_episode_steps,
+                           env_kwargs=env_kwargs)
     try:
         obs, _ = venv.reset(seed=seed)
         hist = ActingHistory(episodes, agent.obs_dim, agent.act_dim, L)
@@ -110,5 +113,6 @@ def evaluate_checkpoint(
 
     agent, cfg = load_agent(checkpoint, device=device)
     return run_episodes(
-        agent, cfg.env_id, episodes, seed, cfg.pomdp or None, cfg.max_episode_steps, render
+        agent, cfg.env_id, episodes, seed, cfg.pomdp or None, cfg.max_episode_steps, render,
+        cfg.env_kwargs,
     )

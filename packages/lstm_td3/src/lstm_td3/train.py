@@ -187,7 +187,7 @@ def train(
     seed_everything(cfg.seed)
     venv = make_vector_env(
         cfg.env_id, cfg.n_envs, cfg.vectorization, cfg.pomdp or None, cfg.seed,
-        cfg.max_episode_steps,
+        cfg.max_episode_steps, env_kwargs=cfg.env_kwargs,
     )
     try:
         obs_space, act_space = venv.single_observation_space, venv.single_action_space
@@ -275,7 +275,8 @@ def _loop(cfg: TrainConfig, venv, agent: LSTMTD3, buffer: ReplayBuffer, logger: 
                 elapsed = time.perf_counter() - t_epoch
                 sps = steps_epoch / max(elapsed, 1e-9)
                 result = run_episodes(agent, cfg.env_id, cfg.num_test_episodes,
-                                      cfg.seed + 10_000, cfg.pomdp or None, cfg.max_episode_steps)
+                                      cfg.seed + 10_000, cfg.pomdp or None, cfg.max_episode_steps,
+                                      env_kwargs=cfg.env_kwargs)
                 final_return = result.mean
                 scalars = {
                     "test/return_mean": result.mean,
