@@ -15,6 +15,8 @@ from alternators.data import load_sequences
 from physml_core.checkpoint import latest, load_checkpoint, save_checkpoint
 from physml_core.logging import read_metrics
 
+pytestmark = pytest.mark.slow  # a few trainings; about 20 s of CPU in all
+
 TRAIN = ["--epochs", "2", "--hidden", "8", "--layers", "1", "--batch-size", "4", "--device",
          "cpu", "--no-tensorboard", "--checkpoint-every", "1"]
 

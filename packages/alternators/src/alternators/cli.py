@@ -113,6 +113,7 @@ def merge_cmd(output: Path, inputs: tuple[Path, ...]) -> None:
 @click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=3e-3,
               show_default=True)
+@click.option("--weight-decay", type=click.FloatRange(0), default=1e-4, show_default=True)
 @click.option("--hidden", type=click.IntRange(1), default=128, show_default=True)
 @click.option("--layers", type=click.IntRange(1), default=3, show_default=True)
 @click.option("--window", type=click.IntRange(0), default=0, show_default=True,
@@ -132,6 +133,10 @@ def merge_cmd(output: Path, inputs: tuple[Path, ...]) -> None:
               help="Image shape of the observations (conv body).")
 @click.option("--cell", type=click.Choice(["gru", "lstm"]), default="gru", show_default=True,
               help="Recurrent cell of the rnn baseline.")
+@click.option("--latent-weight", type=click.FloatRange(0), default=1.0, show_default=True,
+              help="Weight of the latent error (supervised).")
+@click.option("--obs-weight", type=click.FloatRange(0), default=0.5, show_default=True,
+              help="Weight of the one-step observation error.")
 @click.option("--unsupervised", is_flag=True, help="Ignore the file's latents z.")
 @click.option("--latent-dim", type=click.IntRange(1), default=3, show_default=True,
               help="Latent size when unsupervised.")
@@ -141,9 +146,10 @@ def merge_cmd(output: Path, inputs: tuple[Path, ...]) -> None:
 @device_option()
 @seed_option()
 def train_cmd(model_name: str, data: Path, epochs: int, run_dir: Path | None, batch_size: int,
-              lr: float, hidden: int, layers: int, window: int, sigma_x: float, alpha: float,
+              lr: float, weight_decay: float, hidden: int, layers: int, window: int, sigma_x: float, alpha: float,
               sigma_z: float | None, alpha_schedule: str, alpha_end: float | None, body: str,
-              obs_shape: str | None, cell: str, unsupervised: bool, latent_dim: int,
+              obs_shape: str | None, cell: str, latent_weight: float, obs_weight: float,
+              unsupervised: bool, latent_dim: int,
               checkpoint_every: int, no_tensorboard: bool, threads: int, device: str,
               seed: int) -> None:
     """Train a model; resumes when --run-dir already holds checkpoints."""
@@ -162,10 +168,12 @@ def train_cmd(model_name: str, data: Path, epochs: int, run_dir: Path | None, ba
                         obs_shape=shape, sigma_x=sigma_x, alpha=alpha, sigma_z=sigma_z,
                         alpha_schedule=alpha_schedule,
                         alpha_end=alpha if alpha_end is None else alpha_end,
-                        latent_dim=latent_dim, cell=cell)
+                        latent_dim=latent_dim, cell=cell, latent_weight=latent_weight,
+                        obs_weight=obs_weight)
     config = TrainConfig(data=str(data), run_dir=None if run_dir is None else str(run_dir),
                          model=model, supervised=not unsupervised, epochs=epochs,
-                         batch_size=batch_size, lr=lr, window=window,
+                         batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                         window=window,
                          checkpoint_every=checkpoint_every, device=device, seed=seed,
                          tensorboard=not no_tensorboard)
     result = train(config)

@@ -77,14 +77,43 @@ class VRNN(SequenceModel):
         out.update(mu_x=mu_x, x_used=x_used, h=h, z=self.readout(h))
         return out
 
+    def _observed_pass(self, x: torch.Tensor, generator: torch.Generator | None
+                       ) -> dict[str, torch.Tensor]:
+        """Fully observed pass: only the posterior sample and the recurrence run step by step;
+        prior, emission and readout are applied to all steps at once afterwards."""
+        b, t_len, _ = x.shape
+        px = self.phi_x(x)
+        eps = randn((b, t_len, self.stochastic_dim), x, generator)
+        h = x.new_zeros(b, self.hidden)
+        prev, phis, hs, mus, sds = [], [], [], [], []
+        for t in range(t_len):
+            mu_q, sd_q = self._gauss(self.encoder(torch.cat([px[:, t], h], -1)))
+            phi_s = self.phi_s(mu_q + sd_q * eps[:, t])
+            prev.append(h)
+            h = self.cell(torch.cat([px[:, t], phi_s], -1), h)
+            phis.append(phi_s)
+            hs.append(h)
+            mus.append(mu_q)
+            sds.append(sd_q)
+        h_prev = torch.stack(prev, 1)
+        mu_p, sd_p = self._gauss(self.prior(h_prev))
+        return {
+            "mu_q": torch.stack(mus, 1), "sd_q": torch.stack(sds, 1), "mu_p": mu_p, "sd_p": sd_p,
+            "mu_x": self.decoder(torch.cat([torch.stack(phis, 1), h_prev], -1)),
+            "x_pred": self.decoder(torch.cat([self.phi_s(mu_p), h_prev], -1)),
+            "z": self.readout(torch.stack(hs, 1)),
+        }
+
     def _run(self, x: torch.Tensor, mask: torch.Tensor | None,
              generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if mask is None:
+            out = self._observed_pass(x, generator)
+            return x, out["z"], out["x_pred"]
         b, t_len, _ = x.shape
         h = x.new_zeros(b, self.hidden)
         used, states, preds = [], [], []
         for t in range(t_len):
-            observed = None if mask is None else mask[:, t]
-            out = self._step(x[:, t], observed, h, generator)
+            out = self._step(x[:, t], mask[:, t], h, generator)
             h = out["h"]
             used.append(out["x_used"])
             states.append(out["z"])
@@ -92,26 +121,19 @@ class VRNN(SequenceModel):
         return torch.stack(used, 1), torch.stack(states, 1), torch.stack(preds, 1)
 
     def loss(self, x: torch.Tensor, z: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        b, t_len, dx = x.shape
-        h = x.new_zeros(b, self.hidden)
-        nll = x.new_zeros(())
-        kl = x.new_zeros(())
-        zs = []
+        dx = x.shape[-1]
+        out = self._observed_pass(x, None)
         log_sd = self.log_sd_x
-        for t in range(t_len):
-            out = self._step(x[:, t], None, h, None)
-            h = out["h"]
-            nll = nll + (0.5 * ((x[:, t] - out["mu_x"]) / log_sd.exp()) ** 2 + log_sd).sum(-1).mean()
-            kl = kl + (torch.log(out["sd_p"] / out["sd_q"])
-                       + (out["sd_q"] ** 2 + (out["mu_q"] - out["mu_p"]) ** 2)
-                       / (2 * out["sd_p"] ** 2) - 0.5).sum(-1).mean()
-            zs.append(out["z"])
-        nll = nll / (t_len * dx)
-        kl = kl / (t_len * dx)
+        nll = (0.5 * ((x - out["mu_x"]) / log_sd.exp()) ** 2 + log_sd).sum(-1).mean()
+        kl = (torch.log(out["sd_p"] / out["sd_q"])
+              + (out["sd_q"] ** 2 + (out["mu_q"] - out["mu_p"]) ** 2) / (2 * out["sd_p"] ** 2)
+              - 0.5).sum(-1).mean()
+        nll = nll / dx
+        kl = kl / dx
         result = {"nll": nll, "kl": kl}
         total = nll + self.kl_weight * kl
         if z is not None:
-            lat = nn.functional.mse_loss(torch.stack(zs, 1), z)
+            lat = nn.functional.mse_loss(out["z"], z)
             result["latent_mse"] = lat
             total = total + self.latent_weight * lat
         result["loss"] = total
