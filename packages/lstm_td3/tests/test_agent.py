@@ -179,3 +179,13 @@ def test_bad_config():
         NetworkConfig(lstm_hidden=0)
     with pytest.raises(ValueError, match="bounds"):
         LSTMTD3(2, 1, [1.0], [-1.0])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_update_and_act_match_cpu_shapes():
+    agent = LSTMTD3(2, 1, [-2.0], [2.0], _cfg(), device="cuda", seed=0)
+    out = agent.update(_filled().sample(16))
+    assert np.isfinite(out["q_loss"]) and out["td_error"].shape == (16,)
+    a = agent.act(np.zeros((2, 2)), ActingHistory(2, 2, 1, 3), noise_scale=0.1)
+    assert a.shape == (2, 1) and np.all(np.abs(a) <= 2.0)

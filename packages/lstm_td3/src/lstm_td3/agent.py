@@ -156,12 +156,13 @@ class LSTMTD3:
         noise = (noise * cfg.target_noise).clamp(-cfg.noise_clip, cfg.noise_clip)
         return torch.maximum(torch.minimum(a2 + noise, self.act_high), self.act_low)
 
-    def update(self, batch: Batch) -> dict[str, Any]:
+    def update(self, batch: Batch, return_td: bool = True) -> dict[str, Any]:
         """One critic update (and, every ``policy_delay`` calls, an actor + target update).
 
         Returns a dict with ``q_loss``, ``q1``, ``q2`` (mean values), ``pi_loss`` (or ``None``
         when the policy was not updated) as floats, and ``td_error`` (B,) NumPy array of
-        ``max(|delta_1|, |delta_2|)`` for prioritized replay.
+        ``max(|delta_1|, |delta_2|)`` for prioritized replay (``None`` unless ``return_td``; skipping
+        it saves a device-to-host copy with uniform replay).
         """
         cfg = self.config
         b = self.to_tensors(batch)
@@ -178,7 +179,7 @@ class LSTMTD3:
         q_loss.backward()
         self.q_opt.step()
         self.n_updates += 1
-        out: dict[str, Any] = {"q_loss": q_loss.item(), "pi_loss": None}
+        out: dict[str, Any] = {"pi_loss": None}
         if self.n_updates % cfg.policy_delay == 0:
             for p in self._critic_params:
                 p.requires_grad_(False)
@@ -190,12 +191,18 @@ class LSTMTD3:
             for p in self._critic_params:
                 p.requires_grad_(True)
             self.soft_update()
-            out["pi_loss"] = pi_loss.item()
-        with torch.no_grad():
-            td = torch.maximum(e1.abs(), e2.abs())
-            out["q1"] = q1.mean().item()
-            out["q2"] = q2.mean().item()
-        out["td_error"] = td.cpu().numpy()
+            out["pi_loss"] = pi_loss.detach()
+        with torch.no_grad():  # one device-to-host transfer for all statistics
+            stats = [q_loss.detach(), q1.mean(), q2.mean()]
+            if out["pi_loss"] is not None:
+                stats.append(out["pi_loss"])
+            values = torch.stack(stats).tolist()
+            out["q_loss"], out["q1"], out["q2"] = values[:3]
+            if out["pi_loss"] is not None:
+                out["pi_loss"] = values[3]
+            out["td_error"] = (
+                torch.maximum(e1.abs(), e2.abs()).cpu().numpy() if return_td else None
+            )
         return out
 
     @torch.no_grad()

@@ -263,8 +263,9 @@ def _loop(cfg: TrainConfig, venv, agent: LSTMTD3, buffer: ReplayBuffer, logger: 
                     beta = beta_schedule(step / cfg.total_steps, cfg.per_beta0)
                     for _ in range(todo):
                         batch = buffer.sample(cfg.batch_size, beta)
-                        out = agent.update(batch)
-                        buffer.update_priorities(batch.indices, out["td_error"])
+                        out = agent.update(batch, return_td=cfg.use_per)
+                        if cfg.use_per:
+                            buffer.update_priorities(batch.indices, out["td_error"])
                         stats["q_loss"].append(out["q_loss"])
                         stats["q1"].append(out["q1"])
                         if out["pi_loss"] is not None:

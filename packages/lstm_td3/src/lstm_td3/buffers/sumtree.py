@@ -46,7 +46,9 @@ class SumTree:
             depth += 1
         self.depth = depth
         self.levels = [np.zeros(self.k**d, dtype=np.float64) for d in range(depth + 1)]
-        self._upper = np.triu(np.ones((self.k, self.k)))  # cum = x @ upper
+        # exclusive running sums by one small matrix product: x @ strict_upper
+        self._strict_upper = np.triu(np.ones((self.k, self.k)), k=1)
+        self._views = [level.reshape(-1, self.k) for level in self.levels[1:]]
 
     @property
     def total(self) -> float:
@@ -95,14 +97,13 @@ class SumTree:
         v = v_in
         base = np.arange(v.size, dtype=np.int64) * self.k
         nodes = np.zeros(v.size, dtype=np.int64)
-        last = self.k - 1
-        for d in range(1, self.depth + 1):
-            children = self.levels[d].reshape(-1, self.k)[nodes]  # (B, K)
-            cum = children @ self._upper  # running sums along the children (BLAS)
-            # first child whose cumulative sum exceeds v (zero-priority children are skipped)
-            j = np.minimum((cum <= v[:, None]).sum(axis=1), last)
-            at = base + j
-            v = v - (cum.ravel()[at] - children.ravel()[at])
+        for view in self._views:
+            # exclusive running sums along the children of each node: sum of the earlier ones
+            before = view[nodes] @ self._strict_upper  # (B, K)
+            # the chosen child is the last one whose exclusive sum is <= v; zero-priority
+            # children are skipped because they share the exclusive sum of the next child
+            j = (before <= v[:, None]).sum(axis=1) - 1
+            v = v - before.ravel()[base + j]
             nodes = nodes * self.k + j
         empty = self.levels[-1][nodes] <= 0
         if empty.any():  # only through rounding at an interval edge: exact search for those
