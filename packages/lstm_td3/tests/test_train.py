@@ -173,3 +173,17 @@ def test_benchmark_smoke():
     assert out["training"]["4_envs"]["updates"] > 0
     assert set(out["goals"]) == {"train_steps_per_s_ge_300", "history_speedup_ge_20x",
                                  "per_overhead_le_2x"}
+
+
+@pytest.mark.slow
+def test_pybullet_pomdp_smoke(tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("pybullet_envs_gymnasium") is None:
+        pytest.skip("pybullet_envs_gymnasium not installed (pip install 'lstm-td3[pybullet]')")
+    cfg = _cfg(env_id="InvertedPendulumBulletEnv-v0", total_steps=80, steps_per_epoch=80,
+               start_steps=40, update_after=30, update_every=20, num_test_episodes=1,
+               max_episode_steps=40)
+    result = train(cfg, tmp_path / "bullet", show_progress=False, tensorboard=False)
+    assert result.steps == 80 and result.updates == 50
+    assert load_agent(tmp_path / "bullet")[0].obs_dim == 3  # 5 entries minus 2 velocities
