@@ -221,6 +221,14 @@ def train_cvae(config: CVAETrainConfig) -> Path:
                   "dataset_id": data_id, "model_config": asdict(model_cfg)}
     if smean is not None:
         extra_base.update(settings_mean=smean, settings_std=sstd)
+    if ckpt is not None and start_epoch >= config.epochs and "latents_min" not in ckpt.extra:
+        # an interrupted run finished by resuming with --epochs <= done: add the latent box
+        extra = dict(extra_base)
+        extra["latents_min"], extra["latents_max"] = _latent_box(model, x_train, train_runs,
+                                                                 s_all, device)
+        save_checkpoint(checkpoint_path(run_dir, start_epoch), package=PACKAGE,
+                        model_name="cvae", model=model, optimizer=opt, step=start_epoch,
+                        config=config, extra=extra)
     with RunLogger(run_dir, config=config) as logger:
         for epoch in range(start_epoch, config.epochs):
             model.train()
