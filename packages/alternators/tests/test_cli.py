@@ -107,6 +107,20 @@ def test_sample_forecast_impute(trained):
         assert not np.allclose(x_mean[:, 10:15], x_true[:, 10:15])
 
 
+def test_unsupervised_training_on_windows(trained):
+    root, data, _ = trained
+    run = root / "unsup"
+    _run(["train", "--model", "alternator", "--data", str(data), "--run-dir", str(run),
+          "--unsupervised", "--latent-dim", "2", "--window", "10", *TRAIN])
+    result = _run(["evaluate", "--checkpoint", str(run), "--data", str(data), "-o",
+                   str(root / "eval_unsup"), "--horizon", "5", "--samples", "2"])
+    report = json.loads((root / "eval_unsup" / "evaluation.json").read_text())
+    entry = report["models"][0]
+    assert entry["supervised"] is False and "decoding" not in entry
+    assert entry["forecast"]["observation"]["mse_std_units"] > 0
+    assert "| alternator |" in result.output
+
+
 def _assert_one_line_error(result, *fragments):
     assert result.exit_code == 2, result.output
     lines = [line for line in result.output.splitlines() if line.strip()]

@@ -206,6 +206,7 @@ def train(config: TrainConfig) -> TrainResult:
             raise CheckpointError(f"{resume}: the run folder holds a {ckpt.model_name} with other "
                                   "hyper-parameters; use another --run-dir")
         ckpt.restore(model=model, optimizer=optimizer, scheduler=scheduler, rng=True)
+        scheduler.T_max = config.epochs  # more epochs than first planned: stretch the schedule
         x_norm = Standardizer.from_state(ckpt.extra["x_norm"])
         if ckpt.extra.get("z_norm") is not None:
             z_norm = Standardizer.from_state(ckpt.extra["z_norm"])
