@@ -5,7 +5,7 @@
 
 For each package: a fresh virtual environment gets ``<package>`` from the built wheels (the
 project's packages from the wheel folder, third-party ones from the registry), then the check
-runs ``<cli> --help`` and ``<cli> --version`` and verifies that none of the packages it must not
+runs ``<cli> --help``, ``<cli> --version`` and a tiny simulate -> train job, and verifies that none of the packages it must not
 pull in (by default the RL side: gymnasium, pybullet, blond) were installed.  Prints a JSON
 report; exit status 1 if any check fails.
 """
@@ -29,6 +29,26 @@ CLI = {"physml-core": None, "calo": "calo", "clarm": "clarm", "alternators": "al
 #: what the generative packages must never pull in
 RL_SIDE = ("gymnasium", "pybullet", "pybullet-envs-gymnasium", "blond")
 FORBIDDEN = {"calo": RL_SIDE, "clarm": RL_SIDE, "alternators": RL_SIDE, "physml-core": RL_SIDE}
+#: a tiny simulate -> train run in the lone environment ({tmp} is a scratch folder)
+SMOKE = {
+    "clarm": [
+        ["clarm", "simulate", "--runs", "3", "--modules", "3", "--resolution", "32",
+         "--particles", "200", "-o", "{tmp}/linac.h5"],
+        ["clarm", "train", "cvae", "--data", "{tmp}/linac.h5", "--epochs", "1",
+         "--run-dir", "{tmp}/run"],
+    ],
+    "calo": [
+        ["calo", "simulate", "-n", "200", "-o", "{tmp}/showers.h5"],
+        ["calo", "train", "--model", "vae", "--data", "{tmp}/showers.h5", "--epochs", "1",
+         "--run-dir", "{tmp}/run"],
+    ],
+    "alternators": [
+        ["alternators", "simulate", "lorenz", "-o", "{tmp}/lorenz.h5", "--n-train", "4",
+         "--n-val", "1", "--n-test", "1", "--steps", "30"],
+        ["alternators", "train", "--model", "alternator", "--data", "{tmp}/lorenz.h5",
+         "--epochs", "1", "--run-dir", "{tmp}/run"],
+    ],
+}
 
 
 def _uv() -> list[str]:
@@ -73,11 +93,20 @@ def check_package(package: str, dist: Path, workdir: Path) -> dict:
     cli = CLI.get(package)
     smoke = []
     if cli is not None:
-        exe = venv / "bin" / cli
-        for args in (["--help"], ["--version"]):
-            res = _run([str(exe), *args], env=env, timeout=300)
-            smoke.append({"args": args, "rc": res.returncode,
-                          "first_line": (res.stdout.strip().splitlines() or [""])[0]})
+        scratch = workdir / f"smoke-{package}"
+        scratch.mkdir(exist_ok=True)
+        calls = [[cli, "--help"], [cli, "--version"]]
+        calls += [[a.format(tmp=scratch) for a in call] for call in SMOKE.get(package, [])]
+        for call in calls:
+            res = _run([str(venv / "bin" / call[0]), *call[1:]], env=env, timeout=600,
+                       cwd=scratch)
+            entry = {"args": call[1:], "rc": res.returncode,
+                     "first_line": (res.stdout.strip().splitlines() or [""])[0]}
+            if res.returncode != 0:
+                entry["stderr"] = res.stderr.strip()[-1000:]
+            smoke.append(entry)
+            if res.returncode != 0:
+                break
     else:
         module = package.replace("-", "_")
         res = _run([str(python), "-c", f"import {module}; print({module}.__version__)"], env=env)
