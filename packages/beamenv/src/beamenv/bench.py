@@ -1,0 +1,108 @@
+"""Benchmark figures: env step time per fidelity, BLonD turns/s, env overhead, vector scaling.
+
+The baseline is plain BLonD tracking of the same beam in the same process: the Ring, RFStation,
+Beam, Profile, induced voltage and tracker objects built once and ``track()`` called turn after
+turn.  ``overhead = (env step time) / (plain BLonD time for the same turns) - 1``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+from .backend import ensure_backend
+from .fidelity import get_fidelity
+
+__all__ = ["run_bench"]
+
+
+def _plain_blond_seconds(env: Any, n_turns: int) -> float:
+    """Seconds for ``n_turns`` of plain BLonD tracking of the env's current beam (same setup)."""
+    sim = env.simulator
+    dt, de = env.beam
+    objs = sim._objects(float(env.step_times_s[env.current_step]), math.pi, n_turns, dt.size,
+                        with_effects=True)
+    beam, profile, tracker, tiv = objs["beam"], objs["profile"], objs["tracker"], objs["tiv"]
+    beam.dt[:] = dt
+    beam.dE[:] = de
+    every = sim.fidelity.induced_voltage_every
+    start = time.perf_counter()
+    for turn in range(n_turns):
+        if tiv is not None and turn % every == 0:
+            profile.track()
+            tiv.track()
+        tracker.track()
+    return time.perf_counter() - start
+
+
+def _step_time(fidelity: str, n_steps: int, intensity: float) -> dict[str, float]:
+    from .envs.cycle import PSBPhaseCycleEnv
+
+    env = PSBPhaseCycleEnv(fidelity=fidelity, intensity=intensity)
+    env.reset(seed=0)
+    env.step(np.zeros(1, np.float32))  # warm-up
+    times, plain = [], []
+    for _ in range(n_steps):
+        plain.append(_plain_blond_seconds(env, env.fidelity.turns_per_step))
+        start = time.perf_counter()
+        _, _, terminated, truncated, _ = env.step(np.zeros(1, np.float32))
+        times.append(time.perf_counter() - start)
+        if terminated or truncated:
+            break
+    step_s = float(np.median(times))
+    plain_s = float(np.median(plain))
+    fid = env.fidelity
+    return {"step_ms": 1e3 * step_s, "plain_blond_ms": 1e3 * plain_s,
+            "env_overhead": step_s / plain_s - 1.0,
+            "blond_turns_per_s": fid.turns_per_step / plain_s,
+            "n_macroparticles": fid.n_macroparticles, "turns_per_step": fid.turns_per_step,
+            "n_slices": fid.n_slices}
+
+
+def _vector_scaling(n_envs_list: tuple[int, ...], n_steps: int) -> dict[str, float]:
+    import gymnasium as gym
+
+    import beamenv  # noqa: F401
+
+    out: dict[str, float] = {}
+    for n in n_envs_list:
+        vec = gym.vector.AsyncVectorEnv(
+            [lambda: gym.make("beamenv/PSBPhaseCycle-v0", fidelity="fast")] * n)
+        try:
+            vec.reset(seed=0)
+            vec.step(np.zeros((n, 1), np.float32))
+            start = time.perf_counter()
+            for _ in range(n_steps):
+                vec.step(np.zeros((n, 1), np.float32))
+            out[f"{n}_envs_steps_per_s"] = n * n_steps / (time.perf_counter() - start)
+        finally:
+            vec.close()
+    return out
+
+
+def run_bench(presets: tuple[str, ...] = ("fast", "medium", "high"), n_steps: int = 5,
+              intensity: float = 8e12, vector_envs: tuple[int, ...] = (1, 2),
+              vector_steps: int = 10) -> dict[str, Any]:
+    """Measure and return the benchmark figures as a JSON-able dict."""
+    info = ensure_backend()
+    result: dict[str, Any] = {"backend": info.name, "omp_threads": info.threads,
+                              "cpu_count": os.cpu_count(), "intensity": intensity,
+                              "space_charge": intensity > 0, "presets": {}}
+    for name in presets:
+        get_fidelity(name)
+        result["presets"][name] = _step_time(name, n_steps, intensity)
+    if vector_envs:
+        result["vector_env"] = _vector_scaling(tuple(vector_envs), vector_steps)
+        base = result["vector_env"].get(f"{vector_envs[0]}_envs_steps_per_s")
+        if base:
+            result["vector_env"]["speedup_vs_first"] = {
+                k: v / base for k, v in result["vector_env"].items() if k.endswith("per_s")}
+    fast = result["presets"].get("fast")
+    if fast:
+        result["goals"] = {"fast_step_ms_max": 50.0, "fast_step_ms": fast["step_ms"],
+                           "env_overhead_max": 0.10, "fast_env_overhead": fast["env_overhead"]}
+    return result

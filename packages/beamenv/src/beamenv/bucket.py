@@ -1,0 +1,266 @@
+"""Double-harmonic RF bucket: potential well, separatrix, action, and adiabatic beam transfer.
+
+Pure NumPy, in BLonD's coordinates: ``dt`` (s, arrival time within the revolution period, the
+h = 1 bucket spans about [0, T_rev]) and ``dE`` (eV, energy offset from the synchronous particle).
+Per turn BLonD applies
+
+    dE <- dE + V1 sin(w dt + phi1) + V2 sin(2 w dt + phi2) - dE_s,    w = 2 pi / T_rev
+    dt <- dt + T_rev * eta * dE / (beta^2 E)
+
+(voltages in volts, unit charge, ``dE_s`` the synchronous energy gain per turn).  Its Hamiltonian
+per turn, oriented so that the bucket is a well, is
+
+    H(dt, dE) = a dE^2 + U(dt),  a = |eta| T_rev / (2 beta^2 E),  U = -sign(eta) * int F d(dt)
+
+with F the energy kick above.  The area enclosed by the orbit of "energy" H (the action times
+2 pi, in eV s) is an adiabatic invariant: when the machine changes slowly (the real ramp takes
+800,000 turns), every particle keeps its area.  :func:`transfer_beam` uses this to carry a beam
+from one machine state to a later one in a single map, which is how the environments compress the
+cycle into a few tracked stretches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from .machine import PROTON_MASS_EV, PSBRing
+
+__all__ = ["Bucket", "RFState", "bunching_factor", "line_density", "transfer_beam"]
+
+
+@dataclasses.dataclass(frozen=True)
+class RFState:
+    """Machine state on one turn (two RF systems, h = 1 and h = 2, proton beam).
+
+    Attributes:
+        ring: the ring.
+        momentum_eV_c: synchronous momentum.
+        energy_gain_eV: synchronous energy gain per turn (eV; 0 without acceleration).
+        v1_V, v2_V: RF voltage amplitudes (V).
+        phi1_rad, phi2_rad: RF phases in BLonD's convention (phi1 = pi below transition).
+    """
+
+    ring: PSBRing
+    momentum_eV_c: float
+    energy_gain_eV: float
+    v1_V: float
+    v2_V: float
+    phi1_rad: float = np.pi
+    phi2_rad: float = np.pi
+
+    @property
+    def energy_eV(self) -> float:
+        return float(np.hypot(self.momentum_eV_c, PROTON_MASS_EV))
+
+    @property
+    def beta(self) -> float:
+        return self.momentum_eV_c / self.energy_eV
+
+    @property
+    def eta(self) -> float:
+        return float(self.ring.slippage(self.momentum_eV_c))
+
+    @property
+    def t_rev_s(self) -> float:
+        return float(self.ring.revolution_period_s(self.momentum_eV_c))
+
+    def kick_eV(self, dt_s: np.ndarray) -> np.ndarray:
+        """Energy kick per turn (eV) at arrival times ``dt_s`` (any shape)."""
+        w = 2.0 * np.pi / self.t_rev_s
+        return (self.v1_V * np.sin(w * dt_s + self.phi1_rad)
+                + self.v2_V * np.sin(2.0 * w * dt_s + self.phi2_rad) - self.energy_gain_eV)
+
+    def synchrotron_tune_linear(self) -> float:
+        """Small-amplitude synchrotron tune of the h = 1 system alone (V2 ignored).
+
+        Q_s = sqrt(h V1 |eta cos phi_s| / (2 pi beta^2 E)) with sin phi_s = dE_s / V1.
+        """
+        sin_phis = np.clip(self.energy_gain_eV / self.v1_V, -1.0, 1.0)
+        cos_phis = np.sqrt(1.0 - sin_phis**2)
+        return float(np.sqrt(self.v1_V * abs(self.eta) * cos_phis
+                             / (2.0 * np.pi * self.beta**2 * self.energy_eV)))
+
+
+class Bucket:
+    """Potential well and separatrix of an :class:`RFState`, with action tables.
+
+    The well is sampled on ``n_points`` times spanning [-T_rev/2, 3 T_rev/2]; the bucket is the
+    largest well (deepest below its lower barrier).  ``levels`` (shape ``(n_levels,)``) are H
+    values from the bottom to the separatrix and ``area`` (eV s, same shape) the phase-space area
+    enclosed at each level.
+    """
+
+    def __init__(self, state: RFState, n_points: int = 2048, n_levels: int = 192) -> None:
+        self.state = state
+        t_rev = state.t_rev_s
+        eta = state.eta
+        self.a = abs(eta) * t_rev / (2.0 * state.beta**2 * state.energy_eV)
+        t = np.linspace(-0.5 * t_rev, 1.5 * t_rev, n_points)
+        force = state.kick_eV(t)
+        dt_step = t[1] - t[0]
+        w_int = np.concatenate([[0.0], np.cumsum(0.5 * (force[1:] + force[:-1]) * dt_step)])
+        u = -np.sign(eta) * w_int
+        self.t = t
+        self.dt_step = dt_step
+        self.u = u
+        minima = np.flatnonzero((u[1:-1] < u[:-2]) & (u[1:-1] <= u[2:])) + 1
+        best = None
+        for i in minima:
+            h_sep = min(u[: i + 1].max(), u[i:].max())
+            depth = h_sep - u[i]
+            key = (depth, -abs(t[i] - 0.5 * t_rev))
+            if depth > 0 and (best is None or key > best[0]):
+                best = (key, i, h_sep)
+        self.valid = best is not None
+        if best is None:  # no bucket (e.g. energy gain above the RF voltage)
+            self.i_min = int(np.argmin(np.abs(t - 0.5 * t_rev)))
+            self.h_sep = float(u[self.i_min])
+            self.left = self.right = self.i_min
+            self.levels = np.array([self.h_sep, self.h_sep + 1e-30])
+            self.area = np.zeros(2)
+            self._cum = np.zeros((2, 1))
+            return
+        _, i_min, h_sep = best
+        self.i_min = int(i_min)
+        self.h_sep = float(h_sep)
+        above_left = np.flatnonzero(u[:i_min] >= h_sep)
+        above_right = np.flatnonzero(u[i_min:] >= h_sep)
+        self.left = int(above_left[-1]) if above_left.size else 0
+        self.right = int(i_min + above_right[0]) if above_right.size else n_points - 1
+        u_min = float(u[self.left: self.right + 1].min())
+        s = np.linspace(0.0, 1.0, n_levels)
+        self.levels = u_min + (h_sep - u_min) * s**2
+        uw = u[self.left: self.right + 1]
+        diff = self.levels[:, None] - uw[None, :]
+        inside = diff > 0
+        self.area = 2.0 * np.sum(np.sqrt(np.where(inside, diff, 0.0) / self.a), axis=1) * dt_step
+        self._cum = np.cumsum(inside, axis=1).astype(float)  # measure of {U < H} left of t
+
+    @property
+    def t_left_s(self) -> float:
+        return float(self.t[self.left])
+
+    @property
+    def t_right_s(self) -> float:
+        return float(self.t[self.right])
+
+    @property
+    def bucket_area_eVs(self) -> float:
+        return float(self.area[-1])
+
+    @property
+    def bucket_length_s(self) -> float:
+        return float(self.t[self.right] - self.t[self.left])
+
+    @property
+    def centre_s(self) -> float:
+        return float(self.t[self.i_min])
+
+    def potential(self, dt_s: np.ndarray) -> np.ndarray:
+        return np.interp(dt_s, self.t, self.u)
+
+    def hamiltonian(self, dt_s: np.ndarray, de_eV: np.ndarray) -> np.ndarray:
+        return self.a * np.asarray(de_eV) ** 2 + self.potential(dt_s)
+
+    def inside(self, dt_s: np.ndarray, de_eV: np.ndarray) -> np.ndarray:
+        """Boolean mask of particles inside the separatrix."""
+        dt_s = np.asarray(dt_s)
+        return ((dt_s > self.t_left_s) & (dt_s < self.t_right_s)
+                & (self.hamiltonian(dt_s, de_eV) < self.h_sep))
+
+    def separatrix(self, n: int = 400) -> tuple[np.ndarray, np.ndarray]:
+        """(dt_s, dE_eV) of the upper separatrix branch, shape (n,) each."""
+        tt = np.linspace(self.t_left_s, self.t_right_s, n)
+        de = np.sqrt(np.clip(self.h_sep - self.potential(tt), 0.0, None) / self.a)
+        return tt, de
+
+    def area_of(self, h: np.ndarray) -> np.ndarray:
+        """Area (eV s) enclosed at Hamiltonian values ``h``."""
+        return np.interp(h, self.levels, self.area)
+
+    def level_of_area(self, area: np.ndarray) -> np.ndarray:
+        return np.interp(area, self.area, self.levels)
+
+    def emittance_to_fill(self, filling_factor: float) -> float:
+        """Emittance (eV s) that fills ``filling_factor`` of the bucket area."""
+        return float(filling_factor * self.bucket_area_eVs)
+
+
+def transfer_beam(dt_s: np.ndarray, de_eV: np.ndarray, old: Bucket, new: Bucket,
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Carry particles from bucket ``old`` to bucket ``new`` conserving each one's area.
+
+    Each particle keeps its enclosed phase-space area (adiabatic invariant) and its relative
+    position along the allowed time range of its orbit, and the sign of dE.  Exact in action for
+    single wells; for double wells the islands share one area table (an approximation).
+
+    Args:
+        dt_s, de_eV: particle coordinates, shape (N,).
+
+    Returns:
+        ``(dt_new, de_new, alive)``, shape (N,) each; ``alive`` is False for particles outside
+        the old separatrix or whose area no longer fits into the new bucket (their coordinates
+        are left unchanged).
+    """
+    dt_s = np.asarray(dt_s, dtype=float)
+    de_eV = np.asarray(de_eV, dtype=float)
+    alive = old.inside(dt_s, de_eV) & new.valid
+    dt_new = dt_s.copy()
+    de_new = de_eV.copy()
+    idx = np.flatnonzero(alive)
+    if idx.size == 0:
+        return dt_new, de_new, alive
+    h_old = old.hamiltonian(dt_s[idx], de_eV[idx])
+    area = old.area_of(h_old)
+    fits = area < new.area[-1]
+    alive[idx[~fits]] = False
+    idx, h_old, area = idx[fits], h_old[fits], area[fits]
+    h_new = new.level_of_area(area)
+    # relative position of the particle within {U_old < H} (cumulative measure along dt)
+    lev_old = np.clip(np.searchsorted(old.levels, h_old), 1, len(old.levels) - 1)
+    pos = np.clip(np.round((dt_s[idx] - old.t[old.left]) / old.dt_step).astype(int),
+                  0, old._cum.shape[1] - 1)
+    offset = (dt_s[idx] - old.t[old.left]) / old.dt_step - pos + 0.5  # position within the cell
+    frac = np.clip((old._cum[lev_old, pos] - 1.0 + np.clip(offset, 0.0, 1.0))
+                   / np.maximum(old._cum[lev_old, -1], 1.0), 0.0, 1.0)
+    lev_new = np.clip(np.searchsorted(new.levels, h_new), 1, len(new.levels) - 1)
+    t_window = new.t[new.left: new.right + 1]
+    u_window = new.u[new.left: new.right + 1]
+    dt_out = np.empty(idx.size)
+    for level in np.unique(lev_new):
+        sel = lev_new == level
+        allowed = np.flatnonzero(u_window < new.levels[level])
+        if allowed.size == 0:  # below the grid resolution: the bottom of the well
+            allowed = np.array([int(np.argmin(u_window))])
+        # the allowed grid cells laid end to end; the particle keeps its fractional position
+        x = frac[sel] * allowed.size
+        i0 = np.minimum(np.floor(x).astype(int), allowed.size - 1)
+        dt_out[sel] = t_window[allowed[i0]] + (x - i0 - 0.5) * new.dt_step
+    de_abs = np.sqrt(np.clip(h_new - new.potential(dt_out), 0.0, None) / new.a)
+    dt_new[idx] = dt_out
+    de_new[idx] = np.where(de_eV[idx] >= 0, de_abs, -de_abs)
+    return dt_new, de_new, alive
+
+
+def line_density(dt_s: np.ndarray, t_rev_s: float, n_bins: int) -> np.ndarray:
+    """Histogram of arrival times over one revolution period [0, T_rev), shape (n_bins,)."""
+    counts, _ = np.histogram(dt_s, bins=n_bins, range=(0.0, t_rev_s))
+    return counts.astype(float)
+
+
+def bunching_factor(counts: np.ndarray) -> float:
+    """Bunching factor B_f = mean / peak line density over the RF period (h = 1).
+
+    ``counts`` (shape (n_bins,)) spans one revolution period; the peak is taken after a
+    [1, 2, 1] / 4 smoothing to limit macroparticle noise.  A flat bunch filling the whole period
+    has B_f = 1; shorter or more peaked bunches have smaller values.
+    """
+    counts = np.asarray(counts, dtype=float)
+    total = counts.sum()
+    if total <= 0:
+        return 0.0
+    padded = np.concatenate([[0.0], counts, [0.0]])
+    smooth = 0.25 * padded[:-2] + 0.5 * padded[1:-1] + 0.25 * padded[2:]
+    return float(total / counts.size / smooth.max())

@@ -1,0 +1,294 @@
+"""BLonD tracking of a PSB bunch through stretches of the machine programs.
+
+:class:`BeamSimulator` owns no BLonD state between calls: a stretch of ``n`` turns starting at
+cycle time ``t`` builds BLonD's ``Ring`` / ``RFStation`` / ``Beam`` / ``Profile`` / tracker (and
+the induced-voltage objects) for exactly those turns, with the real per-turn momentum and voltage
+programs (so the synchronous phase and energy gain are the real ones), tracks the given particles
+and returns them.  The environments chain stretches with :func:`beamenv.bucket.transfer_beam`.
+
+BLonD is imported lazily (it takes about 5 s) after :func:`beamenv.backend.ensure_backend`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import signal
+import threading
+import warnings
+from collections.abc import Iterator
+
+import numpy as np
+
+from .backend import ensure_backend
+from .bucket import Bucket, RFState, bunching_factor, line_density
+from .errors import BeamEnvError, MatchingTimeoutError
+from .fidelity import Fidelity
+from .machine import PROTON_MASS_EV, Z0_OHM, CyclePrograms, PSBRing
+
+__all__ = ["BeamSimulator", "IntensityEffects", "StretchResult"]
+
+
+@dataclasses.dataclass(frozen=True)
+class IntensityEffects:
+    """Collective effects included in the tracking (the beam intensity is ``PSBRing.intensity``).
+
+    Attributes:
+        space_charge: longitudinal space charge as a constant imaginary Z/n =
+            -Z0 g0 / (2 beta gamma^2) (BLonD ``InductiveImpedance``), updated every turn.
+        space_charge_g: geometry factor g0 (2.0 gives -376.73 / (beta gamma^2) ohm).
+        resonator: optional broadband resonator ``(R_shunt_ohm, f_res_Hz, Q)`` (BLonD
+            ``Resonators`` through ``InducedVoltageFreq``), e.g. a Finemet-like (600, 1.5e6, 1).
+    """
+
+    space_charge: bool = True
+    space_charge_g: float = 2.0
+    resonator: tuple[float, float, float] | None = None
+
+    def __post_init__(self) -> None:
+        if not np.isfinite(self.space_charge_g) or self.space_charge_g <= 0:
+            raise BeamEnvError("space_charge_g must be positive")
+        if self.resonator is not None:
+            if len(self.resonator) != 3 or not all(np.isfinite(self.resonator)) or min(
+                    self.resonator) <= 0:
+                raise BeamEnvError("resonator must be (R_shunt_ohm, f_res_Hz, Q), all positive")
+
+    @property
+    def any(self) -> bool:
+        return self.space_charge or self.resonator is not None
+
+
+@dataclasses.dataclass
+class StretchResult:
+    """Outcome of tracking one stretch.
+
+    Attributes:
+        dt_s, de_eV: surviving particles after the stretch, shape (N_alive,).
+        profiles: line densities sampled in the second half of the stretch,
+            shape (n_snapshots, reward_bins), counts per bin over [0, T_rev).
+        bunching: bunching factor of each sampled profile, shape (n_snapshots,).
+        n_lost: particles lost in this stretch (outside the separatrix at its end).
+        end_state: machine state on the last turn.
+    """
+
+    dt_s: np.ndarray
+    de_eV: np.ndarray
+    profiles: np.ndarray
+    bunching: np.ndarray
+    n_lost: int
+    end_state: RFState
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float | None) -> Iterator[None]:
+    """Raise MatchingTimeoutError after ``seconds`` (main thread only; elsewhere no limit)."""
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _alarm(signum: int, frame: object) -> None:
+        raise MatchingTimeoutError(f"bunch matching did not finish within {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, _alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+class BeamSimulator:
+    """Track a PSB bunch with BLonD along ``programs``.
+
+    Args:
+        ring: ring parameters and intensity.
+        programs: momentum and voltage programs.
+        fidelity: numerical resolution.
+        effects: collective effects.
+        backend: BLonD backend choice for :func:`beamenv.backend.ensure_backend`.
+        reward_bins: bins of the sampled line densities (and bunching factors) over one period,
+            the same for every fidelity so that observables are comparable (default 64).
+    """
+
+    def __init__(self, ring: PSBRing, programs: CyclePrograms, fidelity: Fidelity,
+                 effects: IntensityEffects | None = None, backend: str | None = None,
+                 reward_bins: int = 64) -> None:
+        self.ring = ring
+        self.programs = programs
+        self.fidelity = fidelity
+        self.effects = effects or IntensityEffects()
+        self.reward_bins = int(reward_bins)
+        self.backend = ensure_backend(backend)
+        t = programs.time_s
+        energy = np.hypot(programs.momentum_eV_c, PROTON_MASS_EV)
+        self._de_dt = np.gradient(energy, t)  # eV/s
+        self.ratio = ring.intensity / fidelity.n_macroparticles  # protons per macroparticle
+        self._blond = _import_blond()
+
+    # ------------------------------------------------------------------ machine state
+    def energy_gain_eV(self, t_s: float) -> float:
+        """Synchronous energy gain per turn (eV) at cycle time ``t_s``."""
+        p = float(self.programs.momentum_at(t_s))
+        return float(np.interp(t_s, self.programs.time_s, self._de_dt)
+                     * self.ring.revolution_period_s(p))
+
+    def state_at(self, t_s: float, phi2_rad: float) -> RFState:
+        v1, v2 = self.programs.voltages_at(t_s)
+        return RFState(self.ring, float(self.programs.momentum_at(t_s)), self.energy_gain_eV(t_s),
+                       float(v1), float(v2), np.pi, float(phi2_rad))
+
+    # ------------------------------------------------------------------ BLonD objects
+    def _objects(self, t_start_s: float, phi2_rad: float, n_turns: int, n_particles: int,
+                 with_effects: bool) -> dict:
+        b = self._blond
+        p0 = float(self.programs.momentum_at(t_start_s))
+        t_rev = float(self.ring.revolution_period_s(p0))
+        times = t_start_s + t_rev * np.arange(n_turns + 1)
+        momentum = self.programs.momentum_at(times)
+        v1, v2 = self.programs.voltages_at(times)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            ring = b.Ring(self.ring.circumference_m, self.ring.alpha_0, momentum, b.Proton(),
+                          n_turns)
+            rf = b.RFStation(ring, [1, 2], [v1, v2],
+                             [np.full(n_turns + 1, np.pi), np.full(n_turns + 1, phi2_rad)],
+                             n_rf=2)
+            beam = b.Beam(ring, n_particles, max(self.ratio * n_particles, 1.0))
+            profile = b.Profile(beam, b.CutOptions(cut_left=0.0, cut_right=t_rev,
+                                                   n_slices=self.fidelity.n_slices))
+            tiv = None
+            if with_effects and self.ring.intensity > 0 and self.effects.any:
+                sources = []
+                if self.effects.space_charge:
+                    z_over_n = (-Z0_OHM * self.effects.space_charge_g
+                                / (2.0 * ring.beta[0] * ring.gamma[0] ** 2))
+                    sources.append(b.InductiveImpedance(beam, profile, z_over_n, rf))
+                if self.effects.resonator is not None:
+                    r_s, f_r, q = self.effects.resonator
+                    sources.append(b.InducedVoltageFreq(
+                        beam, profile, [b.Resonators(r_s, f_r, q)],
+                        frequency_resolution=1.0 / (4 * t_rev)))
+                tiv = b.TotalInducedVoltage(beam, profile, sources)
+            tracker = b.RingAndRFTracker(rf, beam, profile=profile, total_induced_voltage=tiv,
+                                         interpolation=tiv is not None)
+        return {"ring": ring, "rf": rf, "beam": beam, "profile": profile, "tiv": tiv,
+                "tracker": tracker, "t_rev": t_rev}
+
+    # ------------------------------------------------------------------ matching
+    def matched_beam(self, t_s: float, phi2_rad: float, emittance_eVs: float, n_particles: int,
+                     seed: int, timeout_s: float | None = 30.0,
+                     distribution: str = "parabolic_amplitude") -> tuple[np.ndarray, np.ndarray]:
+        """Bunch matched to the double-harmonic RF potential at ``t_s`` (BLonD's
+        ``matched_from_distribution_function``, by emittance: matching by bunch length can hang
+        in bunch-shortening settings).  Intensity effects are not included in the matching.
+
+        Returns:
+            ``(dt_s, de_eV)``, shape (n_particles,) each.
+
+        Raises:
+            BeamEnvError: emittance larger than the bucket; MatchingTimeoutError: too slow.
+        """
+        bucket = Bucket(self.state_at(t_s, phi2_rad))
+        if not bucket.valid:
+            raise BeamEnvError(f"no RF bucket at t = {t_s:.4f} s (energy gain above voltage)")
+        if not 0 < emittance_eVs < 0.98 * bucket.bucket_area_eVs:
+            raise BeamEnvError(f"emittance {emittance_eVs:.3g} eVs does not fit the bucket "
+                               f"({bucket.bucket_area_eVs:.3g} eVs) at t = {t_s:.4f} s")
+        objs = self._objects(t_s, phi2_rad, 1, n_particles, with_effects=False)
+        full = self._blond.FullRingAndRF([objs["tracker"]])
+        grid = self.fidelity.match_grid
+        with _time_limit(timeout_s), contextlib.redirect_stdout(io.StringIO()), \
+                warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self._blond.matched_from_distribution_function(
+                objs["beam"], full, distribution_type=distribution, emittance=emittance_eVs,
+                n_points_potential=10 * grid, n_points_grid=grid, seed=int(seed),
+                main_harmonic_option="lowest_freq")
+        beam = objs["beam"]
+        return np.array(beam.dt, dtype=float), np.array(beam.dE, dtype=float)
+
+    # ------------------------------------------------------------------ tracking
+    def track_history(self, dt_s: np.ndarray, de_eV: np.ndarray, t_start_s: float,
+                      phi2_rad: float, n_turns: int) -> tuple[np.ndarray, np.ndarray]:
+        """Track without collective effects and return every turn's coordinates.
+
+        Returns:
+            ``(dt_s, de_eV)`` histories, shape (n_turns + 1, N) each (row 0 = input).
+        """
+        objs = self._objects(t_start_s, phi2_rad, int(n_turns), int(dt_s.size),
+                             with_effects=False)
+        beam, tracker = objs["beam"], objs["tracker"]
+        beam.dt[:] = dt_s
+        beam.dE[:] = de_eV
+        dts = np.empty((n_turns + 1, dt_s.size))
+        des = np.empty_like(dts)
+        dts[0], des[0] = dt_s, de_eV
+        for turn in range(1, n_turns + 1):
+            tracker.track()
+            dts[turn], des[turn] = beam.dt, beam.dE
+        return dts, des
+
+    def track(self, dt_s: np.ndarray, de_eV: np.ndarray, t_start_s: float, phi2_rad: float,
+              n_turns: int | None = None, n_snapshots: int | None = None) -> StretchResult:
+        """Track particles for ``n_turns`` (default: the fidelity's turns per step) from cycle
+        time ``t_start_s`` with second-harmonic phase ``phi2_rad`` (BLonD convention)."""
+        n_turns = int(n_turns or self.fidelity.turns_per_step)
+        n_snap = int(n_snapshots or self.fidelity.n_snapshots)
+        n = int(dt_s.size)
+        if n == 0:
+            raise BeamEnvError("no particles left to track")
+        objs = self._objects(t_start_s, phi2_rad, n_turns, n, with_effects=True)
+        beam, profile, tracker, tiv = objs["beam"], objs["profile"], objs["tracker"], objs["tiv"]
+        beam.dt[:] = dt_s
+        beam.dE[:] = de_eV
+        first = max(n_turns // 2, n_turns - n_snap * max(n_turns // (2 * n_snap), 1))
+        snap_turns = set(np.linspace(first, n_turns, n_snap, endpoint=True).astype(int).tolist())
+        profiles = []
+        every = self.fidelity.induced_voltage_every
+        for turn in range(1, n_turns + 1):
+            if tiv is not None and (turn - 1) % every == 0:
+                profile.track()
+                tiv.track()
+            tracker.track()
+            if turn in snap_turns:  # fixed binning: observables comparable across fidelities
+                profiles.append(line_density(np.asarray(beam.dt), objs["t_rev"],
+                                             self.reward_bins))
+        dt_out = np.array(beam.dt, dtype=float)
+        de_out = np.array(beam.dE, dtype=float)
+        if not (np.all(np.isfinite(dt_out)) and np.all(np.isfinite(de_out))):
+            raise FloatingPointError("BLonD produced non-finite particle coordinates")
+        t_end = t_start_s + n_turns * objs["t_rev"]
+        end_state = self.state_at(t_end, phi2_rad)
+        alive = Bucket(end_state).inside(dt_out, de_out)
+        prof = np.array(profiles)
+        return StretchResult(dt_out[alive], de_out[alive], prof,
+                             np.array([bunching_factor(p) for p in prof]),
+                             int(n - alive.sum()), end_state)
+
+
+def _import_blond():
+    """Import the BLonD classes used here (after the backend was selected)."""
+    import types
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from blond.beam.beam import Beam, Proton
+        from blond.beam.distributions import matched_from_distribution_function
+        from blond.beam.profile import CutOptions, Profile
+        from blond.impedances.impedance import (
+            InducedVoltageFreq,
+            InductiveImpedance,
+            TotalInducedVoltage,
+        )
+        from blond.impedances.impedance_sources import Resonators
+        from blond.input_parameters.rf_parameters import RFStation
+        from blond.input_parameters.ring import Ring
+        from blond.trackers.tracker import FullRingAndRF, RingAndRFTracker
+    return types.SimpleNamespace(
+        Beam=Beam, Proton=Proton, matched_from_distribution_function=(
+            matched_from_distribution_function), CutOptions=CutOptions, Profile=Profile,
+        InducedVoltageFreq=InducedVoltageFreq, InductiveImpedance=InductiveImpedance,
+        TotalInducedVoltage=TotalInducedVoltage, Resonators=Resonators, RFStation=RFStation,
+        Ring=Ring, FullRingAndRF=FullRingAndRF, RingAndRFTracker=RingAndRFTracker)

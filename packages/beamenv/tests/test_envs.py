@@ -1,0 +1,178 @@
+"""Environment API: registration, check_env, determinism, bad input, failures, rendering."""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import beamenv
+from beamenv.errors import BeamEnvError
+
+SETTING = (10e3, 0.5, 0.15, 0.6)
+
+
+def _cycle(tiny: dict, **kw):
+    kw.setdefault("n_steps", 4)
+    return gym.make(beamenv.CYCLE_ENV_ID, fidelity=tiny, **kw)
+
+
+def _corr(tiny: dict, **kw):
+    kw.setdefault("n_steps", 3)
+    return gym.make(beamenv.CORRECTION_ENV_ID, fidelity=tiny, total_voltages_V=(10e3,),
+                    ratios=(0.5,), sin_phi_s_levels=(0.0, 0.15), filling_factors=(0.6,),
+                    scan_points=4, **kw)
+
+
+def test_ids_registered_and_import_is_lazy() -> None:
+    assert beamenv.CYCLE_ENV_ID in gym.registry
+    assert beamenv.CORRECTION_ENV_ID in gym.registry
+
+
+def test_check_env_cycle(tiny) -> None:
+    env = _cycle(tiny, render_mode="rgb_array")
+    check_env(env.unwrapped, skip_render_check=False)
+    obs, info = env.reset(seed=1)
+    assert env.observation_space.contains(obs)
+    assert info["backend"] in ("cpp", "numpy")
+    frame = env.render()
+    assert frame.ndim == 3 and frame.shape[2] == 3 and frame.dtype == np.uint8
+    assert frame.std() > 0
+
+
+def test_check_env_correction(tiny) -> None:
+    env = _corr(tiny, render_mode="rgb_array")
+    check_env(env.unwrapped, skip_render_check=False)
+    _obs, info = env.reset(seed=2)
+    assert set(info["setting"]) == {"total_voltage_V", "ratio", "sin_phi_s", "filling_factor"}
+    assert -math.pi <= info["phase_error_rad"] < math.pi
+
+
+def _episode(env, seed: int, actions) -> tuple[np.ndarray, list[float]]:
+    obs, _ = env.reset(seed=seed)
+    observations, rewards = [obs], []
+    for a in actions:
+        obs, r, term, trunc, _ = env.step(np.array([a], np.float32))
+        observations.append(obs)
+        rewards.append(r)
+        if term or trunc:
+            break
+    return np.array(observations), rewards
+
+
+@pytest.mark.parametrize("maker", [_cycle, _corr])
+def test_deterministic_under_seed(tiny, maker) -> None:
+    env = maker(tiny)
+    acts = [0.3, -0.5, 1.0, 0.0]
+    o1, r1 = _episode(env, 7, acts)
+    o2, r2 = _episode(env, 7, acts)
+    env2 = maker(tiny)
+    o3, r3 = _episode(env2, 7, acts)
+    assert np.array_equal(o1, o2) and r1 == r2
+    assert np.array_equal(o1, o3) and r1 == r3
+    o4, _ = _episode(env, 8, acts)
+    assert not np.array_equal(o1, o4)
+
+
+def test_cycle_episode_truncates_at_cycle_end(tiny) -> None:
+    env = _cycle(tiny, intensity=0.0)
+    env.reset(seed=0)
+    for k in range(4):
+        obs, r, term, trunc, info = env.step(np.zeros(1, np.float32))
+        assert 0.0 < info["bunching_factor"] <= 1.0
+        assert r == pytest.approx(info["bunching_factor"] - 10 * info["lost_fraction_step"])
+        assert obs[-6] == pytest.approx((k + 1) / 4)
+    assert trunc and not term
+    with pytest.raises(BeamEnvError, match="reset"):
+        env.step(np.zeros(1, np.float32))
+
+
+def test_bad_actions_and_clipping(tiny) -> None:
+    env = _cycle(tiny).unwrapped
+    env.reset(seed=0)
+    with pytest.raises(BeamEnvError, match="finite"):
+        env.step(np.array([np.nan], np.float32))
+    with pytest.raises(BeamEnvError, match="shape"):
+        env.step(np.zeros(2, np.float32))
+    with pytest.raises(BeamEnvError, match="number"):
+        env.step("left")
+    _, _, _, _, info = env.step(np.array([3.0]))
+    assert info["action_clipped"] is True
+    assert info["phi2_rad"] == pytest.approx(0.0, abs=1e-12)  # pi + 1 * pi wrapped to 0
+
+
+def test_increment_mode_and_phase_mapping(tiny) -> None:
+    env = _cycle(tiny, action_mode="increment").unwrapped
+    env.reset(seed=0)
+    _, _, _, _, info = env.step(np.array([1.0], np.float32))
+    assert info["phi2_rad"] == pytest.approx(math.pi + math.pi / 4)
+    absolute = _cycle(tiny).unwrapped
+    assert absolute.phase_from_action(absolute.action_from_phase(2.0), 0.0) == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"n_steps": 0}, "n_steps"),
+    ({"action_mode": "sideways"}, "action_mode"),
+    ({"fidelity": "ultra"}, "unknown fidelity"),
+    ({"fidelity": {"n_macroparticles": 10}}, "at least 100"),
+    ({"intensity": 1e15}, "intensity"),
+    ({"render_mode": "human"}, "render_mode"),
+    ({"emittance_eVs": float("nan")}, "emittance"),
+])
+def test_bad_constructor_arguments(kwargs, match) -> None:
+    with pytest.raises(BeamEnvError, match=match):
+        beamenv.envs.cycle.PSBPhaseCycleEnv(**kwargs)
+
+
+def test_emittance_too_large_is_a_clear_error(tiny) -> None:
+    env = _cycle(tiny, emittance_eVs=15.0)
+    with pytest.raises(BeamEnvError, match="does not fit the bucket"):
+        env.reset(seed=0)
+
+
+def test_blond_failure_ends_episode_with_penalty(tiny, monkeypatch) -> None:
+    env = _cycle(tiny, failure_penalty=3.0).unwrapped
+    obs0, _ = env.reset(seed=0)
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("ERROR in Beams: all particles lost and eliminated!")
+
+    monkeypatch.setattr(env.simulator, "track", boom)
+    obs, reward, term, trunc, info = env.step(np.zeros(1, np.float32))
+    assert term and not trunc and reward == -3.0
+    assert "all particles lost" in info["blond_error"]
+    assert np.array_equal(obs, obs0)
+
+
+def test_correction_reward_best_near_optimum(tiny) -> None:
+    env = _corr(tiny, intensity=0.0).unwrapped
+    _, info = env.reset(seed=0, options={"setting": SETTING, "phase_offset_rad": 0.0})
+    assert info["phase_error_rad"] == pytest.approx(0.0, abs=1e-9)
+    _, r_opt, *_ = env.step(np.zeros(1, np.float32))
+    env.reset(seed=0, options={"setting": SETTING, "phase_offset_rad": math.pi - 0.01})
+    _, r_far, *_ = env.step(np.zeros(1, np.float32))
+    assert r_opt > r_far
+    with pytest.raises(BeamEnvError, match="unknown reset options"):
+        env.reset(seed=0, options={"bogus": 1})
+
+
+@pytest.mark.slow
+def test_async_vector_env(tiny) -> None:
+    n = 2
+    vec = gym.vector.AsyncVectorEnv([lambda: _cycle(tiny, n_steps=3)] * n)
+    try:
+        obs, _ = vec.reset(seed=[0, 1])
+        assert obs.shape == (n, 70)
+        assert not np.array_equal(obs[0], obs[1])
+        for _ in range(3):
+            obs, rewards, _term, _trunc, _infos = vec.step(np.zeros((n, 1), np.float32))
+            assert np.all(np.isfinite(rewards))
+        single = _cycle(tiny, n_steps=3)
+        o_single, _ = single.reset(seed=1)
+        vec.reset(seed=[0, 1])
+        assert np.array_equal(vec.reset(seed=[0, 1])[0][1], o_single)
+    finally:
+        vec.close()
