@@ -36,18 +36,18 @@ def test_lstm_td3_trains_on_beamenv(tmp_path):
     tiny = NetworkConfig((16,), 16, 1, (16,), (16,), (16,), hist_with_past_act=True)
     cfg = preset("beam")
     cfg.env_id = env_id
-    cfg.n_envs = 2
-    cfg.total_steps = 200
-    cfg.steps_per_epoch = 200
-    cfg.start_steps = 60
-    cfg.update_after = 40
+    cfg.n_envs = 1
+    cfg.total_steps = 120  # four 30-step cycles
+    cfg.steps_per_epoch = 120
+    cfg.start_steps = 40
+    cfg.update_after = 30
     cfg.batch_size = 16
     cfg.replay_size = 1000
     cfg.num_test_episodes = 1
     cfg.device = "cpu"
     cfg.agent = TD3Config(**{**cfg.agent.__dict__, "actor": tiny, "critic": tiny})
     result = train(cfg, tmp_path / "beam", show_progress=False, tensorboard=False)
-    assert result.steps == 200 and result.updates > 0
+    assert result.steps == 120 and result.updates == 90
     records = [r for r in read_metrics(tmp_path / "beam" / "metrics.jsonl")
                if "test/return_mean" in r]
     assert records and np.isfinite(records[-1]["test/return_mean"])

@@ -150,6 +150,7 @@ def test_cli_bad_input_is_one_line_exit_2(args, message, tmp_path, monkeypatch):
     assert len(lines) == 1 and message in lines[0], res.stderr
 
 
+@pytest.mark.slow
 def test_console_entry_point_error_convention(tmp_path):
     import subprocess
     import sys
