@@ -176,3 +176,17 @@ def test_async_vector_env(tiny) -> None:
         assert np.array_equal(vec.reset(seed=[0, 1])[0][1], o_single)
     finally:
         vec.close()
+
+
+def test_matching_is_bounded_in_time(tiny, monkeypatch) -> None:
+    import time
+
+    from beamenv.errors import MatchingTimeoutError
+
+    env = _cycle(tiny, match_timeout_s=0.3, initial_phi2_rad=0.5).unwrapped
+    monkeypatch.setattr(env.simulator._blond, "matched_from_distribution_function",
+                        lambda *args, **kwargs: time.sleep(5))
+    start = time.perf_counter()
+    with pytest.raises(MatchingTimeoutError, match="did not finish"):
+        env.reset(seed=0)
+    assert time.perf_counter() - start < 3

@@ -92,7 +92,7 @@ class Bucket:
     enclosed at each level.
     """
 
-    def __init__(self, state: RFState, n_points: int = 2048, n_levels: int = 192) -> None:
+    def __init__(self, state: RFState, n_points: int = 1200, n_levels: int = 96) -> None:
         self.state = state
         t_rev = state.t_rev_s
         eta = state.eta
@@ -227,17 +227,19 @@ def transfer_beam(dt_s: np.ndarray, de_eV: np.ndarray, old: Bucket, new: Bucket,
                    / np.maximum(old._cum[lev_old, -1], 1.0), 0.0, 1.0)
     lev_new = np.clip(np.searchsorted(new.levels, h_new), 1, len(new.levels) - 1)
     t_window = new.t[new.left: new.right + 1]
-    u_window = new.u[new.left: new.right + 1]
-    dt_out = np.empty(idx.size)
-    for level in np.unique(lev_new):
-        sel = lev_new == level
-        allowed = np.flatnonzero(u_window < new.levels[level])
-        if allowed.size == 0:  # below the grid resolution: the bottom of the well
-            allowed = np.array([int(np.argmin(u_window))])
-        # the allowed grid cells laid end to end; the particle keeps its fractional position
-        x = frac[sel] * allowed.size
-        i0 = np.minimum(np.floor(x).astype(int), allowed.size - 1)
-        dt_out[sel] = t_window[allowed[i0]] + (x - i0 - 0.5) * new.dt_step
+    width = t_window.size
+    n_allowed = new._cum[lev_new, -1]
+    # the allowed grid cells of each level laid end to end; the particle keeps its fractional
+    # position.  All rows are searched at once in the row-offset, flattened cumulative counts.
+    x = frac * n_allowed
+    i0 = np.minimum(np.floor(x), np.maximum(n_allowed - 1, 0))
+    flat = (new._cum + (np.arange(new._cum.shape[0]) * (width + 1))[:, None]).ravel()
+    pos = np.searchsorted(flat, i0 + 1 + lev_new * (width + 1), side="left")
+    col = np.clip(pos - lev_new * width, 0, width - 1)
+    dt_out = t_window[col] + (x - i0 - 0.5) * new.dt_step
+    empty = n_allowed < 1
+    if np.any(empty):  # below the grid resolution: the bottom of the well
+        dt_out[empty] = t_window[int(np.argmin(new.u[new.left: new.right + 1]))]
     de_abs = np.sqrt(np.clip(h_new - new.potential(dt_out), 0.0, None) / new.a)
     dt_new[idx] = dt_out
     de_new[idx] = np.where(de_eV[idx] >= 0, de_abs, -de_abs)
@@ -246,8 +248,9 @@ def transfer_beam(dt_s: np.ndarray, de_eV: np.ndarray, old: Bucket, new: Bucket,
 
 def line_density(dt_s: np.ndarray, t_rev_s: float, n_bins: int) -> np.ndarray:
     """Histogram of arrival times over one revolution period [0, T_rev), shape (n_bins,)."""
-    counts, _ = np.histogram(dt_s, bins=n_bins, range=(0.0, t_rev_s))
-    return counts.astype(float)
+    idx = np.floor(np.asarray(dt_s, dtype=float) * (n_bins / t_rev_s))
+    idx = idx[(idx >= 0) & (idx < n_bins)].astype(np.intp)
+    return np.bincount(idx, minlength=n_bins).astype(float)
 
 
 def bunching_factor(counts: np.ndarray) -> float:

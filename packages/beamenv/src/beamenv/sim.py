@@ -70,6 +70,7 @@ class StretchResult:
         bunching: bunching factor of each sampled profile, shape (n_snapshots,).
         n_lost: particles lost in this stretch (outside the separatrix at its end).
         end_state: machine state on the last turn.
+        end_bucket: its bucket (used for the loss check).
     """
 
     dt_s: np.ndarray
@@ -78,6 +79,7 @@ class StretchResult:
     bunching: np.ndarray
     n_lost: int
     end_state: RFState
+    end_bucket: Bucket
 
 
 @contextlib.contextmanager
@@ -261,11 +263,12 @@ class BeamSimulator:
             raise FloatingPointError("BLonD produced non-finite particle coordinates")
         t_end = t_start_s + n_turns * objs["t_rev"]
         end_state = self.state_at(t_end, phi2_rad)
-        alive = Bucket(end_state).inside(dt_out, de_out)
+        end_bucket = Bucket(end_state)
+        alive = end_bucket.inside(dt_out, de_out)
         prof = np.array(profiles)
         return StretchResult(dt_out[alive], de_out[alive], prof,
                              np.array([bunching_factor(p) for p in prof]),
-                             int(n - alive.sum()), end_state)
+                             int(n - alive.sum()), end_state, end_bucket)
 
 
 def _import_blond():

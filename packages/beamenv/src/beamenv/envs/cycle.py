@@ -206,7 +206,7 @@ class PSBPhaseCycleEnv(gym.Env):
         n_lost = res.n_lost
         dt_next, de_next = res.dt_s, res.de_eV
         if k + 1 < self.n_steps and dt_next.size:
-            old = Bucket(res.end_state)
+            old = res.end_bucket
             new = self._bucket(k + 1, phi2)
             dt_next, de_next, alive = transfer_beam(dt_next, de_next, old, new)
             n_lost += int((~alive).sum())
