@@ -190,3 +190,16 @@ def test_matching_is_bounded_in_time(tiny, monkeypatch) -> None:
     with pytest.raises(MatchingTimeoutError, match="did not finish"):
         env.reset(seed=0)
     assert time.perf_counter() - start < 3
+
+
+def test_resonator_impedance_option_changes_the_beam(tiny) -> None:
+    rewards = {}
+    for res in (None, (600.0, 1.5e6, 1.0)):
+        env = _cycle(tiny, n_steps=2, resonator=res, space_charge=False).unwrapped
+        env.reset(seed=0)
+        _, r, _, _, info = env.step(np.zeros(1, np.float32))
+        assert "blond_error" not in info and np.isfinite(r)
+        rewards[res is None] = env.beam[1]  # energy offsets after one step
+    assert not np.allclose(rewards[True], rewards[False])
+    with pytest.raises(BeamEnvError, match="resonator"):
+        _cycle(tiny, resonator=(600.0, -1.0, 1.0))
