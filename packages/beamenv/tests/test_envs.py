@@ -203,3 +203,18 @@ def test_resonator_impedance_option_changes_the_beam(tiny) -> None:
     assert not np.allclose(rewards[True], rewards[False])
     with pytest.raises(BeamEnvError, match="resonator"):
         _cycle(tiny, resonator=(600.0, -1.0, 1.0))
+
+
+def test_cycle_from_program_file(tiny, tmp_path) -> None:
+    t = np.linspace(0.0, 0.2, 20)
+    path = tmp_path / "ramp.csv"
+    path.write_text("time_s,Ek_eV,v1_V,v2_V\n" + "\n".join(
+        f"{a},{160e6 + 1e9 * a},9000,4500" for a in t))
+    env = _cycle(tiny, program_file=str(path), n_steps=2).unwrapped
+    assert env.programs.duration_s == pytest.approx(0.2)
+    obs, _ = env.reset(seed=0)
+    assert obs[-4] == pytest.approx(0.5)  # V2 / V1 from the file
+    _, r, *_ = env.step(np.zeros(1, np.float32))
+    assert np.isfinite(r)
+    with pytest.raises(BeamEnvError, match="not found"):
+        _cycle(tiny, program_file=str(tmp_path / "missing.csv"))
