@@ -49,9 +49,10 @@ def plot_runs(
 ) -> dict[str, dict[str, float]]:
     """Plot one curve per group (a run folder, or a folder of runs = seeds) into ``output`` PNG.
 
-    Each group's runs are interpolated on the steps of its shortest run; the line is the mean
-    and the band the standard deviation over runs.  Returns per group the number of runs and the
-    final mean and std.
+    Each group's runs are interpolated on the union of their logged steps; the line is the mean
+    and the band the standard deviation over the runs that reached a step.  Returns per group the
+    number of runs and the mean/std at the last step every run reached (``final_*``) and the mean
+    at the last step of the longest run (``longest_*``).
     """
     import matplotlib
 
@@ -65,15 +66,20 @@ def plot_runs(
     for k, group in enumerate(groups):
         runs = find_runs(group)
         curves = [load_curve(r, metric) for r in runs]
-        end = min(c[0][-1] for c in curves)
-        grid = next(c[0] for c in curves if c[0][-1] == end)
-        values = np.stack([np.interp(grid, s, v) for s, v in curves])
-        mean, std = values.mean(0), values.std(0)
+        grid = np.unique(np.concatenate([c[0] for c in curves]))
+        values = np.stack([np.where(grid <= st[-1], np.interp(grid, st, v), np.nan)
+                           for st, v in curves])
+        count = np.sum(~np.isnan(values), axis=0)
+        mean, std = np.nanmean(values, axis=0), np.nanstd(values, axis=0)
         label = labels[k] if labels else Path(group).name
         ax.plot(grid, mean, label=f"{label} (n={len(runs)})")
         ax.fill_between(grid, mean - std, mean + std, alpha=0.25)
-        summary[label] = {"runs": len(runs), "final_mean": float(mean[-1]),
-                          "final_std": float(std[-1]), "final_step": int(grid[-1])}
+        full = count == len(runs)  # the summary is taken where every run has data
+        last = np.flatnonzero(full)[-1]
+        summary[label] = {"runs": len(runs), "final_mean": float(mean[last]),
+                          "final_std": float(std[last]), "final_step": int(grid[last]),
+                          "longest_step": int(grid[-1]),
+                          "longest_mean": float(mean[-1])}
     ax.set_xlabel("environment steps")
     ax.set_ylabel(metric)
     if title:
