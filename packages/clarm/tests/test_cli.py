@@ -148,3 +148,16 @@ def test_simulate_and_merge_cli(tmp_path):
     with PhaseSpaceFile(tmp_path / "m.h5") as f:
         assert f.images().shape == (2, 2, 15, 32, 32)
         assert np.all(np.diff(f.energy_MeV(), axis=1) > 0)
+
+
+def test_normalisation_and_split_come_from_training_runs_only(pipeline, tiny_h5):
+    from clarm.train import held_out_runs, load_cvae
+
+    _, cvae_dir, _ = pipeline
+    cvae = load_cvae(cvae_dir)
+    assert set(cvae.train_runs).isdisjoint(cvae.val_runs)
+    assert len(cvae.train_runs) + len(cvae.val_runs) == 6
+    with PhaseSpaceFile(tiny_h5) as f:
+        train_peak = f.images(cvae.train_runs).max(axis=(0, 1, 3, 4))
+        np.testing.assert_allclose(cvae.normalizer.scale, train_peak, rtol=1e-6)
+        np.testing.assert_array_equal(held_out_runs(cvae, f), cvae.val_runs)

@@ -108,12 +108,14 @@ def train() -> None:
               show_default=True)
 @click.option("--base-filters", type=click.IntRange(4), default=32, show_default=True)
 @click.option("--val-fraction", type=float, default=0.15, show_default=True)
+@click.option("--max-train-runs", type=click.IntRange(0), default=0,
+              help="Use at most this many training runs (0: all).")
 @seed_option()
 @device_option()
 def train_cvae_cmd(data: Path, run_dir: Path | None, epochs: int, batch_size: int, lr: float,
                    beta: float, latent_dim: int, cond_decoder: bool,
                    condition_on_settings: bool, prior: str, base_filters: int,
-                   val_fraction: float, seed: int, device: str) -> None:
+                   val_fraction: float, max_train_runs: int, seed: int, device: str) -> None:
     """Train the conditional VAE on a phase-space file."""
     from .train import CVAETrainConfig, train_cvae
 
@@ -121,7 +123,7 @@ def train_cvae_cmd(data: Path, run_dir: Path | None, epochs: int, batch_size: in
                           batch_size=batch_size, lr=lr, beta=beta, latent_dim=latent_dim,
                           cond_decoder=cond_decoder, condition_on_settings=condition_on_settings,
                           prior=prior, base_filters=base_filters, val_fraction=val_fraction,
-                          seed=seed, device=device)
+                          max_train_runs=max_train_runs, seed=seed, device=device)
     click.echo(str(train_cvae(cfg)))
 
 

@@ -21,13 +21,13 @@ def ssim_per_channel(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray,
                      data_range: float = 1.0, window: int = 11,
                      sigma: float = 1.5) -> torch.Tensor:
     """SSIM of images (N, C, H, W) -> (N, C), Gaussian window, constants K1=0.01, K2=0.03."""
-    a = torch.as_tensor(a, dtype=torch.float64)
-    b = torch.as_tensor(b, dtype=torch.float64)
+    a = torch.as_tensor(a, dtype=torch.float32)
+    b = torch.as_tensor(b, dtype=torch.float32)
     if a.shape != b.shape or a.ndim != 4:
         raise ValueError(f"ssim needs two (N, C, H, W) arrays of equal shape, got {a.shape}, "
                          f"{b.shape}")
     n, c, h, w = a.shape
-    g = _gaussian_window(min(window, h, w), sigma)
+    g = _gaussian_window(min(window, h, w), sigma).float()
     k = g.numel()
 
     def blur(x: torch.Tensor) -> torch.Tensor:
@@ -41,7 +41,7 @@ def ssim_per_channel(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray,
     sbb = blur(b * b) - mu_b**2
     sab = blur(a * b) - mu_a * mu_b
     s = ((2 * mu_a * mu_b + c1) * (2 * sab + c2)) / ((mu_a**2 + mu_b**2 + c1) * (saa + sbb + c2))
-    return s.mean(dim=(1, 2, 3)).view(n, c).float()
+    return s.mean(dim=(1, 2, 3)).view(n, c)
 
 
 def mse_per_channel(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> torch.Tensor:
