@@ -80,7 +80,7 @@ def _filled(cls, capacity: int, obs_dim: int, hist_len: int, seed: int, **kw) ->
 
 
 def _train_sps(n_envs: int, steps: int, hist_len: int, batch: int, hidden: int | None,
-               seed: int) -> dict[str, float]:
+               seed: int, updates: bool = True) -> dict[str, float]:
     from .networks import NetworkConfig
     from .train import train
 
@@ -90,7 +90,8 @@ def _train_sps(n_envs: int, steps: int, hist_len: int, batch: int, hidden: int |
         agent = replace(agent, actor=net, critic=net)
     cfg = TrainConfig(
         env_id="Pendulum-v1", pomdp="remove_velocity", n_envs=n_envs, total_steps=steps,
-        steps_per_epoch=steps, start_steps=0, update_after=batch, update_every=50,
+        steps_per_epoch=steps, start_steps=0, update_after=batch if updates else steps,
+        update_every=50,
         batch_size=batch, replay_size=100_000, num_test_episodes=1, seed=seed, device="cpu",
         save_replay=False, agent=agent,
     )
@@ -164,6 +165,11 @@ def run_benchmark(quick: bool = False, seed: int = 0, hidden: int | None = None,
     steps = train_steps or (200 if quick else 600)
     out["training"] = {
         f"{n}_envs": _train_sps(n, steps if n == 1 else 2 * steps, hist_len, batch, hidden, seed)
+        for n in (1, 4)
+    }
+    # collection alone (policy acting with its history, env stepping, replay insertion)
+    out["collection_only"] = {
+        f"{n}_envs": _train_sps(n, steps, hist_len, batch, hidden, seed, updates=False)
         for n in (1, 4)
     }
     out["goals"] = {
