@@ -25,16 +25,23 @@ from torch import nn
 from ..geometry import N_CELLS
 from ..preprocessing import ShowerPreprocessor, unflatten_cells
 
-__all__ = ["CaloVAE", "CaloVAEConfig", "vae_loss"]
+__all__ = ["CaloVAE", "CaloVAEConfig", "energy_targets", "vae_loss"]
 
 
 @dataclass
 class CaloVAEConfig:
-    """Architecture of CaloVAE.  ``hidden``: MLP widths (encoder order; the decoder mirrors)."""
+    """Architecture of CaloVAE.  ``hidden``: MLP widths (encoder order; the decoder mirrors).
+
+    ``energy_head``: the decoder also predicts the shower's total energy fraction
+    t = E_tot / E_inc and the share of layer 0 in layers 0 + 1; sampled showers are rescaled to
+    them (a two-stage energy/shape factorisation as in CaloFlow), which keeps the narrow
+    E_tot / E_inc distribution that independent per-cell noise cannot produce.
+    """
 
     latent_dim: int = 32
     hidden: tuple[int, ...] = (512, 256)
     eps: float = 1e-5
+    energy_head: bool = True
 
     def __post_init__(self) -> None:
         if self.latent_dim < 1 or not self.hidden or any(h < 1 for h in self.hidden):
@@ -65,6 +72,7 @@ class CaloVAE(nn.Module):
         self.to_latent = nn.Linear(hidden[-1], 2 * self.config.latent_dim)
         self.decoder = _mlp([self.config.latent_dim + 1, *hidden[::-1]])
         self.to_cells = nn.Linear(hidden[0], 3 * N_CELLS)
+        self.to_energy = nn.Linear(hidden[0], 4) if self.config.energy_head else None
 
     def encode(self, w: torch.Tensor, m: torch.Tensor, c: torch.Tensor
                ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -73,13 +81,20 @@ class CaloVAE(nn.Module):
         return mu, logvar.clamp(-12.0, 6.0)
 
     def decode(self, z: torch.Tensor, c: torch.Tensor
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        out = self.to_cells(self.decoder(torch.cat([z, c], dim=1)))
-        logit, mean, logstd = out.chunk(3, dim=1)
-        return logit, mean, logstd.clamp(-5.0, 2.0)
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """-> (hit logits, value means, value log-std) each (B, 504), and energy-head output
+        (B, 4) = (mean, log-std) of the normalised total fraction and of logit(layer-0 share),
+        or None without the energy head."""
+        h = self.decoder(torch.cat([z, c], dim=1))
+        logit, mean, logstd = self.to_cells(h).chunk(3, dim=1)
+        energy = None
+        if self.to_energy is not None:
+            energy = self.to_energy(h)
+            energy = torch.cat([energy[:, :2], energy[:, 2:].clamp(-8.0, 3.0)], dim=1)
+        return logit, mean, logstd.clamp(-5.0, 2.0), energy
 
     def forward(self, w: torch.Tensor, m: torch.Tensor, c: torch.Tensor
-                ) -> tuple[torch.Tensor, ...]:
+                ) -> tuple[torch.Tensor | None, ...]:
         mu, logvar = self.encode(w, m, c)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
         return (*self.decode(z, c), mu, logvar)
@@ -93,13 +108,18 @@ class CaloVAE(nn.Module):
         z = temperature * torch.randn(energy_gev.shape[0], self.config.latent_dim,
                                       device=energy_gev.device, dtype=energy_gev.dtype,
                                       generator=generator)
-        logit, mean, logstd = self.decode(z, c)
+        logit, mean, logstd, energy = self.decode(z, c)
         logit, mean, logstd = logit.float(), mean.float(), logstd.float()
         u = torch.rand(logit.shape, device=logit.device, generator=generator)
         hit = (u < torch.sigmoid(logit)).float()
         noise = torch.randn(mean.shape, device=mean.device, generator=generator)
         w = mean + noise * torch.exp(logstd)
         cells = self.preprocessor.inverse(w, hit, energy_gev.float())
+        if energy is not None:
+            energy = energy.float()
+            eps = torch.randn(energy.shape[0], 2, device=energy.device, generator=generator)
+            sampled = energy[:, :2] + eps * torch.exp(energy[:, 2:])
+            cells = _rescale_layers(cells, energy_gev.float(), sampled)
         out = unflatten_cells(cells)
         out["energy"] = energy_gev.float()
         return out
@@ -125,7 +145,7 @@ def vae_loss(
     ``sparsity``: squared error of the mean hit probability against the true hit fraction, per
     layer.  ``total`` is their sum.
     """
-    logit, mean, logstd, mu, logvar = model(w, m, c)
+    logit, mean, logstd, energy_head, mu, logvar = model(w, m, c)
     bce = F.binary_cross_entropy_with_logits(logit, m, reduction="none").sum(dim=1)
     nll = (0.5 * ((w - mean) * torch.exp(-logstd)) ** 2 + logstd) * m
     recon = (bce + nll.sum(dim=1)).mean()
@@ -143,7 +163,52 @@ def vae_loss(
     energy = torch.stack(energy_terms).sum()
     sparsity = torch.stack(sparsity_terms).sum() * 1e3
     total = recon + kl_weight * kl + energy_weight * 100.0 * energy + sparsity_weight * sparsity
-    return {"total": total, "recon": recon, "kl": kl, "energy": energy, "sparsity": sparsity}
+    out = {"recon": recon, "kl": kl, "energy": energy, "sparsity": sparsity}
+    if energy_head is not None:
+        target = energy_targets(cells_mev, energy_gev)
+        mean_e, logstd_e = energy_head[:, :2], energy_head[:, 2:]
+        head = (0.5 * ((target - mean_e) * torch.exp(-logstd_e)) ** 2 + logstd_e).sum(1).mean()
+        total = total + 10.0 * energy_weight * head
+        out["energy_head"] = head
+    out["total"] = total
+    return out
+
+
+#: Normalisation of the total energy fraction t = E_tot / E_inc for the energy head.
+_T_CENTRE, _T_SCALE = 1.0, 0.01
+
+
+def energy_targets(cells_mev: torch.Tensor, energy_gev: torch.Tensor) -> torch.Tensor:
+    """(B, 2) energy-head targets: ((t - 1) / 0.01, logit of E_0 / (E_0 + E_1)), t = E_tot/E_inc.
+
+    ``cells_mev`` (B, 504) flattened cells, ``energy_gev`` (B, 1).
+    """
+    slices = _layer_slices()
+    e0 = cells_mev[:, slices[0]].sum(1)
+    e1 = cells_mev[:, slices[1]].sum(1)
+    t = cells_mev.sum(1) / (1000.0 * energy_gev.reshape(-1))
+    share = (e0 / (e0 + e1).clamp_min(1e-6)).clamp(1e-4, 1.0 - 1e-4)
+    return torch.stack([(t - _T_CENTRE) / _T_SCALE, torch.logit(share)], dim=1)
+
+
+def _rescale_layers(cells: torch.Tensor, energy_gev: torch.Tensor, sampled: torch.Tensor
+                    ) -> torch.Tensor:
+    """Scale layers 0 and 1 so that E_tot / E_inc and E_0 / (E_0 + E_1) equal the sampled
+    energy-head values (layer 2, below 0.1 % of the energy, is kept as generated)."""
+    s0, s1, s2 = _layer_slices()
+    t = (_T_CENTRE + _T_SCALE * sampled[:, 0]).clamp_min(0.0)
+    share = torch.sigmoid(sampled[:, 1])
+    e0, e1, e2 = cells[:, s0].sum(1), cells[:, s1].sum(1), cells[:, s2].sum(1)
+    target01 = (t * 1000.0 * energy_gev.reshape(-1) - e2).clamp_min(0.0)
+    f0 = torch.where(e0 > 0, share * target01 / e0.clamp_min(1e-12), torch.ones_like(e0))
+    f1 = torch.where(e1 > 0, (1 - share) * target01 / e1.clamp_min(1e-12), torch.ones_like(e1))
+    # Where a layer is empty, the other one carries the whole target.
+    f0 = torch.where(e1 > 0, f0, torch.where(e0 > 0, target01 / e0.clamp_min(1e-12), f0))
+    f1 = torch.where(e0 > 0, f1, torch.where(e1 > 0, target01 / e1.clamp_min(1e-12), f1))
+    out = cells.clone()
+    out[:, s0] = cells[:, s0] * f0[:, None]
+    out[:, s1] = cells[:, s1] * f1[:, None]
+    return out
 
 
 def _layer_slices() -> list[slice]:
