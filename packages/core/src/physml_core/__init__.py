@@ -7,12 +7,12 @@ Modules: :mod:`~physml_core.device` (devices, seeding, autocast), :mod:`~physml_
 configs), :mod:`~physml_core.cli` (shared click options and error convention).
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from __future__ import annotations
 
-from .atomic import atomic_path
-from .checkpoint import Checkpoint, checkpoint_path, latest, load_checkpoint, save_checkpoint
-from .config import from_dict, load_json, save_json, to_dict
-from .device import autocast, available_devices, device_summary, resolve_device, seed_everything
+import importlib
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     CheckpointError,
     ConfigError,
@@ -21,18 +21,58 @@ from .errors import (
     PhysmlError,
     PhysmlWarning,
 )
-from .hdf5 import (
-    DatasetSpec,
-    H5Appender,
-    H5Reader,
-    H5TorchDataset,
-    Schema,
-    concat_h5,
-    read_h5,
-    validate_file,
-    write_h5,
-)
-from .logging import RunLogger, default_run_dir, get_logger, progress
+
+if TYPE_CHECKING:
+    from .atomic import atomic_path
+    from .checkpoint import Checkpoint, checkpoint_path, latest, load_checkpoint, save_checkpoint
+    from .config import from_dict, load_json, save_json, to_dict
+    from .device import (
+        autocast,
+        available_devices,
+        device_summary,
+        resolve_device,
+        seed_everything,
+    )
+    from .hdf5 import (
+        DatasetSpec,
+        H5Appender,
+        H5Reader,
+        H5TorchDataset,
+        Schema,
+        concat_h5,
+        read_h5,
+        validate_file,
+        write_h5,
+    )
+    from .logging import RunLogger, default_run_dir, get_logger, progress
+
+# Submodules are imported on first use (PEP 562), so that `import physml_core.errors` or a CLI's
+# `--help` does not pay for importing torch.
+_LAZY = {
+    "atomic_path": "atomic",
+    **dict.fromkeys(("Checkpoint", "checkpoint_path", "latest", "load_checkpoint",
+                     "save_checkpoint"), "checkpoint"),
+    **dict.fromkeys(("from_dict", "load_json", "save_json", "to_dict"), "config"),
+    **dict.fromkeys(("autocast", "available_devices", "device_summary", "resolve_device",
+                     "seed_everything"), "device"),
+    **dict.fromkeys(("DatasetSpec", "H5Appender", "H5Reader", "H5TorchDataset", "Schema",
+                     "concat_h5", "read_h5", "validate_file", "write_h5"), "hdf5"),
+    **dict.fromkeys(("RunLogger", "default_run_dir", "get_logger", "progress"), "logging"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'physml_core' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 try:
     __version__ = version("physml-core")
