@@ -211,6 +211,11 @@ def load_checkpoint(
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile,
             ValueError, OSError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        if "Unsupported global" in str(exc):
+            raise CheckpointError(
+                f"{path}: holds Python objects other than tensors and plain data, so it is not "
+                "a physml checkpoint; refusing to unpickle it (loading could run code)"
+            ) from None
         raise CheckpointError(
             f"{path}: not a readable checkpoint (corrupt, truncated or not a torch file: "
             f"{first[:200]})"

@@ -77,7 +77,10 @@ class DatasetSpec:
             raise ValueError(f"DatasetSpec {self.name!r}: chunks must have {len(self.shape)} axes")
 
     def shape_str(self) -> str:
-        return "(" + ", ".join("N" if d is None else str(d) for d in self.shape) + ")"
+        """Shape for messages: the first free axis is ``N``, later free axes ``*``."""
+        return "(" + ", ".join(
+            ("N" if i == 0 else "*") if d is None else str(d) for i, d in enumerate(self.shape)
+        ) + ")"
 
     def matches(self, shape: Sequence[int]) -> bool:
         return len(shape) == len(self.shape) and all(
