@@ -211,7 +211,7 @@ def load_checkpoint(
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile,
             ValueError, OSError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        if "Unsupported global" in str(exc):
+        if "unsupported global" in str(exc).lower():
             raise CheckpointError(
                 f"{path}: holds Python objects other than tensors and plain data, so it is not "
                 "a physml checkpoint; refusing to unpickle it (loading could run code)"
