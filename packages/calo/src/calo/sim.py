@@ -262,7 +262,7 @@ def _block_rng(seed: int, block: int) -> np.random.Generator:
 
 
 def simulate_batches(
-    n: int, config: SimConfig | None = None, start: int = 0, batch_rows: int = BLOCK_ROWS
+    n: int, config: SimConfig | None = None, start: int = 0
 ) -> Iterator[dict[str, np.ndarray]]:
     """Yield the rows ``start .. start + n`` of the infinite seeded stream, block by block.
 
@@ -270,7 +270,6 @@ def simulate_batches(
     cut, which is what makes ``--shard i/n`` followed by a merge equal to one big run.
     """
     cfg = config or SimConfig()
-    del batch_rows  # blocks are fixed-size so that sharding cannot change the numbers
     stop = start + n
     block = start // BLOCK_ROWS
     while block * BLOCK_ROWS < stop:

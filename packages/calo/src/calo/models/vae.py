@@ -32,10 +32,12 @@ __all__ = ["CaloVAE", "CaloVAEConfig", "energy_targets", "vae_loss"]
 class CaloVAEConfig:
     """Architecture of CaloVAE.  ``hidden``: MLP widths (encoder order; the decoder mirrors).
 
-    ``energy_head``: the decoder also predicts the shower's total energy fraction
-    t = E_tot / E_inc and the share of layer 0 in layers 0 + 1; sampled showers are rescaled to
-    them (a two-stage energy/shape factorisation as in CaloFlow), which keeps the narrow
-    E_tot / E_inc distribution that independent per-cell noise cannot produce.
+    ``energy_head``: a small network models, given the incident energy, the distribution of the
+    total energy fraction t = E_tot / E_inc and of the share of layer 0 in layers 0 + 1
+    (Gaussians in a normalised / logit space); sampled showers are rescaled to them.  This
+    two-stage energy/shape factorisation (as in CaloFlow) keeps the narrow E_tot / E_inc
+    distribution that independent per-cell noise cannot produce, and gets the layer-energy
+    fluctuations right even when the latent space under-uses them.
     """
 
     latent_dim: int = 32
@@ -72,7 +74,9 @@ class CaloVAE(nn.Module):
         self.to_latent = nn.Linear(hidden[-1], 2 * self.config.latent_dim)
         self.decoder = _mlp([self.config.latent_dim + 1, *hidden[::-1]])
         self.to_cells = nn.Linear(hidden[0], 3 * N_CELLS)
-        self.to_energy = nn.Linear(hidden[0], 4) if self.config.energy_head else None
+        self.energy_net = (nn.Sequential(nn.Linear(1, 64), nn.SiLU(), nn.Linear(64, 64),
+                                         nn.SiLU(), nn.Linear(64, 4))
+                           if self.config.energy_head else None)
 
     def encode(self, w: torch.Tensor, m: torch.Tensor, c: torch.Tensor
                ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,12 +88,12 @@ class CaloVAE(nn.Module):
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """-> (hit logits, value means, value log-std) each (B, 504), and energy-head output
         (B, 4) = (mean, log-std) of the normalised total fraction and of logit(layer-0 share),
-        or None without the energy head."""
+        which depends on the condition only, or None without the energy head."""
         h = self.decoder(torch.cat([z, c], dim=1))
         logit, mean, logstd = self.to_cells(h).chunk(3, dim=1)
         energy = None
-        if self.to_energy is not None:
-            energy = self.to_energy(h)
+        if self.energy_net is not None:
+            energy = self.energy_net(c)
             energy = torch.cat([energy[:, :2], energy[:, 2:].clamp(-8.0, 3.0)], dim=1)
         return logit, mean, logstd.clamp(-5.0, 2.0), energy
 
