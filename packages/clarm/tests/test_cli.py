@@ -161,3 +161,14 @@ def test_normalisation_and_split_come_from_training_runs_only(pipeline, tiny_h5)
         train_peak = f.images(cvae.train_runs).max(axis=(0, 1, 3, 4))
         np.testing.assert_allclose(cvae.normalizer.scale, train_peak, rtol=1e-6)
         np.testing.assert_array_equal(held_out_runs(cvae, f), cvae.val_runs)
+
+
+def test_bench_reports_json_figures():
+    code, out = run("bench", "--modules", "2", "--resolution", "32", "--sim-runs", "1",
+                    "--particles", "200")
+    assert code == 0, out
+    result = json.loads(out[out.index("{"):])
+    for key in ("simulator_s_per_run", "forecast_s_per_run", "training_images_per_s"):
+        assert result[key] > 0
+    assert result["forecast_speedup_vs_simulator"] == pytest.approx(
+        result["simulator_s_per_run"] / result["forecast_s_per_run"])

@@ -41,13 +41,16 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
 
     cvae = CVAE(CVAEConfig(resolution=config.resolution, modules=config.modules)).eval()
     lstm = LatentLSTM(LSTMConfig(modules=config.modules)).eval()
-    obs = torch.rand(config.forecast_runs, 4, 15, config.resolution, config.resolution)
+    if config.modules < 2:
+        raise ValueError("the benchmark needs at least 2 modules")
+    k = min(4, config.modules - 1)  # observed modules
+    obs = torch.rand(config.forecast_runs, k, 15, config.resolution, config.resolution)
     with torch.no_grad():
         def one_forecast() -> None:
             r = obs.shape[0]
-            mods = torch.arange(4).repeat(r)
+            mods = torch.arange(k).repeat(r)
             mu, _ = cvae.encode(obs.flatten(0, 1), cvae.condition(mods))
-            seq = lstm.rollout(mu.view(r, 4, -1), config.modules)
+            seq = lstm.rollout(mu.view(r, k, -1), config.modules)
             all_mods = torch.arange(config.modules).repeat(r)
             cvae.decode(seq.flatten(0, 1), cvae.condition(all_mods))
 
