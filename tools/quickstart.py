@@ -114,7 +114,7 @@ def calo_job(d: Path, full: bool, device: str) -> Job:
 
 def clarm_job(d: Path, full: bool, device: str) -> Job:
     runs, res, particles = (200, 64, 10_000) if full else (20, 32, 2_000)
-    cvae_epochs, lstm_epochs = (None, None) if full else ("6", "40")
+    cvae_epochs, lstm_epochs = (None, None) if full else ("6", "20")
     cvae = ["clarm", "train", "cvae", "--data", str(d / "linac.h5"), "--run-dir",
             str(d / "run_cvae"), "--device", device]
     lstm = ["clarm", "train", "lstm", "--data", str(d / "linac.h5"), "--cvae",
