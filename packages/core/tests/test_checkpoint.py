@@ -98,6 +98,11 @@ def test_corrupt_truncated_missing_and_foreign_files(tmp_path):
         load_checkpoint(garbage)
     with pytest.raises(CheckpointError, match="no such checkpoint"):
         load_checkpoint(tmp_path / "nope.pt")
+    for name, content in (("text.pt", b"hello world\n"), ("empty.pt", b""),
+                          ("json.pt", b'{"a": 1}')):
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+            load_checkpoint(tmp_path / name)
     torch.save({"weights": torch.ones(2)}, tmp_path / "plain.pt")
     with pytest.raises(CheckpointError, match="not a physml checkpoint"):
         load_checkpoint(tmp_path / "plain.pt")
