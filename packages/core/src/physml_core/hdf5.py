@@ -129,25 +129,41 @@ def _dtype_kind(dtype: np.dtype) -> str:
     return {"u": "i"}.get(kind, kind)
 
 
-def _check_array(path: Path | str, spec: DatasetSpec, array: np.ndarray, what: str) -> None:
-    if not spec.matches(array.shape):
+def _check_shape(path: Path | str, spec: DatasetSpec, shape: Sequence[int], what: str) -> None:
+    if not spec.matches(shape):
         raise DataFormatError(
-            f"{path}: dataset '{spec.name}' has shape {tuple(array.shape)}, expected "
+            f"{path}: dataset '{spec.name}' has shape {tuple(shape)}, expected "
             f"{spec.shape_str()}{what}"
         )
-    want, got = _dtype_kind(np.dtype(spec.dtype)), _dtype_kind(array.dtype)
+
+
+def _check_dtype(path: Path | str, spec: DatasetSpec, dtype: np.dtype, what: str) -> None:
+    want, got = _dtype_kind(np.dtype(spec.dtype)), _dtype_kind(dtype)
     if want != got and not (want == "f" and got == "i"):
         raise DataFormatError(
-            f"{path}: dataset '{spec.name}' has dtype {array.dtype}, expected {spec.dtype}{what}"
+            f"{path}: dataset '{spec.name}' has dtype {dtype}, expected {spec.dtype}{what}"
         )
-    if not spec.allow_nonfinite and array.dtype.kind in "fc" and array.size:
-        finite = np.isfinite(array)
-        if not finite.all():
-            bad = np.argwhere(~finite)[0]
-            raise DataFormatError(
-                f"{path}: dataset '{spec.name}' contains NaN/inf (first at index "
-                f"{tuple(int(i) for i in bad)}){what}; clean or regenerate the data"
-            )
+
+
+def _check_finite(path: Path | str, spec: DatasetSpec, array: np.ndarray, what: str = "",
+                  row_offset: int = 0) -> None:
+    if spec.allow_nonfinite or array.dtype.kind not in "fc" or not array.size:
+        return
+    finite = np.isfinite(array)
+    if not finite.all():
+        bad = np.argwhere(~finite)[0]
+        if bad.size:
+            bad[0] += row_offset
+        raise DataFormatError(
+            f"{path}: dataset '{spec.name}' contains NaN/inf (first at index "
+            f"{tuple(int(i) for i in bad)}){what}; clean or regenerate the data"
+        )
+
+
+def _check_array(path: Path | str, spec: DatasetSpec, array: np.ndarray, what: str) -> None:
+    _check_shape(path, spec, array.shape, what)
+    _check_dtype(path, spec, array.dtype, what)
+    _check_finite(path, spec, array, what)
 
 
 def _encode_attr(value: Any) -> Any:
@@ -206,16 +222,8 @@ def _check_structure(path: Path, handle: h5py.File, schema: Schema, keys: Sequen
         node = handle[key]
         if not isinstance(node, h5py.Dataset):
             raise DataFormatError(f"{path}: '{key}' is a group, expected a dataset")
-        if not spec.matches(node.shape):
-            raise DataFormatError(
-                f"{path}: dataset '{key}' has shape {tuple(node.shape)}, expected "
-                f"{spec.shape_str()} (schema {schema.name})"
-            )
-        want, got = _dtype_kind(np.dtype(spec.dtype)), _dtype_kind(node.dtype)
-        if want != got and not (want == "f" and got == "i"):
-            raise DataFormatError(
-                f"{path}: dataset '{key}' has dtype {node.dtype}, expected {spec.dtype}"
-            )
+        _check_shape(path, spec, node.shape, f" (schema {schema.name})")
+        _check_dtype(path, spec, node.dtype, "")
     rows = {k: handle[k].shape[0] for k in keys if schema[k].per_row and k in handle}
     if len(set(rows.values())) > 1:
         raise DataFormatError(f"{path}: per-row datasets disagree on the number of rows: {rows}")
@@ -484,16 +492,8 @@ class H5Reader:
         else:
             array = dset[slice(start, stop)] if dset.ndim else dset[()]
         array = np.asarray(array)
-        if not spec.allow_nonfinite and array.dtype.kind in "fc" and array.size:
-            finite = np.isfinite(array)
-            if not finite.all():
-                offset = start or 0
-                bad = np.argwhere(~finite)[0]
-                bad[0] += offset if index is None else 0
-                raise DataFormatError(
-                    f"{self.path}: dataset '{key}' contains NaN/inf (first at index "
-                    f"{tuple(int(i) for i in bad)}); clean or regenerate the data"
-                )
+        offset = (start or 0) if index is None else 0
+        _check_finite(self.path, spec, array, row_offset=offset)
         return array.astype(spec.dtype, copy=False)
 
     def read_all(self, keys: Sequence[str] | None = None) -> dict[str, np.ndarray]:
