@@ -63,3 +63,36 @@ def test_bunching_factor_known_values() -> None:
     flat_half = np.r_[np.zeros(32), np.ones(32) * 10]
     assert bunching_factor(flat_half) == pytest.approx(0.5)
     assert bunching_factor(np.zeros(8)) == 0.0
+
+
+def _n_wells(state: RFState) -> int:
+    """Local minima of the potential inside one period [0, T_rev)."""
+    bucket = Bucket(state, n_points=2400)
+    u, t = bucket.u, bucket.t
+    inner = (u[1:-1] < u[:-2]) & (u[1:-1] <= u[2:])
+    t_min = t[1:-1][inner]
+    return int(np.sum((t_min >= 0) & (t_min < state.t_rev_s)))
+
+
+def test_double_well_appears_near_extraction_with_phi2_pi() -> None:
+    """With V2/V1 = 0.75 > 1/2 at Phi_2 = pi, the stationary double-harmonic potential has two
+    wells; on the default cycle acceleration keeps a single well mid-ramp, and the double well
+    appears as dB/dt -> 0 before extraction (the zero-policy bunch then splits in two)."""
+    from beamenv.machine import default_cycle
+
+    ring = PSBRing()
+    prog = default_cycle(ring)
+    energy = np.sqrt(prog.momentum_eV_c**2 + PROTON_MASS_EV**2)
+    de_dt = np.gradient(energy, prog.time_s)
+
+    def state_at(t_s: float, ratio_v2: float | None = None) -> RFState:
+        p = float(prog.momentum_at(t_s))
+        gain = float(np.interp(t_s, prog.time_s, de_dt) * ring.revolution_period_s(p))
+        v1, v2 = (float(v) for v in prog.voltages_at(t_s))
+        if ratio_v2 is not None:
+            v2 = ratio_v2 * v1
+        return RFState(ring, p, gain, v1, v2, math.pi, math.pi)
+
+    assert _n_wells(state_at(0.265)) == 1            # mid-ramp, about 3.5 keV per turn
+    assert _n_wells(state_at(0.505)) == 2            # dB/dt nearly zero, V2/V1 still 0.75
+    assert _n_wells(state_at(0.505, ratio_v2=0.4)) == 1  # below the r = 1/2 flat-bucket limit
