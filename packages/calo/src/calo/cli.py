@@ -176,9 +176,11 @@ def evaluate(reference: Path, generated: Path, output: Path, max_showers: int,
 @click.option("--seconds", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
               help="Minimum timing per figure.")
 @click.option("--bf16", is_flag=True, help="Also time bfloat16 inference.")
+@click.option("--threads", type=click.IntRange(1), default=None,
+              help="torch CPU threads (default: torch's setting).")
 @output_option(required=False, help="Also write the JSON here.")
 def bench(device: str, batch_sizes: str, models: str, seconds: float, bf16: bool,
-          output: Path | None) -> None:
+          threads: int | None, output: Path | None) -> None:
     """Print throughput figures (showers/s) as JSON."""
     from .bench import run_benchmark
 
@@ -190,7 +192,7 @@ def bench(device: str, batch_sizes: str, models: str, seconds: float, bf16: bool
     if not sizes or any(s < 1 for s in sizes):
         raise click.BadParameter("batch sizes must be positive", param_hint="--batch-sizes")
     result = run_benchmark(device, sizes, [m.strip() for m in models.split(",") if m.strip()],
-                           seconds, bf16)
+                           seconds, bf16, threads=threads)
     if output is not None:
         save_json(output, result)
     click.echo(json.dumps(result, indent=2))
