@@ -48,6 +48,14 @@ def test_simulate_train_generate_evaluate(pipeline):
          "--batch-size", 64, "--device", "cpu")
     gen = read_showers(root / "gen.h5")
     assert gen["layer_1"].shape == (200, 12, 12) and gen["layer_1"].min() >= 0
+    # Exactly the CaloGAN keys and shapes; overflow is zeros, flagged as not modelled.
+    with h5py.File(root / "gen.h5", "r") as f:
+        assert {k: f[k].shape for k in f} == {
+            "energy": (200, 1), "layer_0": (200, 3, 96), "layer_1": (200, 12, 12),
+            "layer_2": (200, 12, 6), "overflow": (200, 3)}
+        assert int(f.attrs["overflow_modelled"]) == 0 and "not modelled" in f.attrs[
+            "overflow_note"]
+    assert gen["overflow"].shape == (200, 3) and not gen["overflow"].any()
     assert (gen["layer_0"] == 0).any()
     assert 1.0 <= gen["energy"].min() and gen["energy"].max() <= 100.0
     result = _run("evaluate", "--reference", root / "ref.h5", "--generated", root / "gen.h5",

@@ -16,7 +16,7 @@ from physml_core.logging import progress
 from .data import CALO_SCHEMA, H5Appender
 from .train import load_model
 
-__all__ = ["ENERGY_SCHEMA", "GenerateConfig", "generate", "parse_energy_range"]
+__all__ = ["ENERGY_SCHEMA", "OVERFLOW_NOTE", "GenerateConfig", "generate", "parse_energy_range"]
 
 #: Any file with an ``energy`` (N, 1) GeV dataset (e.g. a CaloGAN file) can drive generation.
 ENERGY_SCHEMA = Schema("calo-energies", (DatasetSpec("energy", (None, 1), unit="GeV"),))
@@ -52,6 +52,12 @@ class GenerateConfig:
             raise ValueError(f"dtype must be fp32 or bf16, got {self.dtype!r}")
 
 
+#: File attribute of generated files: what their ``overflow`` dataset holds.
+OVERFLOW_NOTE = ("overflow is not modelled by the generator: written as zeros (MeV) so that "
+                 "the file has the CaloGAN keys and shapes; in CaloGAN Geant4 samples it is "
+                 "the energy outside the 480 x 480 mm window per layer")
+
+
 def parse_energy_range(text: str) -> tuple[float, float]:
     """Parse ``"1:100"`` (GeV) or a single value ``"50"`` into ``(min, max)``."""
     try:
@@ -71,8 +77,10 @@ def parse_energy_range(text: str) -> tuple[float, float]:
 def generate(config: GenerateConfig, progress_bar: bool = True) -> int:
     """Generate showers into ``config.output`` (CaloGAN format, MeV cells); returns the count.
 
-    The models do not predict ``overflow`` (energy outside the window), so that optional
-    dataset is not written.
+    The models do not generate ``overflow`` (the energy outside the 480 x 480 mm window, per
+    layer): the file carries it as zeros, so that it has exactly the keys and shapes of the
+    CaloGAN format, and the file attributes ``overflow_modelled = 0`` and ``overflow_note``
+    say so (see :data:`OVERFLOW_NOTE`).
     """
     device = resolve_device(config.device)
     model, ckpt = load_model(config.checkpoint, device)
@@ -92,7 +100,8 @@ def generate(config: GenerateConfig, progress_bar: bool = True) -> int:
     rng = np.random.default_rng(config.seed)
     torch_gen = torch.Generator(device=device).manual_seed(config.seed)
     attrs = {"generator": f"calo.{ckpt.model_name}", "checkpoint": str(ckpt.path),
-             "checkpoint_step": ckpt.step, "generate_config": to_dict(config)}
+             "checkpoint_step": ckpt.step, "generate_config": to_dict(config),
+             "overflow_modelled": 0, "overflow_note": OVERFLOW_NOTE}
     with H5Appender(config.output, CALO_SCHEMA, attrs=attrs) as out:
         bar = progress(total=n, desc="generate", disable=None if progress_bar else True)
         for start in range(0, n, config.batch_size):
@@ -103,6 +112,7 @@ def generate(config: GenerateConfig, progress_bar: bool = True) -> int:
             with torch.inference_mode(), autocast(device, config.dtype):
                 showers = model.sample_showers(e_t, generator=torch_gen)
             batch = {k: v.float().cpu().numpy() for k, v in showers.items()}
+            batch["overflow"] = np.zeros((size, 3), np.float32)
             out.append(batch)
             bar.update(size)
         bar.close()
