@@ -106,7 +106,7 @@ def test_vae_loss_backward_and_exact_zero_sampling(showers):
 
 
 def test_energy_head_targets_and_rescaling_known_answer():
-    from calo.models.vae import _rescale_layers, energy_targets
+    from calo.models.vae import _rescale_total, energy_targets
 
     cells = torch.zeros(1, 504)
     cells[0, 0] = 3000.0  # layer 0
@@ -116,9 +116,10 @@ def test_energy_head_targets_and_rescaling_known_answer():
     target = energy_targets(cells, energy)
     assert target[0, 0] == pytest.approx((0.901 - 1.0) / 0.01, rel=1e-4)
     assert target[0, 1] == pytest.approx(float(np.log(0.5)), rel=1e-4)  # logit(1/3)
-    # Ask for E_tot / E_inc = 0.99 and a layer-0 share of 0.25.
-    sampled = torch.tensor([[-1.0, float(np.log(0.25 / 0.75))]])
-    out = _rescale_layers(cells, energy, sampled)
+    # Ask for E_tot / E_inc = 0.99: every cell scales by one factor, shares unchanged.
+    out = _rescale_total(cells, energy, torch.tensor([-1.0]))
     assert float(out.sum()) == pytest.approx(9900.0, rel=1e-5)
-    assert float(out[0, 0]) == pytest.approx(0.25 * 9890.0, rel=1e-5)
-    assert float(out[0, 450]) == 10.0 and int((out == 0).sum()) == 501
+    torch.testing.assert_close(out / out.sum(), cells / cells.sum())
+    assert int((out == 0).sum()) == 501
+    empty = _rescale_total(torch.zeros(1, 504), energy, torch.tensor([0.5]))
+    assert not empty.any()  # an empty shower stays empty

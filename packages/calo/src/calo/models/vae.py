@@ -34,10 +34,10 @@ class CaloVAEConfig:
 
     ``energy_head``: a small network models, given the incident energy, the distribution of the
     total energy fraction t = E_tot / E_inc and of the share of layer 0 in layers 0 + 1
-    (Gaussians in a normalised / logit space); sampled showers are rescaled to them.  This
-    two-stage energy/shape factorisation (as in CaloFlow) keeps the narrow E_tot / E_inc
-    distribution that independent per-cell noise cannot produce, and gets the layer-energy
-    fluctuations right even when the latent space under-uses them.
+    (Gaussians in a normalised / logit space).  Sampled showers are scaled by one factor to
+    the sampled t (the layer shares stay as decoded; the share output is trained but not used
+    for sampling).  This two-stage energy/shape factorisation (as in CaloFlow) keeps the
+    narrow E_tot / E_inc distribution that independent per-cell noise cannot produce.
     """
 
     latent_dim: int = 32
@@ -121,9 +121,9 @@ class CaloVAE(nn.Module):
         cells = self.preprocessor.inverse(w, hit, energy_gev.float())
         if energy is not None:
             energy = energy.float()
-            eps = torch.randn(energy.shape[0], 2, device=energy.device, generator=generator)
-            sampled = energy[:, :2] + eps * torch.exp(energy[:, 2:])
-            cells = _rescale_layers(cells, energy_gev.float(), sampled)
+            eps = torch.randn(energy.shape[0], device=energy.device, generator=generator)
+            cells = _rescale_total(cells, energy_gev.float(),
+                                   energy[:, 0] + eps * torch.exp(energy[:, 2]))
         out = unflatten_cells(cells)
         out["energy"] = energy_gev.float()
         return out
@@ -195,24 +195,22 @@ def energy_targets(cells_mev: torch.Tensor, energy_gev: torch.Tensor) -> torch.T
     return torch.stack([(t - _T_CENTRE) / _T_SCALE, torch.logit(share)], dim=1)
 
 
-def _rescale_layers(cells: torch.Tensor, energy_gev: torch.Tensor, sampled: torch.Tensor
-                    ) -> torch.Tensor:
-    """Scale layers 0 and 1 so that E_tot / E_inc and E_0 / (E_0 + E_1) equal the sampled
-    energy-head values (layer 2, below 0.1 % of the energy, is kept as generated)."""
-    s0, s1, s2 = _layer_slices()
-    t = (_T_CENTRE + _T_SCALE * sampled[:, 0]).clamp_min(0.0)
-    share = torch.sigmoid(sampled[:, 1])
-    e0, e1, e2 = cells[:, s0].sum(1), cells[:, s1].sum(1), cells[:, s2].sum(1)
-    target01 = (t * 1000.0 * energy_gev.reshape(-1) - e2).clamp_min(0.0)
-    f0 = torch.where(e0 > 0, share * target01 / e0.clamp_min(1e-12), torch.ones_like(e0))
-    f1 = torch.where(e1 > 0, (1 - share) * target01 / e1.clamp_min(1e-12), torch.ones_like(e1))
-    # Where a layer is empty, the other one carries the whole target.
-    f0 = torch.where(e1 > 0, f0, torch.where(e0 > 0, target01 / e0.clamp_min(1e-12), f0))
-    f1 = torch.where(e0 > 0, f1, torch.where(e1 > 0, target01 / e1.clamp_min(1e-12), f1))
-    out = cells.clone()
-    out[:, s0] = cells[:, s0] * f0[:, None]
-    out[:, s1] = cells[:, s1] * f1[:, None]
-    return out
+def _rescale_total(cells: torch.Tensor, energy_gev: torch.Tensor, sampled_t: torch.Tensor
+                   ) -> torch.Tensor:
+    """Scale all cells of each shower by one factor so that E_tot / E_inc equals the sampled
+    energy-head value (normalised, ``(t - 1) / 0.01``); the layer shares stay as decoded.
+
+    A common factor is what a calorimeter's energy-resolution fluctuation does to a shower,
+    and it keeps the correlation between the layer energies and the shower shape that the
+    latent vector carries (rescaling the layer-0 share as well, independently of the latent,
+    destroyed it: high-level classifier AUC 0.82 instead of 0.65 on the same checkpoint).
+    Showers with no hit cell stay empty.
+    """
+    t = (_T_CENTRE + _T_SCALE * sampled_t).clamp_min(0.0)
+    total = cells.sum(1)
+    factor = torch.where(total > 0, t * 1000.0 * energy_gev.reshape(-1) / total.clamp_min(1e-12),
+                         torch.ones_like(total))
+    return cells * factor[:, None]
 
 
 def _layer_slices() -> list[slice]:
