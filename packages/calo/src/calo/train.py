@@ -47,7 +47,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "cpu": {
         "gan": {"epochs": 8, "batch_size": 128, "lr_d": 5e-5, "lr_g": 2e-4, "beta1": 0.5,
                 "g_steps": 2, "max_rows": 20000, "max_minutes": 30.0},
-        "vae": {"epochs": 40, "batch_size": 256, "lr": 1e-3, "kl_anneal_epochs": 2,
+        "vae": {"epochs": 60, "batch_size": 256, "lr": 1e-3, "kl_anneal_epochs": 2,
                 "max_rows": 50000, "max_minutes": 30.0},
     },
 }
