@@ -120,6 +120,18 @@ def test_bench_prints_json():
     assert data["models"]["vae"]["fp32_batch_16"]["showers_per_s"] > 0
 
 
+def test_bench_counts_generator_flops_and_roofline():
+    result = _run("bench", "--models", "gan", "--batch-sizes", "2", "--seconds", "0.1",
+                  "--device", "cpu")
+    gan = json.loads(result.output)["models"]["gan"]
+    assert 60 < gan["mflop_per_shower_nominal"] < 66
+    assert 20 < gan["mflop_per_shower_executed"] < 30
+    assert sum(gan["mflop_per_layer_nominal"].values()) == pytest.approx(
+        gan["mflop_per_shower_nominal"])
+    entry = gan["fp32_batch_2"]
+    assert 0 < entry["fraction_of_roofline"] < 1.5 and entry["achieved_gflops_executed"] > 0
+
+
 @pytest.mark.parametrize("args,needle", [
     (["simulate", "-n", "10", "-o", "x.h5", "--energy", "-5:10"], "energy"),
     (["simulate", "-n", "10", "-o", "x.h5", "--shard", "3/2"], "shard"),
