@@ -68,9 +68,9 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         segment = total / batch_size
         values = (np.arange(batch_size) + self.rng.random(batch_size)) * segment
         flat = self.tree.find(values)
-        probs = self.tree.get(flat) / total
-        weights = (len(self) * probs) ** (-beta)
-        weights /= weights.max()
+        # w_i = (N P_i)^-beta / max_j (N P_j)^-beta = (p_min / p_i)^beta over the batch
+        pri = self.tree.get(flat)
+        weights = (pri.min() / pri) ** beta
         return flat, weights.astype(np.float32)
 
     def update_priorities(self, indices: np.ndarray, td_errors: np.ndarray) -> None:

@@ -4,7 +4,8 @@ Leaves hold non-negative priorities ``p_i**alpha``; every internal node holds th
 children, so the root is the total.  The tree is ``K``-ary (``K = 16`` by default; ``K = 2`` is
 the classic binary tree): with ``K = 16`` a million leaves need 5 levels, so a batch update or
 prefix-sum search costs ``O(K log_K N)`` per transition in 5 vectorised NumPy steps instead of 20.
-Both operations are vectorised over the batch (one NumPy operation per level, never a Python
+The search begins with one global prefix sum and binary search over the small level of 256
+nodes and descends child by child only for the 3 levels below it.  Both operations are vectorised over the batch (one NumPy operation per level, never a Python
 loop per leaf).  Internal nodes are recomputed from their children, not incremented by deltas,
 so floating point drift cannot accumulate over millions of updates.
 """
@@ -49,6 +50,9 @@ class SumTree:
         # exclusive running sums by one small matrix product: x @ strict_upper
         self._strict_upper = np.triu(np.ones((self.k, self.k)), k=1)
         self._views = [level.reshape(-1, self.k) for level in self.levels[1:]]
+        # the search starts with one global prefix sum over a small level (<= 1024 nodes) and
+        # descends child by child only below it: 3 per-row steps instead of 5 for 1e6 leaves
+        self._top = max(d for d in range(depth + 1) if self.k**d <= max(1024, self.k))
 
     @property
     def total(self) -> float:
@@ -82,9 +86,9 @@ class SumTree:
         self.levels[-1][idx] = pri
         nodes = idx
         for d in range(self.depth - 1, -1, -1):
-            nodes = np.unique(nodes // self.k)
-            children = self.levels[d + 1].reshape(-1, self.k)
-            self.levels[d][nodes] = children[nodes].sum(axis=1)
+            # repeated parents get the same (recomputed) sum, so no np.unique sort is needed
+            nodes = nodes // self.k
+            self.levels[d][nodes] = self._views[d][nodes].sum(axis=1)
 
     def find(self, values: np.ndarray) -> np.ndarray:
         """Leaf index whose cumulative-priority interval contains each of ``values`` (shape
@@ -94,10 +98,13 @@ class SumTree:
         if total <= 0:
             raise ValueError("cannot sample from a sum tree whose total priority is 0")
         v_in = np.clip(np.asarray(values, dtype=np.float64).reshape(-1), 0.0, total)
-        v = v_in
+        # global search on the small top level: node whose inclusive prefix sum first exceeds v
+        top = self.levels[self._top]
+        cum = np.cumsum(top)
+        nodes = np.minimum(np.searchsorted(cum, v_in, side="right"), top.size - 1)
+        v = np.maximum(v_in - (cum[nodes] - top[nodes]), 0.0)
         base = np.arange(v.size, dtype=np.int64) * self.k
-        nodes = np.zeros(v.size, dtype=np.int64)
-        for view in self._views:
+        for view in self._views[self._top :]:
             # exclusive running sums along the children of each node: sum of the earlier ones
             before = view[nodes] @ self._strict_upper  # (B, K)
             # the chosen child is the last one whose exclusive sum is <= v; zero-priority
