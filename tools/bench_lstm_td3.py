@@ -5,7 +5,11 @@ ratio 1, hist_len 5, batch 100; gradient updates/s; replay sampling time per bat
 without PER at 1e6 capacity; the speed-up of the vectorised history gather over a per-sample
 Python loop measured in the same run.
 
-    python tools/bench_lstm_td3.py [--quick] [--hidden 64] [-o figures.json]
+Each layer width (default: the paper's 128 and the 64 units of the README's learning runs) is
+also compared with the compute roofline: FLOPs per update counted from the layer sizes over the
+fp32 matmul throughput measured in the same process.
+
+    python tools/bench_lstm_td3.py [--quick] [--hidden 64] [--threads 2] [-o figures.json]
 """
 
 from __future__ import annotations
@@ -20,10 +24,13 @@ from lstm_td3.bench import run_benchmark
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (seconds)")
-    parser.add_argument("--hidden", type=int, default=None, help="layer width (default 128)")
+    parser.add_argument("--hidden", type=int, default=None,
+                        help="only this layer width (default: 128 and 64)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: all cores)")
     parser.add_argument("-o", "--output", default=None, help="also write the JSON here")
     args = parser.parse_args(argv)
-    figures = run_benchmark(quick=args.quick, hidden=args.hidden)
+    figures = run_benchmark(quick=args.quick, hidden=args.hidden, threads=args.threads)
     text = json.dumps(figures, indent=2)
     if args.output:
         with open(args.output, "w", encoding="utf-8") as fh:

@@ -167,13 +167,33 @@ def test_console_entry_point_error_convention(tmp_path):
 def test_benchmark_smoke():
     from lstm_td3.bench import run_benchmark
 
-    out = run_benchmark(quick=True, hidden=8, capacity=4000, train_steps=150)
+    out = run_benchmark(quick=True, hidden=8, capacity=4000, train_steps=150, threads=1)
     assert out["replay"]["loop_and_vectorised_agree"] is True
     assert out["replay"]["history_speedup_vs_python_loop"] > 1
-    assert out["training"]["1_envs"]["env_steps_per_s"] > 0
-    assert out["training"]["4_envs"]["updates"] > 0
+    fig = out["hidden_8"]
+    assert fig["training"]["1_envs"]["env_steps_per_s"] > 0
+    assert fig["training"]["4_envs"]["updates"] > 0
+    assert out["roofline"]["fp32_matmul_gflops"] > 0
+    assert 0 < fig["update"]["fraction_of_roofline"] < 1
     assert set(out["goals"]) == {"train_steps_per_s_ge_300", "history_speedup_ge_20x",
-                                 "per_overhead_le_2x"}
+                                 "per_overhead_le_2x", "300_steps_per_s_possible_at_roofline"}
+
+
+def test_flop_count_known_answer():
+    from lstm_td3.agent import TD3Config
+    from lstm_td3.bench import network_flops, update_flops
+    from lstm_td3.networks import NetworkConfig
+
+    net = NetworkConfig((4,), 4, 1, (4,), (4,), (4,))
+    # memory: 5 x (pre 2*2*4 + LSTM 2*16*(4+4)) + after 2*4*4; head: cur 2*3*4 + post 2*8*4 + 2*4
+    assert network_flops(2, 3, 1, net, 5) == (1488, 1392)
+    cfg = TD3Config(max_hist_len=5, policy_delay=2, actor=net, critic=net)
+    fa = network_flops(2, 2, 1, net, 5)[0]  # actor: current features on obs only
+    fc = 1488
+    expected = fa + 2 * fc + 6 * fc + (3 * fa + fc + (fc - 1392)) / 2
+    assert update_flops(2, 1, cfg, 10) == pytest.approx(10 * expected)
+    # paper sizes (128 units, L=5, batch 100) on Pendulum: about 1.56 GFLOP per update
+    assert update_flops(2, 1, TD3Config(), 100) == pytest.approx(1.557e9, rel=1e-3)
 
 
 @pytest.mark.slow

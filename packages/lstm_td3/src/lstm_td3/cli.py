@@ -189,15 +189,18 @@ def plot_cmd(groups: tuple[Path, ...], output: Path, metric: str, labels: tuple[
 @cli.command("bench")
 @click.option("--quick", is_flag=True, help="Small sizes (seconds), for smoke tests.")
 @click.option("--hidden", type=click.IntRange(min=1), default=None,
-              help="Layer width for the update/training figures (default: paper 128).")
+              help="Only this layer width (default: the paper's 128 and 64).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="torch CPU threads (default: all cores).")
 @output_option(required=False, help="Also write the JSON here.")
-def bench_cmd(quick: bool, hidden: int | None, output: Path | None) -> None:
+def bench_cmd(quick: bool, hidden: int | None, threads: int | None,
+              output: Path | None) -> None:
     """Throughput figures as JSON (training steps/s, updates/s, replay sampling)."""
     from physml_core.config import save_json
 
     from .bench import run_benchmark
 
-    figures = run_benchmark(quick=quick, hidden=hidden)
+    figures = run_benchmark(quick=quick, hidden=hidden, threads=threads)
     if output is not None:
         save_json(output, figures)
     click.echo(json.dumps(figures, indent=2))
