@@ -272,10 +272,10 @@ def layer_flops(generator: CaloGANGenerator) -> dict[str, float]:
     was_training = generator.training
     try:
         generator.eval()
+        device = generator.streams[0].dense.weight.device
         with torch.no_grad():
-            generator.forward_reference(torch.zeros(1, generator.config.latent_dim,
-                                                    device=generator.streams[0].dense.weight.device),
-                                        torch.ones(1, 1, device=generator.streams[0].dense.weight.device))
+            generator.forward_reference(torch.zeros(1, generator.config.latent_dim, device=device),
+                                        torch.ones(1, 1, device=device))
     finally:
         generator.train(was_training)
         for h in hooks:
