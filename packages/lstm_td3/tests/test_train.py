@@ -127,7 +127,24 @@ def test_cli_train_evaluate_plot(tmp_path):
     res = runner.invoke(cli, ["evaluate", "--checkpoint", str(run), "--episodes", "2",
                               "-o", str(tmp_path / "eval.json")])
     assert res.exit_code == 0, res.output
-    assert json.loads((tmp_path / "eval.json").read_text())["episodes"] == 2
+    plain = json.loads((tmp_path / "eval.json").read_text())
+    assert plain["episodes"] == 2
+    # offscreen rendering (rgb_array, no display): same seeds, so the same returns
+    gif, npz = tmp_path / "eval.gif", tmp_path / "eval.npz"
+    for video in (gif, npz):
+        res = runner.invoke(cli, ["evaluate", "--checkpoint", str(run), "--episodes", "2",
+                                  "--video", str(video)])
+        assert res.exit_code == 0, res.output
+        report = json.loads(res.output)
+        assert report["video"] == str(video)
+        np.testing.assert_allclose(report["returns"], plain["returns"], rtol=1e-6)
+    assert gif.read_bytes()[:6] == b"GIF89a"
+    frames = np.load(npz)["frames"]
+    # one frame after each reset and one per step, for both 30-step episodes
+    assert frames.shape[0] == sum(plain["lengths"]) + 2 and frames.shape[-1] == 3
+    assert frames.dtype == np.uint8 and frames.std() > 0
+    res = runner.invoke(cli, ["evaluate", "--checkpoint", str(run), "--video", "x.mp4"])
+    assert res.exit_code == 2 and "video must end in" in res.stderr
     png = tmp_path / "curves.png"
     res = runner.invoke(cli, ["plot", str(tmp_path / "runs"), "-o", str(png), "--label", "L2"])
     assert res.exit_code == 0, res.output

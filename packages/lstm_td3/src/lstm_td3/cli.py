@@ -153,18 +153,23 @@ def train_cmd(preset_name: str, config_file: Path | None, past_act: bool | None,
 @checkpoint_option()
 @click.option("--episodes", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--render", is_flag=True, help="Show the episodes (render_mode='human').")
+@click.option("--video", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Record the episodes offscreen (render_mode='rgb_array', no display "
+              "needed) to a .gif or .npz file.")
 @click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=12345, show_default=True)
 @device_option(default="cpu")
 @output_option(required=False, help="Write the report as JSON here.")
-def evaluate_cmd(checkpoint: Path, episodes: int, render: bool, seed: int, device: str,
-                 output: Path | None) -> None:
+def evaluate_cmd(checkpoint: Path, episodes: int, render: bool, video: Path | None, seed: int,
+                 device: str, output: Path | None) -> None:
     """Evaluate a checkpoint's deterministic policy."""
     from physml_core.config import save_json
 
     from .evaluate import evaluate_checkpoint
 
-    result = evaluate_checkpoint(checkpoint, episodes, seed, render, device)
+    result = evaluate_checkpoint(checkpoint, episodes, seed, render, device, video)
     report = {"checkpoint": str(checkpoint), **result.to_dict()}
+    if video is not None:
+        report["video"] = str(video)
     if output is not None:
         save_json(output, report)
     click.echo(json.dumps(report))

@@ -12,7 +12,35 @@ from .agent import LSTMTD3
 from .envs import make_env, make_vector_env
 from .history import ActingHistory
 
-__all__ = ["EvalResult", "evaluate_checkpoint", "run_episodes"]
+__all__ = ["EvalResult", "evaluate_checkpoint", "run_episodes", "write_frames"]
+
+_VIDEO_SUFFIXES = (".gif", ".npz")
+
+
+def write_frames(path: str | Path, frames: list[np.ndarray], fps: int = 30) -> Path:
+    """Write RGB frames (each ``(H, W, 3)`` uint8) to ``path``: an animated GIF for ``.gif``
+    (through Pillow, which matplotlib depends on) or, for ``.npz``, the array ``frames`` of shape
+    ``(T, H, W, 3)``.  Written atomically."""
+    from physml_core.atomic import atomic_path
+
+    path = Path(path)
+    if not frames:
+        raise ValueError("no frames to write")
+    suffix = path.suffix.lower()
+    if suffix not in _VIDEO_SUFFIXES:
+        raise ValueError(f"video must end in {' or '.join(_VIDEO_SUFFIXES)}, got {path}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        if suffix == ".npz":
+            with open(tmp, "wb") as fh:
+                np.savez_compressed(fh, frames=np.stack(frames).astype(np.uint8))
+        else:
+            from PIL import Image
+
+            images = [Image.fromarray(np.asarray(f, dtype=np.uint8)) for f in frames]
+            images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
+                           duration=max(1, round(1000 / fps)), loop=0)
+    return path
 
 
 @dataclass
@@ -49,34 +77,48 @@ def run_episodes(
     max_episode_steps: int | None = None,
     render: bool = False,
     env_kwargs: dict[str, Any] | None = None,
+    video: str | Path | None = None,
 ) -> EvalResult:
     """Play ``episodes`` episodes without exploration noise.
 
     Without rendering the episodes run side by side in one synchronous vector env (one batched
     actor call per step); env ``i`` is reset with seed ``seed + i``.  With ``render`` they run
-    one after another in a ``render_mode="human"`` env.
+    one after another in a ``render_mode="human"`` env (a window).  With ``video`` they run one
+    after another in a ``render_mode="rgb_array"`` env, which needs no display, and the frames
+    of all episodes are written to ``video`` (see :func:`write_frames`).  The same seeds are
+    used in every mode, so the returns do not depend on rendering.
     """
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     L = agent.config.max_hist_len
-    if render:
-        env = make_env(env_id, pomdp, seed, max_episode_steps, render_mode="human",
+    if render or video is not None:
+        if video is not None and Path(video).suffix.lower() not in _VIDEO_SUFFIXES:
+            raise ValueError(f"video must end in {' or '.join(_VIDEO_SUFFIXES)}, got {video}")
+        mode = "rgb_array" if video is not None else "human"
+        env = make_env(env_id, pomdp, seed, max_episode_steps, render_mode=mode,
                        env_kwargs=env_kwargs)
         returns, lengths = [], []
+        frames: list[np.ndarray] = []
         try:
             for i in range(episodes):
                 obs, _ = env.reset(seed=seed + i)
                 hist = ActingHistory(1, agent.obs_dim, agent.act_dim, L)
                 total, n, done = 0.0, 0, False
+                if video is not None:
+                    frames.append(np.asarray(env.render()))
                 while not done:
                     a = agent.act(obs[None], hist)
                     nxt, r, term, trunc, _ = env.step(a[0])
                     hist.push(obs[None], a)
                     obs, total, n, done = nxt, total + float(r), n + 1, bool(term or trunc)
+                    if video is not None:
+                        frames.append(np.asarray(env.render()))
                 returns.append(total)
                 lengths.append(n)
         finally:
             env.close()
+        if video is not None:
+            write_frames(video, frames)
         return EvalResult(np.asarray(returns), np.asarray(lengths))
     venv = make_vector_env(env_id, episodes, "sync", pomdp, seed, max_episode_steps,
                            env_kwargs=env_kwargs)
@@ -107,12 +149,14 @@ def evaluate_checkpoint(
     seed: int = 12345,
     render: bool = False,
     device: str = "cpu",
+    video: str | Path | None = None,
 ) -> EvalResult:
-    """Load a training checkpoint (file or run folder) and evaluate its actor."""
+    """Load a training checkpoint (file or run folder) and evaluate its actor; ``render`` shows
+    the episodes in a window, ``video`` (``.gif`` or ``.npz``) records them without a display."""
     from .train import load_agent
 
     agent, cfg = load_agent(checkpoint, device=device)
     return run_episodes(
         agent, cfg.env_id, episodes, seed, cfg.pomdp or None, cfg.max_episode_steps, render,
-        cfg.env_kwargs,
+        cfg.env_kwargs, video,
     )
