@@ -45,6 +45,12 @@ def pipeline(tiny_h5, tmp_path_factory):
     code, out = run("train", "lstm", "--data", str(tiny_h5), "--cvae", str(cvae_dir),
                     "--run-dir", str(lstm_dir), "--epochs", "3", "--device", "cpu")
     assert code == 0, out
+    # the reference configuration (encoder-only conditioning, N(0, I) prior) to compare with
+    code, out = run("train", "cvae", "--data", str(tiny_h5), "--run-dir", str(tmp / "ref"),
+                    "--epochs", "1", "--batch-size", "8", "--base-filters", "4",
+                    "--val-fraction", "0.34", "--no-cond-decoder", "--prior", "standard",
+                    "--device", "cpu")
+    assert code == 0, out
     return tmp, cvae_dir, lstm_dir
 
 
@@ -81,7 +87,7 @@ def test_generate_forecast_evaluate(pipeline, tiny_h5):
         assert f.attrs["observed"] == 1
     code, out = run("evaluate", "--data", str(tiny_h5), "--cvae", str(cvae_dir), "--lstm",
                     str(lstm_dir), "--observed", "1", "-n", "4", "--classifier-epochs", "1",
-                    "-o", str(tmp / "eval"))
+                    "--compare-cvae", str(tmp / "ref"), "-o", str(tmp / "eval"))
     assert code == 0, out
     report = json.loads((tmp / "eval" / "report.json").read_text())
     held = report["held_out_runs"]
@@ -91,6 +97,14 @@ def test_generate_forecast_evaluate(pipeline, tiny_h5):
     assert len(report["reconstruction"]["mse"]["per_projection"]) == 15
     assert report["forecast"]["modules"] == [1, 2]
     assert "generation_prior" in report and "generation_box" in report
+    for key in ("reconstruction", "forecast", "baseline_module_mean"):
+        assert 0 < report[key]["ssim_peak_normalised"]["mean"] <= 1
+    table = report["model_comparison"]
+    assert [(row["cond_decoder"], row["prior"]) for row in table] == [
+        (True, "conditional"), (False, "standard")]
+    assert table[0]["reconstruction_ssim"] == report["reconstruction"]["ssim"]["mean"]
+    assert all(row["generation_prior_frechet"] >= 0 for row in table)
+    assert "generation_box_frechet" in table[1]
     assert report["generation_prior"]["frechet_distance"]["mean"] >= 0
     for png in ("grid_last_module.png", "ssim_vs_module.png"):
         assert (tmp / "eval" / png).stat().st_size > 0

@@ -84,3 +84,58 @@ def test_metrics_known_answers():
     assert shifted == pytest.approx(4.0, rel=1e-3)
     with pytest.raises(ValueError):
         ssim_per_channel(a, a[:1])
+
+
+def test_teacher_forced_steps_equal_prefix_predictions():
+    """One packed pass gives, at step t, the prediction the model makes after the prefix
+    z_0..z_t; padded steps stay zero and rollout with a carried state equals re-reading."""
+    from clarm.train import next_step_batches
+
+    torch.manual_seed(1)
+    model = LatentLSTM(LSTMConfig(latent_dim=3, hidden=8, modules=6)).eval()
+    z = torch.randn(2, 6, 3)
+    inputs, lengths, targets, mask = next_step_batches(z, torch.tensor([6, 4]), min_length=2)
+    assert inputs.shape == targets.shape == (2, 5, 3)
+    torch.testing.assert_close(targets, z[:, 1:])
+    assert lengths.tolist() == [5, 3]
+    assert mask.tolist() == [[False, True, True, True, True], [False, True, True, False, False]]
+    with torch.no_grad():
+        steps = model.predict_steps(inputs, lengths)
+        for t in range(5):
+            for row in range(2):
+                if t < lengths[row]:
+                    prefix = inputs[row:row + 1, :t + 1]
+                    torch.testing.assert_close(steps[row, t],
+                                               model(prefix, torch.tensor([t + 1]))[0])
+                else:
+                    assert torch.all(steps[row, t] == 0)
+        rolled = model.rollout(z[:, :2], 6)
+        seq = z[:, :2]
+        while seq.shape[1] < 6:
+            seq = torch.cat([seq, model(seq, torch.full((2,), seq.shape[1]))[:, None]], dim=1)
+    torch.testing.assert_close(rolled, seq)
+    with pytest.raises(ValueError):
+        next_step_batches(z[:, :2], min_length=2)
+
+
+def test_cosine_schedule_endpoints():
+    from clarm.train import CVAETrainConfig, scheduled_lr
+
+    cfg = CVAETrainConfig(lr=1e-3, lr_min=1e-5)
+    assert scheduled_lr(cfg, 0.0) == pytest.approx(1e-3)
+    assert scheduled_lr(cfg, 0.5) == pytest.approx(0.5 * (1e-3 + 1e-5))
+    assert scheduled_lr(cfg, 1.0) == pytest.approx(1e-5)
+    assert scheduled_lr(CVAETrainConfig(schedule="constant"), 0.7) == pytest.approx(1e-3)
+    with pytest.raises(ValueError):
+        CVAETrainConfig(schedule="step").validate()
+
+
+def test_peak_normalised_ssim_is_stricter_for_dim_images():
+    from clarm.evaluate import peak_normalised_ssim
+
+    rng = np.random.default_rng(2)
+    a = torch.as_tensor(rng.random((3, 15, 32, 32)), dtype=torch.float32) * 0.2  # dim images
+    noisy = (a + 0.02 * torch.as_tensor(rng.standard_normal(a.shape), dtype=torch.float32))
+    assert torch.allclose(peak_normalised_ssim(a, a), torch.ones(3, 15), atol=1e-5)
+    # the same error weighs more when the data range is the image's own peak (0.2), not 1
+    assert float(peak_normalised_ssim(noisy, a).mean()) < float(ssim_per_channel(noisy, a).mean())

@@ -99,6 +99,10 @@ def train() -> None:
 @epochs_option(default=20)
 @click.option("--batch-size", type=click.IntRange(2), default=32, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--lr-min", type=float, default=1e-5, show_default=True,
+              help="Final learning rate of the cosine schedule.")
+@click.option("--schedule", type=click.Choice(["cosine", "constant"]), default="cosine",
+              show_default=True, help="Learning-rate schedule over the epochs.")
 @click.option("--beta", type=float, default=1.0, show_default=True, help="KL weight.")
 @click.option("--latent-dim", type=click.IntRange(1), default=8, show_default=True)
 @click.option("--cond-decoder/--no-cond-decoder", default=True, show_default=True,
@@ -113,14 +117,15 @@ def train() -> None:
 @seed_option()
 @device_option()
 def train_cvae_cmd(data: Path, run_dir: Path | None, epochs: int, batch_size: int, lr: float,
-                   beta: float, latent_dim: int, cond_decoder: bool,
+                   lr_min: float, schedule: str, beta: float, latent_dim: int, cond_decoder: bool,
                    condition_on_settings: bool, prior: str, base_filters: int,
                    val_fraction: float, max_train_runs: int, seed: int, device: str) -> None:
     """Train the conditional VAE on a phase-space file."""
     from .train import CVAETrainConfig, train_cvae
 
     cfg = CVAETrainConfig(data=str(data), run_dir=str(run_dir or ""), epochs=epochs,
-                          batch_size=batch_size, lr=lr, beta=beta, latent_dim=latent_dim,
+                          batch_size=batch_size, lr=lr, lr_min=lr_min, schedule=schedule,
+                          beta=beta, latent_dim=latent_dim,
                           cond_decoder=cond_decoder, condition_on_settings=condition_on_settings,
                           prior=prior, base_filters=base_filters, val_fraction=val_fraction,
                           max_train_runs=max_train_runs, seed=seed, device=device)
@@ -208,19 +213,25 @@ def forecast(data: Path, cvae: Path, lstm: Path, runs: tuple[int, ...], observed
 @num_option(default=None, help="Generated samples per module (default: number of held-out "
                                "runs, at least 8).")
 @click.option("--classifier-epochs", type=click.IntRange(1), default=4, show_default=True)
+@click.option("--compare-cvae", type=click.Path(exists=True, path_type=Path), default=None,
+              help="A second CVAE trained on the same runs (e.g. --no-cond-decoder --prior "
+                   "standard) to compare reconstruction and generation with.")
 @seed_option()
 @device_option()
 @output_option(default="clarm-eval", help="Folder for report.json and PNG plots.")
 def evaluate(data: Path, cvae: Path, lstm: Path | None, observed: int, num: int | None,
-             classifier_epochs: int, seed: int, device: str, output: Path) -> None:
+             classifier_epochs: int, compare_cvae: Path | None, seed: int, device: str,
+             output: Path) -> None:
     """Evaluate reconstruction, generation and forecasting on held-out runs."""
     from .evaluate import EvalConfig
     from .evaluate import evaluate as run
 
     report = run(EvalConfig(data=str(data), cvae=str(cvae), lstm=str(lstm or ""),
                             output=str(output), observed=observed, num_per_module=num or 0,
-                            classifier_epochs=classifier_epochs, seed=seed, device=device))
-    short = {"reconstruction_ssim": report["reconstruction"]["ssim"]["mean"]}
+                            classifier_epochs=classifier_epochs,
+                            compare_cvae=str(compare_cvae or ""), seed=seed, device=device))
+    short = {"reconstruction_ssim": report["reconstruction"]["ssim"]["mean"],
+             "baseline_module_mean_ssim": report["baseline_module_mean"]["ssim"]["mean"]}
     if "forecast" in report:
         short["forecast_ssim"] = report["forecast"]["ssim"]["mean"]
     for key in ("generation_prior", "generation_box"):

@@ -20,7 +20,7 @@ from .train import LoadedCVAE, LoadedLSTM, check_compatible, held_out_runs
 __all__ = ["forecast", "forecast_file"]
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def forecast(cvae: LoadedCVAE, lstm: LoadedLSTM, observed_images: np.ndarray,
              normalized: bool = False, settings: np.ndarray | None = None) -> np.ndarray:
     """observed_images (R, k, 15, H, W) in physical units -> forecast (R, M, 15, H, W).
@@ -42,24 +42,29 @@ def forecast(cvae: LoadedCVAE, lstm: LoadedLSTM, observed_images: np.ndarray,
         raise ValueError("the LSTM and the CVAE have different latent sizes")
     device = next(model.parameters()).device
     s = cvae.settings_tensor(settings, r) if cfg.settings_dim else None
-    x = torch.from_numpy(cvae.normalizer(observed_images)).float()
-    mods = torch.arange(k).repeat(r).to(device)
-    s_rep = None if s is None else s.repeat_interleave(k, 0).to(device)
-    cond = model.condition(mods, s_rep)
-    mu, _ = model.encode(x.reshape(r * k, *x.shape[2:]).to(device), cond)
+    model.eval()
+    # one condition per (run, module); the first k rows of every run serve the encoder
+    all_mods = torch.arange(cfg.modules, device=device).repeat(r)
+    s_all = None if s is None else s.repeat_interleave(cfg.modules, 0).to(device)
+    cond_all = model.condition(all_mods, s_all).view(r, cfg.modules, -1)
+    x = cvae.normalizer(torch.from_numpy(np.ascontiguousarray(observed_images, np.float32)))
+    x = x.reshape(r * k, *x.shape[2:]).to(device).contiguous(memory_format=torch.channels_last)
+    mu, _ = model.encode(x, cond_all[:, :k].reshape(r * k, -1))
     z_mean = torch.as_tensor(lstm.z_mean, device=device)
     z_std = torch.as_tensor(lstm.z_std, device=device)
-    zs = ((mu.view(r, k, -1) - z_mean) / z_std)
+    zs = (mu.view(r, k, -1) - z_mean) / z_std
     lstm_dev = next(lstm.model.parameters()).device
     roll = lstm.model.rollout(zs.to(lstm_dev), cfg.modules).to(device) * z_std + z_mean
-    all_mods = torch.arange(cfg.modules).repeat(r).to(device)
-    s_all = None if s is None else s.repeat_interleave(cfg.modules, 0).to(device)
-    cond_all = model.condition(all_mods, s_all)
     flat = roll.reshape(r * cfg.modules, -1)
-    out = torch.cat([model.decode(flat[i:i + 256], cond_all[i:i + 256])
-                     for i in range(0, len(flat), 256)]).cpu().numpy()
-    out = out.reshape(r, cfg.modules, *out.shape[1:])
-    return out if normalized else cvae.normalizer.inverse(out)
+    cond_flat = cond_all.reshape(r * cfg.modules, -1)
+    chunks = [model.decode_logits(flat[i:i + 512], cond_flat[i:i + 512])
+              for i in range(0, len(flat), 512)]
+    out = (chunks[0] if len(chunks) == 1 else torch.cat(chunks)).sigmoid_()
+    if not normalized:
+        out.mul_(torch.as_tensor(cvae.normalizer.scale, device=out.device).view(15, 1, 1))
+    # numpy view of the (possibly channels-last) tensor: no copy on CPU
+    out = out.cpu().numpy()
+    return out.reshape(r, cfg.modules, *out.shape[1:])
 
 
 def forecast_file(data: str | Path, cvae: LoadedCVAE, lstm: LoadedLSTM, output: str | Path,

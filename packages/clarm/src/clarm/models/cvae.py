@@ -5,7 +5,8 @@ filters down to 8 x 8 (5 stages at 256 x 256, 3 at 64 x 64), flatten -> Linear(2
 a condition branch embeds the module index (one-hot, optionally with the run settings) to 32
 features; both are concatenated and mapped to the mean and log-variance of q(z | x, c).
 
-Decoder: Linear(z [+ condition] -> 256 -> 8*8*F) -> ``stages`` transposed convolutions -> sigmoid.
+Decoder: Linear(z [+ condition] -> 256 -> 8*8*F) -> ``stages`` transposed convolutions (4x4,
+stride 2; the last one outputs the 15 projections, as in the reference) -> sigmoid.
 The reference conditions only the encoder; here ``cond_decoder=True`` (default) feeds the
 condition to the decoder too, and ``prior="conditional"`` learns p(z | c) = N(mu(c), sigma(c))
 per module instead of N(0, I), so new samples for a module come from its own prior.
@@ -87,12 +88,10 @@ class CVAE(nn.Module):
                                     nn.Linear(config.hidden, flat), nn.LeakyReLU(0.2))
         ups: list[nn.Module] = []
         chans = [*filters[::-1], NUM_PROJECTIONS]
-        for i in range(config.stages):
-            ups.append(nn.ConvTranspose2d(chans[i], chans[i + 1] if i < config.stages - 1
-                                          else filters[0], 4, stride=2, padding=1))
-            ups += [nn.LeakyReLU(0.2), nn.BatchNorm2d(chans[i + 1] if i < config.stages - 1
-                                                      else filters[0])]
-        ups.append(nn.Conv2d(filters[0], NUM_PROJECTIONS, 3, padding=1))
+        for i in range(config.stages):  # the last stage outputs the 15 projections directly
+            ups.append(nn.ConvTranspose2d(chans[i], chans[i + 1], 4, stride=2, padding=1))
+            if i < config.stages - 1:
+                ups += [nn.LeakyReLU(0.2), nn.BatchNorm2d(chans[i + 1])]
         self.decoder = nn.Sequential(*ups)
         self._top = filters[-1]
 
