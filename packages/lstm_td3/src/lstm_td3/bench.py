@@ -221,8 +221,8 @@ def run_benchmark(quick: bool = False, seed: int = 0, hidden: int | None = None,
     peak = matmul_gflops(256 if quick else 1024, 3 if quick else 10)
     out["roofline"] = {"fp32_matmul_gflops": round(peak, 1),
                        "matmul_size": 256 if quick else 1024}
-    steps = train_steps or (200 if quick else 600)
-    n_up = 10 if quick else 40
+    steps = train_steps or (200 if quick else 400)
+    n_up = 10 if quick else 30
     for width in widths:
         # ---- gradient updates against the roofline
         net = _net(width)
