@@ -127,6 +127,8 @@ def test_sumtree_known_answers_and_proportions(branching):
     # cumulative intervals [0,1) [1,3) [3,6) [6,10)
     found = tree.find(np.array([0.0, 0.999, 1.0, 2.5, 3.0, 5.99, 6.0, 9.999, 10.0]))
     assert found.tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 3]
+    nodes, pri = tree.find(np.array([0.5, 9.999, 10.0]), return_priorities=True)
+    assert nodes.tolist() == [0, 3, 3] and pri.tolist() == [1.0, 4.0, 4.0]
     tree.update(np.array([1, 1]), np.array([5.0, 0.5]))  # repeated index: last value wins
     assert tree.get(np.array([1]))[0] == 0.5 and tree.total == pytest.approx(8.5)
     rng = np.random.default_rng(0)

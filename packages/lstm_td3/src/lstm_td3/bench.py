@@ -114,7 +114,7 @@ def update_flops(obs_dim: int, act_dim: int, cfg: TD3Config, batch_size: int) ->
     return float(per_sample * batch_size)
 
 
-def matmul_gflops(n: int = 1024, repeat: int = 10) -> float:
+def matmul_gflops(n: int = 2048, repeat: int = 5) -> float:
     """Measured fp32 matrix-multiply throughput (GFLOP/s) with the current torch threads: the
     practical compute roofline of this machine."""
     x, y = torch.randn(n, n), torch.randn(n, n)
@@ -150,7 +150,8 @@ def _train_sps(n_envs: int, steps: int, hist_len: int, batch: int, hidden: int |
     agent = TD3Config(max_hist_len=hist_len, actor=net, critic=net)
     cfg = TrainConfig(
         env_id="Pendulum-v1", pomdp="remove_velocity", n_envs=n_envs, total_steps=steps,
-        steps_per_epoch=steps, start_steps=0, update_after=batch if updates else steps,
+        # updates from the first step on, so every measured step carries one update (UTD 1)
+        steps_per_epoch=steps, start_steps=0, update_after=0 if updates else steps,
         update_every=50,
         batch_size=batch, replay_size=100_000, num_test_episodes=1, seed=seed, device="cpu",
         torch_threads=threads, save_replay=False, agent=agent,
@@ -218,9 +219,9 @@ def run_benchmark(quick: bool = False, seed: int = 0, hidden: int | None = None,
                                           and np.array_equal(ref_n, vec.next_hist_obs)),
     }
     # ---- compute roofline of this machine, measured now
-    peak = matmul_gflops(256 if quick else 1024, 3 if quick else 10)
+    peak = matmul_gflops(256 if quick else 2048, 3 if quick else 5)
     out["roofline"] = {"fp32_matmul_gflops": round(peak, 1),
-                       "matmul_size": 256 if quick else 1024}
+                       "matmul_size": 256 if quick else 2048}
     steps = train_steps or (200 if quick else 400)
     n_up = 10 if quick else 30
     for width in widths:

@@ -55,6 +55,7 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         self.eps = float(eps)
         self.tree = SumTree(self.capacity)
         self.max_priority = 1.0
+        self._strata = np.zeros(0)
 
     def add(self, obs, act, rew, next_obs, terminated, truncated=None) -> np.ndarray:
         flat = super().add(obs, act, rew, next_obs, terminated, truncated)
@@ -65,11 +66,11 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         if not 0.0 <= beta <= 1.0:
             raise ValueError(f"beta must be in [0, 1], got {beta}")
         total = self.tree.total
-        segment = total / batch_size
-        values = (np.arange(batch_size) + self.rng.random(batch_size)) * segment
-        flat = self.tree.find(values)
+        if self._strata.size != batch_size:
+            self._strata = np.arange(batch_size, dtype=np.float64)
+        values = (self._strata + self.rng.random(batch_size)) * (total / batch_size)
+        flat, pri = self.tree.find(values, return_priorities=True)
         # w_i = (N P_i)^-beta / max_j (N P_j)^-beta = (p_min / p_i)^beta over the batch
-        pri = self.tree.get(flat)
         weights = (pri.min() / pri) ** beta
         return flat, weights.astype(np.float32)
 

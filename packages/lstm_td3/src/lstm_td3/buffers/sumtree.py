@@ -52,7 +52,14 @@ class SumTree:
         self._views = [level.reshape(-1, self.k) for level in self.levels[1:]]
         # the search starts with one global prefix sum over a small level (<= 1024 nodes) and
         # descends child by child only below it: 3 per-row steps instead of 5 for 1e6 leaves
+        self._base = np.zeros(0, dtype=np.int64)
         self._top = max(d for d in range(depth + 1) if self.k**d <= max(1024, self.k))
+
+    def _row_starts(self, n: int) -> np.ndarray:
+        """``arange(n) * K`` (cached: the batch size rarely changes)."""
+        if self._base.size != n:
+            self._base = np.arange(n, dtype=np.int64) * self.k
+        return self._base
 
     @property
     def total(self) -> float:
@@ -90,20 +97,25 @@ class SumTree:
             nodes = nodes // self.k
             self.levels[d][nodes] = self._views[d][nodes].sum(axis=1)
 
-    def find(self, values: np.ndarray) -> np.ndarray:
+    def find(
+        self, values: np.ndarray, return_priorities: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Leaf index whose cumulative-priority interval contains each of ``values`` (shape
         ``(B,)``).  ``values`` are clipped to ``[0, total]``; a leaf with priority 0 is never
-        returned while the total is positive."""
+        returned while the total is positive.  With ``return_priorities`` also the priorities
+        of the found leaves (saves a second lookup)."""
         total = self.levels[0][0]
         if total <= 0:
             raise ValueError("cannot sample from a sum tree whose total priority is 0")
-        v_in = np.clip(np.asarray(values, dtype=np.float64).reshape(-1), 0.0, total)
+        # np.minimum/np.maximum: np.clip costs several microseconds more on small arrays
+        v_in = np.minimum(np.maximum(np.asarray(values, dtype=np.float64).reshape(-1), 0.0),
+                          total)
         # global search on the small top level: node whose inclusive prefix sum first exceeds v
         top = self.levels[self._top]
         cum = np.cumsum(top)
         nodes = np.minimum(np.searchsorted(cum, v_in, side="right"), top.size - 1)
         v = np.maximum(v_in - (cum[nodes] - top[nodes]), 0.0)
-        base = np.arange(v.size, dtype=np.int64) * self.k
+        base = self._row_starts(v.size)
         for view in self._views[self._top :]:
             # exclusive running sums along the children of each node: sum of the earlier ones
             before = view[nodes] @ self._strict_upper  # (B, K)
@@ -112,10 +124,12 @@ class SumTree:
             j = (before <= v[:, None]).sum(axis=1) - 1
             v = v - before.ravel()[base + j]
             nodes = nodes * self.k + j
-        empty = self.levels[-1][nodes] <= 0
+        leaf = self.levels[-1][nodes]
+        empty = leaf <= 0
         if empty.any():  # only through rounding at an interval edge: exact search for those
             cum_leaves = np.cumsum(self.levels[-1])
             target = np.minimum(v_in[empty], np.nextafter(cum_leaves[-1], 0.0))
             pick = np.searchsorted(cum_leaves, target, side="right")
             nodes[empty] = np.minimum(pick, self.capacity - 1)
-        return nodes
+            leaf = self.levels[-1][nodes]
+        return (nodes, leaf) if return_priorities else nodes
