@@ -96,7 +96,7 @@ def train() -> None:
 @train.command("cvae")
 @data_option()
 @run_dir_option()
-@epochs_option(default=20)
+@epochs_option(default=30)
 @click.option("--batch-size", type=click.IntRange(2), default=32, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True)
 @click.option("--lr-min", type=float, default=1e-5, show_default=True,

@@ -55,7 +55,7 @@ class CVAETrainConfig:
 
     data: str = ""
     run_dir: str = ""
-    epochs: int = 20
+    epochs: int = 30
     batch_size: int = 32
     lr: float = 1e-3
     lr_min: float = 1e-5
