@@ -109,7 +109,7 @@ def test_presets_and_config_building():
         TrainConfig(pomdp="blur")
 
 
-def test_cli_train_evaluate_plot(tmp_path):
+def test_cli_train_evaluate_plot(tmp_path, monkeypatch):
     runner = CliRunner()
     run = tmp_path / "runs" / "seed0"
     args = ["train", "--env", "Pendulum-v1", "--pomdp", "remove_velocity", "--hist-len", "2",
@@ -143,6 +143,14 @@ def test_cli_train_evaluate_plot(tmp_path):
     # one frame after each reset and one per step, for both 30-step episodes
     assert frames.shape[0] == sum(plain["lengths"]) + 2 and frames.shape[-1] == 3
     assert frames.dtype == np.uint8 and frames.std() > 0
+    # on-screen rendering (render_mode='human', pygame) on SDL's dummy video driver: no window is
+    # opened, the same code path runs, and the returns equal the unrendered ones
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
+    res = runner.invoke(cli, ["evaluate", "--checkpoint", str(run), "--episodes", "1",
+                              "--render"])
+    assert res.exit_code == 0, res.output
+    np.testing.assert_allclose(json.loads(res.output)["returns"], plain["returns"][:1],
+                               rtol=1e-6)
     res = runner.invoke(cli, ["evaluate", "--checkpoint", str(run), "--video", "x.mp4"])
     assert res.exit_code == 2 and "video must end in" in res.stderr
     png = tmp_path / "curves.png"
