@@ -17,6 +17,14 @@ __all__ = ["EvalResult", "evaluate_checkpoint", "run_episodes", "write_frames"]
 _VIDEO_SUFFIXES = (".gif", ".npz")
 
 
+def _check_video_suffix(path: str | Path) -> str:
+    """The lower-case suffix of a video path, which must be one of :data:`_VIDEO_SUFFIXES`."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in _VIDEO_SUFFIXES:
+        raise ValueError(f"video must end in {' or '.join(_VIDEO_SUFFIXES)}, got {path}")
+    return suffix
+
+
 def write_frames(path: str | Path, frames: list[np.ndarray], fps: int = 30) -> Path:
     """Write RGB frames (each ``(H, W, 3)`` uint8) to ``path``: an animated GIF for ``.gif``
     (through Pillow, which matplotlib depends on) or, for ``.npz``, the array ``frames`` of shape
@@ -26,9 +34,7 @@ def write_frames(path: str | Path, frames: list[np.ndarray], fps: int = 30) -> P
     path = Path(path)
     if not frames:
         raise ValueError("no frames to write")
-    suffix = path.suffix.lower()
-    if suffix not in _VIDEO_SUFFIXES:
-        raise ValueError(f"video must end in {' or '.join(_VIDEO_SUFFIXES)}, got {path}")
+    suffix = _check_video_suffix(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         if suffix == ".npz":
@@ -92,8 +98,8 @@ def run_episodes(
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     L = agent.config.max_hist_len
     if render or video is not None:
-        if video is not None and Path(video).suffix.lower() not in _VIDEO_SUFFIXES:
-            raise ValueError(f"video must end in {' or '.join(_VIDEO_SUFFIXES)}, got {video}")
+        if video is not None:
+            _check_video_suffix(video)
         mode = "rgb_array" if video is not None else "human"
         env = make_env(env_id, pomdp, seed, max_episode_steps, render_mode=mode,
                        env_kwargs=env_kwargs)

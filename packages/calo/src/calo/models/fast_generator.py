@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from ..geometry import LAYERS
 from .layers import LocallyConnected2d, pad_same_2x2
 
-__all__ = ["GeneratorPlan", "build_plan", "plan_flops_per_shower", "run_plan"]
+__all__ = ["GeneratorPlan", "build_plan", "run_plan"]
 
 
 @dataclass
@@ -219,7 +219,3 @@ def run_plan(plan: GeneratorPlan, z: torch.Tensor, energy_gev: torch.Tensor
     return [F.relu(img).permute(2, 0, 1).unsqueeze(1).contiguous()
             for img in (img0, img1, img2)]
 
-
-def plan_flops_per_shower(generator: torch.nn.Module) -> int:
-    """FLOPs per shower of the fast path of ``generator`` (from its folded layer shapes)."""
-    return build_plan(generator).flops_per_shower()

@@ -5,8 +5,8 @@ children, so the root is the total.  The tree is ``K``-ary (``K = 16`` by defaul
 the classic binary tree): with ``K = 16`` a million leaves need 5 levels, so a batch update or
 prefix-sum search costs ``O(K log_K N)`` per transition in 5 vectorised NumPy steps instead of 20.
 The search begins with one global prefix sum and binary search over the small level of 256
-nodes and descends child by child only for the 3 levels below it.  Both operations are vectorised over the batch (one NumPy operation per level, never a Python
-loop per leaf).  Internal nodes are recomputed from their children, not incremented by deltas,
+nodes and descends child by child only for the 3 levels below it.  Both operations are
+vectorised over the batch (one NumPy operation per level, never a Python loop per leaf).  Internal nodes are recomputed from their children, not incremented by deltas,
 so floating point drift cannot accumulate over millions of updates.
 """
 
