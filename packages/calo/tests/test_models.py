@@ -43,6 +43,37 @@ def test_minibatch_discrimination_known_answer():
     torch.testing.assert_close(mbd(x), torch.full((5, 3), float(np.tanh(5.0))))
 
 
+def test_minibatch_discrimination_matches_explicit_l1_formula():
+    torch.manual_seed(0)
+    mbd = MinibatchDiscrimination(6, kernels=4, dims=3)
+    x = torch.randn(7, 6, requires_grad=True)
+    m = (x @ mbd.weight).view(7, 4, 3)
+    l1 = (m.unsqueeze(3) - m.permute(1, 2, 0).unsqueeze(0)).abs().sum(dim=2)  # (B, K, B)
+    expected = torch.tanh(torch.exp(-l1).sum(dim=2))
+    got = mbd(x)
+    torch.testing.assert_close(got, expected)
+    g_got = torch.autograd.grad(got.square().sum(), x)[0]
+    g_exp = torch.autograd.grad(expected.square().sum(), x)[0]
+    torch.testing.assert_close(g_got, g_exp)
+
+
+def test_calogan_sizes_are_configurable_and_fast_path_matches():
+    cfg = CaloGANConfig(latent_dim=8, g_dense_channels=5, g_conv_channels=4, g_lc_channels=3,
+                        d_conv_channels=6, d_lc_channels=(4, 3, 2))
+    gan = CaloGAN(cfg).eval()
+    z, energy = torch.randn(3, 8), torch.tensor([[2.0], [30.0], [90.0]])
+    with torch.no_grad():
+        fast = gan.generator(z, energy)
+        ref = gan.generator.forward_reference(z, energy)
+        logit, total = gan.discriminator(ref, energy)
+    for a, b in zip(fast, ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    assert logit.shape == (3, 1) and total.shape == (3, 1)
+    assert gan.discriminator.streams[0].conv.out_channels == 6
+    with pytest.raises(ValueError, match="positive"):
+        CaloGANConfig(d_lc_channels=(4, 0, 2))
+
+
 def test_calogan_shapes_zeros_and_flops():
     torch.manual_seed(0)
     cfg = CaloGANConfig(latent_dim=64)

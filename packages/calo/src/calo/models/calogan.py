@@ -44,7 +44,9 @@ class CaloGANConfig:
 
     latent_dim: size of z (1024 in the paper).  attention: inter-layer in-painting attention.
     mbd_kernels, mbd_dims: minibatch discrimination size (10 x 10).  sparsity_features: feed the
-    sparsity and its minibatch discrimination to the discriminator.
+    sparsity and its minibatch discrimination to the discriminator.  Channel counts (the paper's
+    by default): generator Dense image channels (36), Conv2D (16) and first locally connected
+    layer (6); discriminator Conv2D (64) and its three locally connected layers (16, 8, 8).
     """
 
     latent_dim: int = 1024
@@ -52,26 +54,37 @@ class CaloGANConfig:
     mbd_kernels: int = 10
     mbd_dims: int = 10
     sparsity_features: bool = True
+    g_dense_channels: int = 36
+    g_conv_channels: int = 16
+    g_lc_channels: int = 6
+    d_conv_channels: int = 64
+    d_lc_channels: tuple[int, int, int] = (16, 8, 8)
 
     def __post_init__(self) -> None:
-        if self.latent_dim < 1 or self.mbd_kernels < 1 or self.mbd_dims < 1:
-            raise ValueError("CaloGAN sizes must be positive")
+        sizes = (self.latent_dim, self.mbd_kernels, self.mbd_dims, self.g_dense_channels,
+                 self.g_conv_channels, self.g_lc_channels, self.d_conv_channels,
+                 *self.d_lc_channels)
+        if len(self.d_lc_channels) != 3 or min(sizes) < 1:
+            raise ValueError(f"CaloGAN sizes must be positive (d_lc_channels: three), got {self}")
 
 
 class _GeneratorStream(nn.Module):
-    def __init__(self, latent_dim: int, rows: int, cols: int) -> None:
+    def __init__(self, config: CaloGANConfig, rows: int, cols: int) -> None:
         super().__init__()
         self.rows, self.cols = rows, cols
-        self.dense = nn.Linear(latent_dim, (rows + 2) * (cols + 2) * 36)
-        self.conv = nn.Conv2d(36, 16, 2)
+        dense, conv, lc = config.g_dense_channels, config.g_conv_channels, config.g_lc_channels
+        self.dense_channels = dense
+        self.dense = nn.Linear(config.latent_dim, (rows + 2) * (cols + 2) * dense)
+        self.conv = nn.Conv2d(dense, conv, 2)
         nn.init.kaiming_uniform_(self.conv.weight, nonlinearity="linear")
-        self.bn = nn.BatchNorm2d(16, **_BN)
-        self.lc1 = LocallyConnected2d(16, 6, (rows + 2, cols + 2), (2, 2))
-        self.lc2 = LocallyConnected2d(6, 1, (rows + 1, cols + 1), (2, 2), bias=False,
+        self.bn = nn.BatchNorm2d(conv, **_BN)
+        self.lc1 = LocallyConnected2d(conv, lc, (rows + 2, cols + 2), (2, 2))
+        self.lc2 = LocallyConnected2d(lc, 1, (rows + 1, cols + 1), (2, 2), bias=False,
                                       init="glorot_normal")
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        x = self.dense(h).view(-1, self.rows + 2, self.cols + 2, 36).permute(0, 3, 1, 2)
+        x = self.dense(h).view(-1, self.rows + 2, self.cols + 2, self.dense_channels)
+        x = x.permute(0, 3, 1, 2)
         x = self.bn(F.leaky_relu(self.conv(pad_same_2x2(x)), _LEAK))
         x = F.leaky_relu(self.lc1(x), _LEAK)
         return self.lc2(x)  # (B, 1, rows, cols)
@@ -100,7 +113,7 @@ class CaloGANGenerator(nn.Module):
         super().__init__()
         self.config = config or CaloGANConfig()
         self.streams = nn.ModuleList(
-            [_GeneratorStream(self.config.latent_dim, *layer.shape) for layer in LAYERS]
+            [_GeneratorStream(self.config, *layer.shape) for layer in LAYERS]
         )
         if self.config.attention:
             self.attn01 = _InpaintingAttention(LAYERS[1].shape)
@@ -163,19 +176,20 @@ class _DiscriminatorStream(nn.Module):
     def __init__(self, config: CaloGANConfig, rows: int, cols: int) -> None:
         super().__init__()
         self.config = config
-        self.conv = nn.Conv2d(1, 64, 2)
-        self.lc1 = LocallyConnected2d(64, 16, (rows + 2, cols + 2), (3, 3), stride=(1, 2),
+        c0, (c1, c2, c3) = config.d_conv_channels, config.d_lc_channels
+        self.conv = nn.Conv2d(1, c0, 2)
+        self.lc1 = LocallyConnected2d(c0, c1, (rows + 2, cols + 2), (3, 3), stride=(1, 2),
                                       init="glorot_uniform")
         h, w = self.lc1.out_size
-        self.bn1 = nn.BatchNorm2d(16, **_BN)
-        self.lc2 = LocallyConnected2d(16, 8, (h + 2, w + 2), (2, 2), init="glorot_uniform")
+        self.bn1 = nn.BatchNorm2d(c1, **_BN)
+        self.lc2 = LocallyConnected2d(c1, c2, (h + 2, w + 2), (2, 2), init="glorot_uniform")
         h, w = self.lc2.out_size
-        self.bn2 = nn.BatchNorm2d(8, **_BN)
-        self.lc3 = LocallyConnected2d(8, 8, (h + 2, w + 2), (2, 2), stride=(1, 2),
+        self.bn2 = nn.BatchNorm2d(c2, **_BN)
+        self.lc3 = LocallyConnected2d(c2, c3, (h + 2, w + 2), (2, 2), stride=(1, 2),
                                       init="glorot_uniform")
         h, w = self.lc3.out_size
-        self.bn3 = nn.BatchNorm2d(8, **_BN)
-        self.n_flat = 8 * h * w
+        self.bn3 = nn.BatchNorm2d(c3, **_BN)
+        self.n_flat = c3 * h * w
         self.mbd = MinibatchDiscrimination(self.n_flat, config.mbd_kernels, config.mbd_dims)
         self.n_features = self.n_flat + config.mbd_kernels
         if config.sparsity_features:

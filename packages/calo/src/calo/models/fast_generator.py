@@ -66,6 +66,7 @@ class _StreamPlan:
     rows: int
     cols: int
     offset: int  # first row of this stream in the stacked first-stage output
+    channels: int  # Conv2D output channels (16 in the paper)
     lc1: _LCPlan
     lc2: _LCPlan
 
@@ -74,8 +75,8 @@ class _StreamPlan:
 class GeneratorPlan:
     """Folded weights of a generator (see the module docstring)."""
 
-    weight: torch.Tensor  # (sum_s H_s W_s 16, latent_dim)
-    bias: torch.Tensor  # (sum_s H_s W_s 16, 1)
+    weight: torch.Tensor  # (sum_s H_s W_s C, latent_dim), C = 16 in the paper
+    bias: torch.Tensor  # (sum_s H_s W_s C, 1)
     streams: list[_StreamPlan]
     attention: list[_LCPlan]  # [layer 0 -> 1, layer 1 -> 2] or empty
     leak: float
@@ -149,23 +150,24 @@ def build_plan(generator: torch.nn.Module) -> GeneratorPlan:
     for stream, layer in zip(generator.streams, LAYERS, strict=True):
         rows, cols = layer.shape
         h, w = rows + 2, cols + 2
-        dense_w = stream.dense.weight.detach()  # (h w 36, L)
-        latent = dense_w.shape[1]
-        # The Dense weight as `latent` images (L, 36, h, w) and the bias as one image.
-        images = dense_w.view(h, w, 36, latent).permute(3, 2, 0, 1)
-        bias_img = stream.dense.bias.detach().view(1, h, w, 36).permute(0, 3, 1, 2)
-        conv_w = F.conv2d(pad_same_2x2(images), stream.conv.weight.detach())  # (L, 16, h, w)
+        dense_w = stream.dense.weight.detach()  # (h w D, L), D = 36 in the paper
+        latent, d = dense_w.shape[1], stream.conv.in_channels
+        c = stream.conv.out_channels  # 16 in the paper
+        # The Dense weight as `latent` images (L, D, h, w) and the bias as one image.
+        images = dense_w.view(h, w, d, latent).permute(3, 2, 0, 1)
+        bias_img = stream.dense.bias.detach().view(1, h, w, d).permute(0, 3, 1, 2)
+        conv_w = F.conv2d(pad_same_2x2(images), stream.conv.weight.detach())  # (L, C, h, w)
         conv_b = F.conv2d(pad_same_2x2(bias_img), stream.conv.weight.detach(),
-                          stream.conv.bias.detach())  # (1, 16, h, w)
-        weights.append(conv_w.permute(2, 3, 1, 0).reshape(h * w * 16, latent))
-        biases.append(conv_b.permute(2, 3, 1, 0).reshape(h * w * 16, 1))
+                          stream.conv.bias.detach())  # (1, C, h, w)
+        weights.append(conv_w.permute(2, 3, 1, 0).reshape(h * w * c, latent))
+        biases.append(conv_b.permute(2, 3, 1, 0).reshape(h * w * c, 1))
         bn = stream.bn
         scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
         shift = bn.bias.detach() - bn.running_mean * scale
         lc1 = _lc_plan(stream.lc1, w, scale, shift)
         lc2 = _lc_plan(stream.lc2, w)
-        streams.append(_StreamPlan(rows, cols, offset, lc1, lc2))
-        offset += h * w * 16
+        streams.append(_StreamPlan(rows, cols, offset, c, lc1, lc2))
+        offset += h * w * c
     attention = []
     if generator.config.attention:
         for attn, layer in ((generator.attn01, LAYERS[1]), (generator.attn12, LAYERS[2])):
@@ -199,12 +201,13 @@ def run_plan(plan: GeneratorPlan, z: torch.Tensor, energy_gev: torch.Tensor
     images, equal (to float rounding) to the layer-by-layer forward pass in eval mode."""
     b = z.shape[0]
     h = z * (energy_gev.view(-1, 1) / 100.0)
-    first = torch.addmm(plan.bias, plan.weight, h.t())  # (sum H W 16, B)
+    first = torch.addmm(plan.bias, plan.weight, h.t())  # (sum H W C, B)
     F.leaky_relu_(first, plan.leak)
     images = []
     for s in plan.streams:
         h_pad, w_pad = s.rows + 2, s.cols + 2
-        x = first[s.offset:s.offset + h_pad * w_pad * 16].view(h_pad * w_pad, 16, b)
+        n = h_pad * w_pad * s.channels
+        x = first[s.offset:s.offset + n].view(h_pad * w_pad, s.channels, b)
         x = F.leaky_relu_(_lc_run(x, s.lc1), plan.leak)
         images.append(_image(_lc_run(x, s.lc2), s.rows, s.cols, w_pad))
     img0, img1, img2 = images
