@@ -15,6 +15,7 @@ from calo.models import (
     generator_flops_per_shower,
     vae_loss,
 )
+from calo.models.layers import conv2d_one_channel
 from calo.preprocessing import ShowerPreprocessor, flatten_cells, unflatten_cells
 
 
@@ -55,6 +56,19 @@ def test_minibatch_discrimination_matches_explicit_l1_formula():
     g_got = torch.autograd.grad(got.square().sum(), x)[0]
     g_exp = torch.autograd.grad(expected.square().sum(), x)[0]
     torch.testing.assert_close(g_got, g_exp)
+
+
+def test_conv2d_one_channel_matches_conv2d():
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(1, 5, 2)
+    x = torch.randn(3, 1, 4, 7, requires_grad=True)
+    got, expected = conv2d_one_channel(x, conv), conv(x)
+    torch.testing.assert_close(got, expected)
+    grads = [torch.autograd.grad(y.square().sum(), [x, conv.weight]) for y in (got, expected)]
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="1-channel"):
+        conv2d_one_channel(torch.zeros(1, 2, 3, 3), torch.nn.Conv2d(2, 1, 2))
 
 
 def test_calogan_sizes_are_configurable_and_fast_path_matches():

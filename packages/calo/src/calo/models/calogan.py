@@ -30,7 +30,12 @@ from torch import nn
 
 from ..geometry import LAYERS
 from .fast_generator import GeneratorPlan, build_plan, run_plan
-from .layers import LocallyConnected2d, MinibatchDiscrimination, pad_same_2x2
+from .layers import (
+    LocallyConnected2d,
+    MinibatchDiscrimination,
+    conv2d_one_channel,
+    pad_same_2x2,
+)
 
 __all__ = ["CaloGAN", "CaloGANConfig", "CaloGANDiscriminator", "CaloGANGenerator"]
 
@@ -197,7 +202,7 @@ class _DiscriminatorStream(nn.Module):
             self.n_features += 1 + config.mbd_kernels
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        x = F.leaky_relu(self.conv(pad_same_2x2(image)), _LEAK)
+        x = F.leaky_relu(conv2d_one_channel(pad_same_2x2(image), self.conv), _LEAK)
         x = self.bn1(F.leaky_relu(self.lc1(F.pad(x, (1, 1, 1, 1))), _LEAK))
         x = self.bn2(F.leaky_relu(self.lc2(F.pad(x, (1, 1, 1, 1))), _LEAK))
         x = self.bn3(F.leaky_relu(self.lc3(F.pad(x, (1, 1, 1, 1))), _LEAK))
