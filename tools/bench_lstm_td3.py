@@ -9,7 +9,11 @@ Each layer width (default: the paper's 128 and the 64 units of the README's lear
 also compared with the compute roofline: FLOPs per update counted from the layer sizes over the
 fp32 matmul throughput measured in the same process.
 
-    python tools/bench_lstm_td3.py [--quick] [--hidden 64] [--threads 2] [-o figures.json]
+Each width is measured with the eager update and the compiled one (``TD3Config.compile``,
+torch.compile with inductor) side by side; the compile warm-up is reported separately.
+
+    python tools/bench_lstm_td3.py [--quick] [--hidden 64] [--threads 2] [--mode eager]
+                                   [-o figures.json]
 """
 
 from __future__ import annotations
@@ -28,9 +32,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="only this layer width (default: 128 and 64)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default: all cores)")
+    parser.add_argument("--mode", choices=("both", "eager", "compiled"), default="both",
+                        help="update paths to measure (default: both)")
     parser.add_argument("-o", "--output", default=None, help="also write the JSON here")
     args = parser.parse_args(argv)
-    figures = run_benchmark(quick=args.quick, hidden=args.hidden, threads=args.threads)
+    modes = ("eager", "compiled") if args.mode == "both" else (args.mode,)
+    figures = run_benchmark(quick=args.quick, hidden=args.hidden, threads=args.threads,
+                            modes=modes)
     text = json.dumps(figures, indent=2)
     if args.output:
         with open(args.output, "w", encoding="utf-8") as fh:

@@ -189,3 +189,69 @@ def test_cuda_update_and_act_match_cpu_shapes():
     assert np.isfinite(out["q_loss"]) and out["td_error"].shape == (16,)
     a = agent.act(np.zeros((2, 2)), ActingHistory(2, 2, 1, 3), noise_scale=0.1)
     assert a.shape == (2, 1) and np.all(np.abs(a) <= 2.0)
+
+
+def test_unrolled_lstm_matches_nn_lstm():
+    from lstm_td3.networks import unrolled_lstm
+
+    torch.manual_seed(0)
+    for layers in (1, 2):
+        lstm = torch.nn.LSTM(3, 4, num_layers=layers, batch_first=True)
+        x = torch.randn(6, 5, 3, requires_grad=True)
+        last = torch.tensor([0, 1, 4, 2, 3, 4])
+        ref = lstm(x)[0][torch.arange(6), last]
+        out = unrolled_lstm(lstm, x, last)
+        torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+        g_ref = torch.autograd.grad(ref.sum(), [x, *lstm.parameters()])
+        g_out = torch.autograd.grad(out.sum(), [x, *lstm.parameters()])
+        for a, b in zip(g_out, g_ref, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def _compare_compiled_with_eager(backend: str) -> None:
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    buf = _filled(L=2)  # two unrolled steps: recurrence covered, graphs small
+    eager = LSTMTD3(2, 1, [-2.0], [2.0], _cfg(max_hist_len=2), seed=0)
+    comp = LSTMTD3(2, 1, [-2.0], [2.0], _cfg(max_hist_len=2, compile=True), seed=0)
+    comp.compile_backend = backend
+    comp.load_state_dict(eager.state_dict())
+    for k in range(2):
+        batch = buf.sample(16)
+        oe, oc = eager.update(batch), comp.update(batch)
+        assert (oe["pi_loss"] is None) == (oc["pi_loss"] is None) == (k == 0)
+        for key in ("q_loss", "q1", "q2", "pi_loss"):
+            if oe[key] is not None:
+                assert oc[key] == pytest.approx(oe[key], rel=1e-5, abs=1e-6), key
+        np.testing.assert_allclose(oc["td_error"], oe["td_error"], rtol=1e-5, atol=1e-6)
+    se, sc = eager.state_dict(), comp.state_dict()
+    for name, mod in se["modules"].items():
+        assert list(mod) == list(sc["modules"][name])  # nn.LSTM names: checkpoints compatible
+        for key, value in mod.items():
+            torch.testing.assert_close(sc["modules"][name][key], value, rtol=1e-5, atol=1e-6)
+    for name in ("pi_opt", "q_opt"):
+        for i, st in se["optimizers"][name]["state"].items():
+            got = sc["optimizers"][name]["state"][i]
+            torch.testing.assert_close(got["exp_avg"], st["exp_avg"], rtol=1e-4, atol=1e-7)
+    hist = ActingHistory(2, 2, 1, 2)
+    hist.push(np.ones((2, 2)), np.full((2, 1), 0.5))
+    obs = np.array([[0.1, -0.2], [0.3, 0.4]])
+    np.testing.assert_allclose(comp.act(obs, hist), eager.act(obs, hist), rtol=1e-5, atol=1e-6)
+    assert not torch._dynamo.utils.counters["graph_break"]
+    assert set(comp._compiled) == {"critic_loss", "actor_loss", "policy"}
+    assert not eager._compiled
+    assert sum(torch._dynamo.utils.counters["stats"].values()) > 0  # Dynamo did trace
+
+
+def test_compiled_path_traces_without_graph_breaks():
+    """The compiled path's graphs (LSTM unrolled, traced by Dynamo and AOTAutograd, run by the
+    ``aot_eager`` backend: no code generation, seconds) give the eager update and actions."""
+    _compare_compiled_with_eager("aot_eager")
+
+
+@pytest.mark.slow
+def test_compiled_update_and_acting_match_eager_inductor():
+    """Same with inductor, the backend ``compile=True`` uses.  Slow: generating and compiling
+    the C++ kernels of the two loss graphs (forward and backward) and the policy takes about a
+    minute on 2 cores (less when the inductor disk cache already holds them)."""
+    _compare_compiled_with_eager("inductor")

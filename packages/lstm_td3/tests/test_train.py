@@ -103,6 +103,8 @@ def test_presets_and_config_building():
                                        "gamma": 0.9}, past_act=True, hidden=8)
     assert cfg.agent.max_hist_len == 0 and cfg.use_per and cfg.agent.gamma == 0.9
     assert cfg.agent.actor.lstm_hidden == 8 and cfg.agent.critic.hist_with_past_act
+    assert not cfg.agent.compile
+    assert build_config("paper", None, {"compile": True}).agent.compile
     with pytest.raises(ValueError):
         preset("nope")
     with pytest.raises(ValueError):
@@ -192,14 +194,18 @@ def test_console_entry_point_error_convention(tmp_path):
 def test_benchmark_smoke():
     from lstm_td3.bench import run_benchmark
 
-    out = run_benchmark(quick=True, hidden=8, capacity=4000, train_steps=150, threads=1)
+    out = run_benchmark(quick=True, hidden=8, capacity=4000, train_steps=150, threads=1,
+                        modes=("eager",))  # the compiled path: test_agent.py (compiling: slow)
     assert out["replay"]["loop_and_vectorised_agree"] is True
     assert out["replay"]["history_speedup_vs_python_loop"] > 1
     fig = out["hidden_8"]
-    assert fig["training"]["1_envs"]["env_steps_per_s"] > 0
-    assert fig["training"]["4_envs"]["updates"] > 0
+    assert fig["training"]["eager"]["1_envs"]["env_steps_per_s"] > 0
+    assert fig["training"]["eager"]["4_envs"]["updates"] == 2 * 2 * 150  # UTD 1, 2 epochs
     assert out["roofline"]["fp32_matmul_gflops"] > 0
-    assert 0 < fig["update"]["fraction_of_roofline"] < 1
+    assert 0 < fig["update"]["eager"]["fraction_of_roofline"] < 1
+    assert "compiled" not in fig["update"] and "compiled_speedup" not in fig["update"]
+    with pytest.raises(ValueError, match="modes"):
+        run_benchmark(quick=True, hidden=8, modes=("jit",))
     assert set(out["goals"]) == {"train_steps_per_s_ge_300", "history_speedup_ge_20x",
                                  "per_overhead_le_2x", "300_steps_per_s_possible_at_roofline"}
 

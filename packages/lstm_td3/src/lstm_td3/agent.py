@@ -11,6 +11,7 @@ losses are weighted by the importance weights and the new priority of each sampl
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,11 @@ class TD3Config:
     max_hist_len: int = 5
     actor: NetworkConfig = field(default_factory=NetworkConfig)
     critic: NetworkConfig = field(default_factory=NetworkConfig)
+    #: Run the critic and actor losses (forward and backward) and acting through
+    #: ``torch.compile`` (inductor), with the LSTM unrolled into plain ops.  Same parameters,
+    #: checkpoints and update rule as eager (results agree to float rounding); the first calls
+    #: compile (tens of seconds).  Off by default.
+    compile: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.gamma <= 1.0:
@@ -114,6 +120,23 @@ class LSTMTD3:
         self.rng = np.random.default_rng(seed)
         self.gen = torch.Generator(device=self.device)
         self.gen.manual_seed(int(np.random.SeedSequence(seed).generate_state(1)[0]))
+        self._compiled: dict[str, Callable[..., Any]] = {}
+        #: ``torch.compile`` backend of the compiled path (tests use the cheap ``"aot_eager"``,
+        #: which traces the same graphs without generating code); set before the first update
+        self.compile_backend = "inductor"
+
+    def _run(self, name: str, *args: Any) -> Any:
+        """Call ``self._<name>(*args)``, through ``torch.compile`` when ``config.compile``."""
+        fn = getattr(self, f"_{name}")
+        if not self.config.compile:
+            return fn(*args)
+        compiled = self._compiled.get(name)
+        if compiled is None:
+            compiled = torch.compile(fn, dynamic=False, backend=self.compile_backend)
+            self._compiled[name] = compiled
+        # let Dynamo read the nn.LSTM parameters (MemoryBranch unrolls the LSTM when compiling)
+        with torch._dynamo.config.patch(allow_rnn=True):
+            return compiled(*args)
 
     # ------------------------------------------------------------------ acting
     def act(
@@ -123,13 +146,18 @@ class LSTMTD3:
         exploration noise of standard deviation ``noise_scale`` (action units), clipped to the
         bounds."""
         dev = self.device
-        with torch.inference_mode():
-            a = self.actor(
-                torch.as_tensor(obs, dtype=torch.float32, device=dev).reshape(-1, self.obs_dim),
-                torch.as_tensor(history.obs, device=dev),
-                torch.as_tensor(history.act, device=dev),
-                torch.as_tensor(history.length, device=dev),
-            )
+        args = (
+            torch.as_tensor(obs, dtype=torch.float32, device=dev).reshape(-1, self.obs_dim),
+            torch.as_tensor(history.obs, device=dev),
+            torch.as_tensor(history.act, device=dev),
+            torch.as_tensor(history.length, device=dev),
+        )
+        if self.config.compile:
+            with torch.no_grad():
+                a = self._run("policy", *args)
+        else:
+            with torch.inference_mode():
+                a = self.actor(*args)
         a = a.cpu().numpy()
         if noise_scale > 0:
             a = a + noise_scale * self.rng.standard_normal(a.shape).astype(np.float32)
@@ -146,15 +174,48 @@ class LSTMTD3:
         dev = self.device
         return Batch(*(torch.as_tensor(x).to(dev, non_blocking=True) for x in batch))
 
+    def _policy(self, obs, hist_obs, hist_act, hist_len) -> torch.Tensor:
+        return self.actor(obs, hist_obs, hist_act, hist_len)
+
+    def _target_noise(self, batch_size: int) -> torch.Tensor:
+        """Standard normal draws (batch_size, act_dim) for target policy smoothing."""
+        return torch.randn((batch_size, self.act_dim), generator=self.gen, device=self.device)
+
+    def _smoothed_target_action(self, b: Batch, noise: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        a2 = self.actor_targ(b.next_obs, b.next_hist_obs, b.next_hist_act, b.next_hist_len)
+        noise = (noise * cfg.target_noise).clamp(-cfg.noise_clip, cfg.noise_clip)
+        return torch.maximum(torch.minimum(a2 + noise, self.act_high), self.act_low)
+
     @torch.no_grad()
     def target_action(self, b: Batch) -> torch.Tensor:
         """Target policy smoothing: ``clip(mu_targ(o') + clip(N(0, target_noise), +-noise_clip),
         low, high)`` for a batch of tensors; shape (B, act_dim)."""
+        return self._smoothed_target_action(b, self._target_noise(b.obs.shape[0]))
+
+    def _critic_loss(
+        self, b: Batch, noise: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Clipped double-Q loss (scalar, with graph), ``[q_loss, mean q1, mean q2]`` (3,) and
+        the TD errors ``e1``, ``e2`` (B,) (both detached); ``noise`` (B, act_dim) N(0, 1)."""
         cfg = self.config
-        a2 = self.actor_targ(b.next_obs, b.next_hist_obs, b.next_hist_act, b.next_hist_len)
-        noise = torch.randn(a2.shape, generator=self.gen, device=self.device)
-        noise = (noise * cfg.target_noise).clamp(-cfg.noise_clip, cfg.noise_clip)
-        return torch.maximum(torch.minimum(a2 + noise, self.act_high), self.act_low)
+        with torch.no_grad():
+            a2 = self._smoothed_target_action(b, noise)
+            q1_t, q2_t = self.critic_targ(
+                b.next_obs, a2, b.next_hist_obs, b.next_hist_act, b.next_hist_len
+            )
+            backup = b.rew + cfg.gamma * (1.0 - b.done) * torch.minimum(q1_t, q2_t)
+        q1, q2 = self.critic(b.obs, b.act, b.hist_obs, b.hist_act, b.hist_len)
+        e1, e2 = q1 - backup, q2 - backup
+        q_loss = (b.weights * e1.square()).mean() + (b.weights * e2.square()).mean()
+        with torch.no_grad():
+            stats = torch.stack([q_loss, q1.mean(), q2.mean()])
+        return q_loss, stats, e1.detach(), e2.detach()
+
+    def _actor_loss(self, b: Batch) -> torch.Tensor:
+        """``-mean Q1(o, mu(o, h), h)`` (scalar); critic parameters must not require grad."""
+        pi = self.actor(b.obs, b.hist_obs, b.hist_act, b.hist_len)
+        return -self.critic.q1(b.obs, pi, b.hist_obs, b.hist_act, b.hist_len).mean()
 
     def update(self, batch: Batch, return_td: bool = True) -> dict[str, Any]:
         """One critic update (and, every ``policy_delay`` calls, an actor + target update).
@@ -166,15 +227,8 @@ class LSTMTD3:
         """
         cfg = self.config
         b = self.to_tensors(batch)
-        with torch.no_grad():
-            a2 = self.target_action(b)
-            q1_t, q2_t = self.critic_targ(
-                b.next_obs, a2, b.next_hist_obs, b.next_hist_act, b.next_hist_len
-            )
-            backup = b.rew + cfg.gamma * (1.0 - b.done) * torch.minimum(q1_t, q2_t)
-        q1, q2 = self.critic(b.obs, b.act, b.hist_obs, b.hist_act, b.hist_len)
-        e1, e2 = q1 - backup, q2 - backup
-        q_loss = (b.weights * e1.square()).mean() + (b.weights * e2.square()).mean()
+        noise = self._target_noise(b.obs.shape[0])
+        q_loss, stats, e1, e2 = self._run("critic_loss", b, noise)
         self.q_opt.zero_grad(set_to_none=True)
         q_loss.backward()
         self.q_opt.step()
@@ -183,22 +237,18 @@ class LSTMTD3:
         if self.n_updates % cfg.policy_delay == 0:
             for p in self._critic_params:
                 p.requires_grad_(False)
-            pi = self.actor(b.obs, b.hist_obs, b.hist_act, b.hist_len)
-            pi_loss = -self.critic.q1(b.obs, pi, b.hist_obs, b.hist_act, b.hist_len).mean()
+            pi_loss = self._run("actor_loss", b)
             self.pi_opt.zero_grad(set_to_none=True)
             pi_loss.backward()
             self.pi_opt.step()
             for p in self._critic_params:
                 p.requires_grad_(True)
             self.soft_update()
-            out["pi_loss"] = pi_loss.detach()
+            stats = torch.cat([stats, pi_loss.detach().reshape(1)])
         with torch.no_grad():  # one device-to-host transfer for all statistics
-            stats = [q_loss.detach(), q1.mean(), q2.mean()]
-            if out["pi_loss"] is not None:
-                stats.append(out["pi_loss"])
-            values = torch.stack(stats).tolist()
+            values = stats.tolist()
             out["q_loss"], out["q1"], out["q2"] = values[:3]
-            if out["pi_loss"] is not None:
+            if len(values) > 3:
                 out["pi_loss"] = values[3]
             out["td_error"] = (
                 torch.maximum(e1.abs(), e2.abs()).cpu().numpy() if return_td else None

@@ -41,7 +41,7 @@ _MAP = {
     "hist_len": "agent.max_hist_len", "gamma": "agent.gamma", "polyak": "agent.polyak",
     "pi_lr": "agent.pi_lr", "q_lr": "agent.q_lr", "act_noise": "agent.act_noise",
     "target_noise": "agent.target_noise", "noise_clip": "agent.noise_clip",
-    "policy_delay": "agent.policy_delay",
+    "policy_delay": "agent.policy_delay", "compile": "agent.compile",
 }
 
 
@@ -123,6 +123,9 @@ def build_config(preset_name: str, config_file: Path | None, options: dict[str, 
               help="Feed past actions to the memory branch.")
 @click.option("--hidden", type=click.IntRange(min=1), default=None,
               help="Width of every layer and of the LSTM (paper 128, beam 256).")
+@click.option("--compile/--no-compile", "compile", default=None,
+              help="torch.compile the losses and acting (inductor; first updates compile for "
+              "tens of seconds). [off]")
 @click.option("--max-episode-steps", type=click.IntRange(min=1), default=None)
 @click.option("--env-kwargs", default=None, metavar="JSON",
               help='Keyword arguments for gymnasium.make, e.g. \'{"n_bins": 64}\'.')
@@ -197,15 +200,18 @@ def plot_cmd(groups: tuple[Path, ...], output: Path, metric: str, labels: tuple[
               help="Only this layer width (default: the paper's 128 and 64).")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="torch CPU threads (default: all cores).")
+@click.option("--mode", type=click.Choice(["both", "eager", "compiled"]), default="both",
+              show_default=True, help="Update paths to measure (compiled: TD3Config.compile).")
 @output_option(required=False, help="Also write the JSON here.")
-def bench_cmd(quick: bool, hidden: int | None, threads: int | None,
+def bench_cmd(quick: bool, hidden: int | None, threads: int | None, mode: str,
               output: Path | None) -> None:
     """Throughput figures as JSON (training steps/s, updates/s, replay sampling)."""
     from physml_core.config import save_json
 
     from .bench import run_benchmark
 
-    figures = run_benchmark(quick=quick, hidden=hidden, threads=threads)
+    modes = ("eager", "compiled") if mode == "both" else (mode,)
+    figures = run_benchmark(quick=quick, hidden=hidden, threads=threads, modes=modes)
     if output is not None:
         save_json(output, figures)
     click.echo(json.dumps(figures, indent=2))

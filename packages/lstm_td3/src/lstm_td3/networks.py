@@ -22,7 +22,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = ["Actor", "Critic", "MemoryBranch", "NetworkConfig", "TwinCritic", "mlp"]
+__all__ = [
+    "Actor", "Critic", "MemoryBranch", "NetworkConfig", "TwinCritic", "mlp", "unrolled_lstm",
+]
 
 
 @dataclass
@@ -65,11 +67,46 @@ class MemoryBranch(nn.Module):
         self.out_dim = cfg.mem_after_lstm[-1] if cfg.mem_after_lstm else cfg.lstm_hidden
 
     def forward(self, window: torch.Tensor, hist_len: torch.Tensor) -> torch.Tensor:
-        """``window`` (B, W, in_dim), ``hist_len`` (B,) int -> features (B, out_dim)."""
-        out, _ = self.lstm(self.pre(window))
+        """``window`` (B, W, in_dim), ``hist_len`` (B,) int -> features (B, out_dim).
+
+        Eager calls run the ``nn.LSTM`` kernel.  Under ``torch.compile`` the same LSTM is traced
+        as plain tensor ops (:func:`unrolled_lstm`, same parameters), which inductor can fuse;
+        Dynamo would otherwise break the graph at ``nn.LSTM`` (tracing needs
+        ``torch._dynamo.config.allow_rnn``, which :class:`~lstm_td3.agent.LSTMTD3` sets for its
+        compiled calls only).
+        """
         last = (hist_len.clamp(min=1) - 1).to(torch.long)
+        if torch.compiler.is_compiling():
+            return self.after(unrolled_lstm(self.lstm, self.pre(window), last))
+        out, _ = self.lstm(self.pre(window))
         picked = out[torch.arange(out.shape[0], device=out.device), last]
         return self.after(picked)
+
+
+def unrolled_lstm(lstm: nn.LSTM, x: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+    """The top-layer output of ``lstm`` (``batch_first``, zero initial state) at step ``last``.
+
+    ``x`` (B, W, in), ``last`` (B,) int64 in ``[0, W)`` -> (B, hidden).  Same result as
+    ``lstm(x)[0][arange(B), last]`` with the same parameters (``weight_ih_l{k}``, ...; gate
+    order i, f, g, o), written as one input GEMM per layer and a loop over the ``W`` steps, so
+    that ``torch.compile`` sees (and fuses) every operation.
+    """
+    B, W, _ = x.shape
+    for k in range(lstm.num_layers):
+        w_ih = getattr(lstm, f"weight_ih_l{k}")
+        w_hh = getattr(lstm, f"weight_hh_l{k}")
+        bias = getattr(lstm, f"bias_ih_l{k}") + getattr(lstm, f"bias_hh_l{k}")
+        gx = torch.nn.functional.linear(x, w_ih, bias)  # (B, W, 4H), all steps at once
+        h = c = x.new_zeros(B, lstm.hidden_size)
+        outs = []
+        for t in range(W):
+            gates = gx[:, t] if t == 0 else gx[:, t] + h @ w_hh.t()
+            i, f, g, o = gates.chunk(4, dim=-1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(c)
+            outs.append(h)
+        x = torch.stack(outs, dim=1)  # (B, W, H)
+    return x[torch.arange(B, device=x.device), last]
 
 
 def _window(hist_obs: torch.Tensor, hist_act: torch.Tensor, with_act: bool) -> torch.Tensor:
