@@ -45,13 +45,40 @@ class NetworkConfig:
             raise ValueError(f"layer sizes must be positive, got {self}")
 
 
+class _ReLUSavingOutput(torch.autograd.Function):
+    """``relu(x)`` whose backward reads the mask off the saved output (``out > 0``)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        out = x.clamp_min(0)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (out,) = ctx.saved_tensors
+        return grad * torch.sign(out)  # out >= 0: sign is the float mask, no bool tensor
+
+
+class ReLU(nn.ReLU):
+    """``nn.ReLU`` (eager: the same kernel).  Under ``torch.compile`` it saves its output for the
+    backward instead of letting AOTAutograd save a separate ``bool`` mask: inductor's CPU code
+    for storing vectorised ``bool`` masks is about 15x slower than the ReLU itself (532 vs
+    32 us for 500x64, AVX2), and the output is kept anyway as the next layer's input."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.compiler.is_compiling():
+            return _ReLUSavingOutput.apply(x)
+        return super().forward(x)
+
+
 def mlp(sizes: Sequence[int], out_activation: bool = True) -> nn.Sequential:
     """Linear layers ``sizes[0] -> ... -> sizes[-1]``, ReLU between (and after if asked)."""
     layers: list[nn.Module] = []
     for i in range(len(sizes) - 1):
         layers.append(nn.Linear(sizes[i], sizes[i + 1]))
         if i < len(sizes) - 2 or out_activation:
-            layers.append(nn.ReLU())
+            layers.append(ReLU())
     return nn.Sequential(*layers)
 
 
