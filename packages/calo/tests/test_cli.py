@@ -164,3 +164,19 @@ def test_generate_rejects_negative_energy(pipeline, tmp_path):
     result = _run("generate", "--checkpoint", pipeline / "vae", "-n", "5", "-o", tmp_path / "g.h5",
                   "--energy", "-1:5", expect=2)
     assert "energy" in _error_line(result)
+
+
+def test_presets_set_the_recipe_and_the_calogan_architecture():
+    from calo.train import PRESETS, apply_preset
+
+    base = TrainConfig(model="gan", data="x.h5")
+    cpu = apply_preset(base, {"batch_size": 32, "epochs": None})
+    assert cpu.batch_size == 32 and cpu.epochs == PRESETS["cpu"]["gan"]["epochs"]
+    assert (cpu.gan.latent_dim, cpu.gan.d_conv_channels) == (128, 32)
+    assert cpu.energy_weight_gan == 1.0
+    assert cpu.gan is not PRESETS["cpu"]["gan"]["gan"]  # a copy: editing it leaves the preset
+    paper = apply_preset(TrainConfig(model="gan", data="x.h5", preset="paper"))
+    assert paper.gan == CaloGANConfig() and paper.gan.latent_dim == 1024
+    assert (paper.batch_size, paper.lr_d, paper.energy_weight_gan) == (256, 2e-5, 0.05)
+    vae = apply_preset(TrainConfig(model="vae", data="x.h5"))
+    assert vae.gan == CaloGANConfig()  # the VAE recipe leaves the GAN architecture alone
