@@ -134,9 +134,15 @@ class LSTMTD3:
         if compiled is None:
             compiled = torch.compile(fn, dynamic=False, backend=self.compile_backend)
             self._compiled[name] = compiled
-        # let Dynamo read the nn.LSTM parameters (MemoryBranch unrolls the LSTM when compiling)
-        with torch._dynamo.config.patch(allow_rnn=True):
+        # let Dynamo read the nn.LSTM parameters (MemoryBranch unrolls the LSTM when compiling);
+        # set and restored by hand: config.patch builds a class per call (~25 us)
+        config = torch._dynamo.config
+        before = config.allow_rnn
+        config.allow_rnn = True
+        try:
             return compiled(*args)
+        finally:
+            config.allow_rnn = before
 
     # ------------------------------------------------------------------ acting
     def act(
