@@ -163,3 +163,13 @@ def test_kill_and_resume_matches_uninterrupted_run(tmp_path):
     steps = [json.loads(line)["step"]
              for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4]
+
+
+def test_unreadable_file_error_names_the_cause_not_torch_advice(tmp_path):
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"garbage")
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(junk)
+    message = str(info.value)
+    assert "not a readable checkpoint" in message and "weights_only" not in message
+    assert len(message.splitlines()) == 1

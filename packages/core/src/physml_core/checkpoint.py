@@ -207,7 +207,12 @@ def load_checkpoint(
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # any failure inside torch.load means "not a readable checkpoint"
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        text = str(exc)
+        if "WeightsUnpickler error:" in text:
+            # torch's first paragraph suggests weights_only=False, which is no advice for a
+            # file that is simply not a checkpoint: keep only the unpickler's own complaint
+            text = text.split("WeightsUnpickler error:", 1)[1]
+        first = (text.strip().splitlines() or [type(exc).__name__])[0]
         if "unsupported global" in str(exc).lower():
             raise CheckpointError(
                 f"{path}: holds Python objects other than tensors and plain data, so it is not "
