@@ -4,7 +4,8 @@ Modules: :mod:`~physml_core.device` (devices, seeding, autocast), :mod:`~physml_
 (loggers, run folders, TensorBoard + JSONL metrics, progress bars), :mod:`~physml_core.hdf5`
 (schema-validated HDF5 I/O), :mod:`~physml_core.checkpoint` (safe atomic checkpoints),
 :mod:`~physml_core.distributed` (torchrun/DDP helpers), :mod:`~physml_core.config` (typed job
-configs), :mod:`~physml_core.cli` (shared click options and error convention).
+configs), :mod:`~physml_core.cli` (shared click options and error convention),
+:mod:`~physml_core.provenance` (row provenance of files and checkpoints, the held-out rule).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
         write_h5,
     )
     from .logging import RunLogger, default_run_dir, get_logger, progress
+    from .provenance import Provenance, ProvenanceOverlapError, check_disjoint
 
 # Submodules are imported on first use (PEP 562), so that `import physml_core.errors` or a CLI's
 # `--help` does not pay for importing torch.
@@ -58,6 +60,7 @@ _LAZY = {
     **dict.fromkeys(("DatasetSpec", "H5Appender", "H5Reader", "H5TorchDataset", "Schema",
                      "concat_h5", "read_h5", "validate_file", "write_h5"), "hdf5"),
     **dict.fromkeys(("RunLogger", "default_run_dir", "get_logger", "progress"), "logging"),
+    **dict.fromkeys(("Provenance", "ProvenanceOverlapError", "check_disjoint"), "provenance"),
 }
 
 
@@ -91,12 +94,15 @@ __all__ = [
     "H5TorchDataset",
     "PhysmlError",
     "PhysmlWarning",
+    "Provenance",
+    "ProvenanceOverlapError",
     "RunLogger",
     "Schema",
     "__version__",
     "atomic_path",
     "autocast",
     "available_devices",
+    "check_disjoint",
     "checkpoint_path",
     "concat_h5",
     "default_run_dir",
