@@ -71,6 +71,62 @@ def _weights(run_dir):
     return ckpt.state["model"], ckpt.extra["replay"]
 
 
+def test_resume_is_exact_without_cutting_episodes(tmp_path):
+    # 70-step episodes run across the checkpoints at 150 and 300; nothing cuts them there
+    cfg = _cfg(total_steps=360, steps_per_epoch=150, max_episode_steps=70, use_per=True)
+    train(cfg, tmp_path / "full", show_progress=False, tensorboard=False)
+    train(cfg, tmp_path / "half", show_progress=False, tensorboard=False, stop_at=150)
+    train(cfg, tmp_path / "half", show_progress=False, tensorboard=False, stop_at=300)
+    train(cfg, tmp_path / "half", show_progress=False, tensorboard=False)
+    (m1, r1), (m2, r2) = _weights(tmp_path / "full"), _weights(tmp_path / "half")
+    for net in m1:
+        for key in m1[net]:
+            assert torch.equal(m1[net][key], m2[net][key]), (net, key)
+    for key in ("obs", "act", "rew", "next_obs", "done", "priorities", "ep_step"):
+        assert torch.equal(torch.as_tensor(r1[key]), torch.as_tensor(r2[key])), key
+    for run in ("full", "half"):
+        lengths = [r["train/episode_length"] for r in read_metrics(tmp_path / run /
+                   "metrics.jsonl") if "train/episode_length" in r]
+        assert lengths == [70] * 5, (run, lengths)  # 360 steps: 5 whole episodes, none cut
+    # the running episode is in the checkpoint: step 300 is 20 steps into episode 4
+    running = load_checkpoint(latest(tmp_path / "half")).extra["running"]
+    assert int(running["episode"][0]) == 5 and int(running["ep_len"][0]) == 10
+
+
+def test_training_envs_follow_the_seed_streams():
+    import gymnasium as gym
+
+    from lstm_td3.envs import make_vector_env
+    from lstm_td3.seeding import stream_seed
+
+    venv = make_vector_env("Pendulum-v1", 2, max_episode_steps=3,
+                           episode_seeds=("train_env", 7))
+    ref = gym.make("Pendulum-v1", max_episode_steps=3)
+    obs, _ = venv.reset()
+    for i in range(2):
+        np.testing.assert_array_equal(obs[i], ref.reset(seed=stream_seed("train_env", 7, i))[0])
+    for _ in range(3):  # the autoreset starts episode 1 of each env from its own seed
+        obs, *_ = venv.step(np.zeros((2, 1), np.float32))
+    for i in range(2):
+        np.testing.assert_array_equal(
+            obs[i], ref.reset(seed=stream_seed("train_env", 7, i, 1))[0])
+    venv.close()
+
+
+def test_resume_from_a_checkpoint_without_episode_state_warns_and_starts_anew(tmp_path):
+    from lstm_td3.train import ResumeNotExactWarning
+
+    cfg = _cfg(total_steps=200, steps_per_epoch=100)
+    train(cfg, tmp_path / "r", show_progress=False, tensorboard=False, stop_at=100)
+    path = latest(tmp_path / "r")
+    ckpt = torch.load(path, weights_only=True)
+    del ckpt["extra"]["running"]  # as written before episodes were seeded
+    torch.save(ckpt, path)
+    with pytest.warns(ResumeNotExactWarning):
+        result = train(cfg, tmp_path / "r", show_progress=False, tensorboard=False)
+    assert result.steps == 200
+
+
 def test_resume_is_exact(tmp_path):
     cfg = _cfg(total_steps=300, use_per=True)
     train(cfg, tmp_path / "full", show_progress=False, tensorboard=False)
@@ -98,6 +154,20 @@ def test_presets_and_config_building():
     beam = preset("beam")
     assert beam.agent.gamma == 0.98 and beam.batch_size == 256 and beam.use_per
     assert beam.agent.actor.hist_with_past_act and beam.agent.critic.lstm_hidden == 256
+    # the fork's network (lstm_td3_beam_test.py) and its task
+    assert beam.agent.actor == NetworkConfig((128,), 256, 1, (128,), (256, 128), (128,), True)
+    assert beam.env_id == "beamenv/PSBPhaseCorrection-v0"
+    # the fork's noises, 0.08 / 0.03 / 0.1 rad for increments bounded at +-pi/4 rad, as
+    # fractions of the half-range of PSBPhaseCorrection-v0's action (a in [-1, 1] -> a * pi/4)
+    quarter = np.pi / 4
+    assert beam.agent.act_noise * quarter == pytest.approx(0.08)
+    assert beam.agent.target_noise * quarter == pytest.approx(0.03)
+    assert beam.agent.noise_clip * quarter == pytest.approx(0.1)
+    # the original's command-line network defaults: no after-LSTM layer, current features
+    # (128, 128), past actions in the history
+    paper = preset("paper").agent.actor
+    assert paper == NetworkConfig((128,), 128, 1, (), (128, 128), (128,), True)
+    assert not preset("paper").reset_at_checkpoint
     assert preset("paper").agent.max_hist_len == 5 and not preset("paper").use_per
     cfg = build_config("paper", None, {"env": "Pendulum-v1", "hist_len": 0, "per": True,
                                        "gamma": 0.9}, past_act=True, hidden=8)
@@ -215,7 +285,7 @@ def test_flop_count_known_answer():
     from lstm_td3.bench import network_flops, update_flops
     from lstm_td3.networks import NetworkConfig
 
-    net = NetworkConfig((4,), 4, 1, (4,), (4,), (4,))
+    net = NetworkConfig((4,), 4, 1, (4,), (4,), (4,), hist_with_past_act=False)
     # memory: 5 x (pre 2*2*4 + LSTM 2*16*(4+4)) + after 2*4*4; head: cur 2*3*4 + post 2*8*4 + 2*4
     assert network_flops(2, 3, 1, net, 5) == (1488, 1392)
     cfg = TD3Config(max_hist_len=5, policy_delay=2, actor=net, critic=net)
@@ -223,8 +293,10 @@ def test_flop_count_known_answer():
     fc = 1488
     expected = fa + 2 * fc + 6 * fc + (3 * fa + fc + (fc - 1392)) / 2
     assert update_flops(2, 1, cfg, 10) == pytest.approx(10 * expected)
-    # paper sizes (128 units, L=5, batch 100) on Pendulum: about 1.56 GFLOP per update
-    assert update_flops(2, 1, TD3Config(), 100) == pytest.approx(1.557e9, rel=1e-3)
+    # paper sizes (the original's defaults, L=5, batch 100) on Pendulum: 1.560 GFLOP per update
+    assert update_flops(2, 1, TD3Config(), 100) == pytest.approx(1.5602e9, rel=1e-4)
+    # hist 0: no memory branch; actor 2x128 + 128x128 + 128x128 + 128x1 per forward
+    assert network_flops(2, 2, 1, NetworkConfig(), 0) == (2 * (256 + 16384 + 16384 + 128), 0)
 
 
 @pytest.mark.slow

@@ -29,8 +29,12 @@ __all__ = ["LSTMTD3", "TD3Config"]
 class TD3Config:
     """Learning hyperparameters (defaults: the paper's, Meng et al. 2021, Table 2).
 
-    Noise scales (``act_noise``, ``target_noise``, ``noise_clip``) are in action units, as in the
-    reference code.
+    Noise scales (``act_noise``, ``target_noise``, ``noise_clip``) are fractions of the action
+    half-range ``(high - low) / 2``, per action dimension, as in Fujimoto's TD3
+    (``max_action * expl_noise``), Stable-Baselines3 (noise on the action rescaled to [-1, 1])
+    and CleanRL (``action_scale``).  The original LSTM-TD3 code adds them in absolute action
+    units; the two agree for actions bounded at +-1 (the pybullet tasks) and differ by the
+    half-range otherwise (Pendulum-v1: 2).
     """
 
     gamma: float = 0.99
@@ -102,11 +106,15 @@ class LSTMTD3:
         self.act_low_np, self.act_high_np = low, high
         self.act_low = torch.as_tensor(low, device=self.device)
         self.act_high = torch.as_tensor(high, device=self.device)
+        #: action half-range (act_dim,): the unit of the noise scales
+        self.act_half_np = (high - low) / 2
+        self.act_half = torch.as_tensor(self.act_half_np, device=self.device)
         cfg = self.config
+        memory = cfg.max_hist_len > 0  # hist 0: plain TD3, no memory branch
         self.actor = Actor(
-            obs_dim, act_dim, (high - low) / 2, (high + low) / 2, cfg.actor
+            obs_dim, act_dim, (high - low) / 2, (high + low) / 2, cfg.actor, memory
         ).to(self.device)
-        self.critic = TwinCritic(obs_dim, act_dim, cfg.critic).to(self.device)
+        self.critic = TwinCritic(obs_dim, act_dim, cfg.critic, memory).to(self.device)
         self.actor_targ = copy.deepcopy(self.actor).requires_grad_(False)
         self.critic_targ = copy.deepcopy(self.critic).requires_grad_(False)
         # fused Adam: one kernel per step instead of a loop over ~20 parameter tensors
@@ -149,8 +157,8 @@ class LSTMTD3:
         self, obs: np.ndarray, history: ActingHistory, noise_scale: float = 0.0
     ) -> np.ndarray:
         """Actions (n, act_dim) for observations (n, obs_dim) and their acting history; Gaussian
-        exploration noise of standard deviation ``noise_scale`` (action units), clipped to the
-        bounds."""
+        exploration noise of standard deviation ``noise_scale`` times the action half-range,
+        clipped to the bounds."""
         dev = self.device
         args = (
             torch.as_tensor(obs, dtype=torch.float32, device=dev).reshape(-1, self.obs_dim),
@@ -166,7 +174,8 @@ class LSTMTD3:
                 a = self.actor(*args)
         a = a.cpu().numpy()
         if noise_scale > 0:
-            a = a + noise_scale * self.rng.standard_normal(a.shape).astype(np.float32)
+            noise = self.rng.standard_normal(a.shape).astype(np.float32)
+            a = a + (noise_scale * self.act_half_np) * noise
         return np.clip(a, self.act_low_np, self.act_high_np)
 
     def random_action(self, n: int) -> np.ndarray:
@@ -190,13 +199,14 @@ class LSTMTD3:
     def _smoothed_target_action(self, b: Batch, noise: torch.Tensor) -> torch.Tensor:
         cfg = self.config
         a2 = self.actor_targ(b.next_obs, b.next_hist_obs, b.next_hist_act, b.next_hist_len)
-        noise = (noise * cfg.target_noise).clamp(-cfg.noise_clip, cfg.noise_clip)
+        noise = (noise * cfg.target_noise).clamp(-cfg.noise_clip, cfg.noise_clip) * self.act_half
         return torch.maximum(torch.minimum(a2 + noise, self.act_high), self.act_low)
 
     @torch.no_grad()
     def target_action(self, b: Batch) -> torch.Tensor:
-        """Target policy smoothing: ``clip(mu_targ(o') + clip(N(0, target_noise), +-noise_clip),
-        low, high)`` for a batch of tensors; shape (B, act_dim)."""
+        """Target policy smoothing: ``clip(mu_targ(o') + half * clip(N(0, target_noise),
+        +-noise_clip), low, high)`` (``half``: the action half-range) for a batch of tensors;
+        shape (B, act_dim)."""
         return self._smoothed_target_action(b, self._target_noise(b.obs.shape[0]))
 
     def _critic_loss(

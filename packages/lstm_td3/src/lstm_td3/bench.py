@@ -81,16 +81,21 @@ def network_flops(in_mem: int, in_cur: int, out_dim: int, net: NetworkConfig,
                   window: int) -> tuple[int, int]:
     """Multiply-add FLOPs (2 per multiply-accumulate) of one forward pass of one network for
     one sample: ``(total, memory_branch)``.  The memory branch runs its pre-LSTM layers and the
-    LSTM over all ``window`` steps and its post-LSTM layers once; element-wise work (gates,
-    ReLU) is not counted."""
-    pre = [in_mem, *net.mem_pre_lstm]
-    lstm_in = pre[-1]
-    lstm = 0
-    for _ in range(net.lstm_layers):
-        lstm += 2 * 4 * net.lstm_hidden * (lstm_in + net.lstm_hidden)
-        lstm_in = net.lstm_hidden
-    memory = window * (_mlp_flops(pre) + lstm) + _mlp_flops([net.lstm_hidden, *net.mem_after_lstm])
-    mem_out = net.mem_after_lstm[-1] if net.mem_after_lstm else net.lstm_hidden
+    LSTM over all ``window`` steps and its post-LSTM layers once (``window`` 0: no memory
+    branch, as built for ``max_hist_len`` 0); element-wise work (gates, ReLU) is not
+    counted."""
+    if window == 0:  # max_hist_len 0: no memory branch
+        memory, mem_out = 0, 0
+    else:
+        pre = [in_mem, *net.mem_pre_lstm]
+        lstm_in = pre[-1]
+        lstm = 0
+        for _ in range(net.lstm_layers):
+            lstm += 2 * 4 * net.lstm_hidden * (lstm_in + net.lstm_hidden)
+            lstm_in = net.lstm_hidden
+        memory = (window * (_mlp_flops(pre) + lstm)
+                  + _mlp_flops([net.lstm_hidden, *net.mem_after_lstm]))
+        mem_out = net.mem_after_lstm[-1] if net.mem_after_lstm else net.lstm_hidden
     cur = [in_cur, *net.cur_feature]
     head = _mlp_flops(cur) + _mlp_flops([mem_out + cur[-1], *net.post_comb, out_dim])
     return memory + head, memory
@@ -105,7 +110,7 @@ def update_flops(obs_dim: int, act_dim: int, cfg: TD3Config, batch_size: int) ->
     its current-feature and integration layers (its memory branch does not depend on the
     action and gets no gradient).
     """
-    w = max(cfg.max_hist_len, 1)
+    w = cfg.max_hist_len
     a, c = cfg.actor, cfg.critic
     fa, _ = network_flops(obs_dim + (act_dim if a.hist_with_past_act else 0), obs_dim,
                           act_dim, a, w)
@@ -138,9 +143,10 @@ def _filled(cls, capacity: int, obs_dim: int, hist_len: int, seed: int, **kw) ->
 
 
 def _net(hidden: int | None) -> NetworkConfig:
+    """The default (paper) layer structure with every width ``hidden``."""
     if hidden is None:
         return NetworkConfig()
-    return NetworkConfig((hidden,), hidden, 1, (hidden,), (hidden,), (hidden,))
+    return NetworkConfig((hidden,), hidden, 1, (), (hidden, hidden), (hidden,))
 
 
 def _train_sps(n_envs: int, steps: int, hist_len: int, batch: int, hidden: int | None,

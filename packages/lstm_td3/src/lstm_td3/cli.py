@@ -19,6 +19,7 @@ from physml_core.cli import (
 from physml_core.config import from_dict, load_json, to_dict
 
 from .config import PRESETS, TrainConfig, preset
+from .seeding import MAX_RUN_SEED
 
 __all__ = ["cli", "main"]
 
@@ -72,10 +73,11 @@ def build_config(preset_name: str, config_file: Path | None, options: dict[str, 
             if past_act is not None:
                 net = replace(net, hist_with_past_act=past_act)
             if hidden is not None:
-                net = replace(
-                    net, mem_pre_lstm=(hidden,), lstm_hidden=hidden, mem_after_lstm=(hidden,),
-                    cur_feature=tuple(hidden for _ in net.cur_feature) or (hidden,),
-                    post_comb=(hidden,),
+                net = replace(  # same layer structure, every width = hidden
+                    net, mem_pre_lstm=tuple(hidden for _ in net.mem_pre_lstm),
+                    lstm_hidden=hidden, mem_after_lstm=tuple(hidden for _ in net.mem_after_lstm),
+                    cur_feature=tuple(hidden for _ in net.cur_feature),
+                    post_comb=tuple(hidden for _ in net.post_comb),
                 )
             agent[which] = net
     data = to_dict(cfg)
@@ -137,7 +139,9 @@ def build_config(preset_name: str, config_file: Path | None, options: dict[str, 
 @click.option("--no-resume", is_flag=True, help="Start afresh even if --run-dir has checkpoints.")
 @run_dir_option()
 @device_option(default=None)
-@click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=None, help="Random seed. [0]")
+@click.option("--seed", type=click.IntRange(0, MAX_RUN_SEED), default=None,
+              help="Run seed; every random stream of the run derives from it "
+              "(lstm_td3.seeding). [0]")
 def train_cmd(preset_name: str, config_file: Path | None, past_act: bool | None,
               hidden: int | None, no_resume: bool, run_dir: Path | None, **options: Any) -> None:
     """Train an agent; resumes from the newest checkpoint in --run-dir."""
@@ -159,7 +163,9 @@ def train_cmd(preset_name: str, config_file: Path | None, past_act: bool | None,
 @click.option("--video", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Record the episodes offscreen (render_mode='rgb_array', no display "
               "needed) to a .gif or .npz file.")
-@click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=12345, show_default=True)
+@click.option("--seed", type=click.IntRange(0, MAX_RUN_SEED), default=0, show_default=True,
+              help="Evaluation seed: episodes come from the held-out 'eval' seed stream, "
+              "disjoint from every training and test seed.")
 @device_option(default="cpu")
 @output_option(required=False, help="Write the report as JSON here.")
 def evaluate_cmd(checkpoint: Path, episodes: int, render: bool, video: Path | None, seed: int,

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .agent import TD3Config
 from .networks import NetworkConfig
+from .seeding import MAX_RUN_SEED
 from .wrappers.pomdp import parse_pomdp
 
-__all__ = ["PRESETS", "TrainConfig", "preset"]
+__all__ = ["BEAM_NOISE_RAD", "PRESETS", "TrainConfig", "preset"]
 
 
 @dataclass
@@ -47,7 +49,9 @@ class TrainConfig:
     torch_threads: int = 1
     save_replay: bool = True
     keep_checkpoints: int = 2
-    reset_at_checkpoint: bool = True
+    #: cut the running episodes at every checkpoint (the earlier behaviour); resume is exact
+    #: without it (episodes are re-entered from their seeds and actions)
+    reset_at_checkpoint: bool = False
     preset: str = "paper"
     agent: TD3Config = field(default_factory=TD3Config)
 
@@ -70,24 +74,37 @@ class TrainConfig:
             raise ValueError("per_alpha and per_beta0 must be in [0, 1]")
         if self.per_eps <= 0:
             raise ValueError(f"per_eps must be > 0, got {self.per_eps}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not (
+                0 <= self.seed <= MAX_RUN_SEED):
+            raise ValueError(f"seed must be an integer in [0, {MAX_RUN_SEED}], got {self.seed!r}")
         if self.vectorization not in ("sync", "async"):
             raise ValueError(f"vectorization must be sync or async, got {self.vectorization!r}")
 
 
+#: the fork's beam network (its ``lstm_td3_beam_test.py``): pre-LSTM (128,), LSTM 256, after-LSTM
+#: (128,), current features (256, 128), integration (128,), past actions in the history
 _BEAM_NET = NetworkConfig(
-    mem_pre_lstm=(256,),
+    mem_pre_lstm=(128,),
     lstm_hidden=256,
-    mem_after_lstm=(256,),
+    mem_after_lstm=(128,),
     cur_feature=(256, 128),
-    post_comb=(256,),
+    post_comb=(128,),
     hist_with_past_act=True,
 )
 
-#: Named starting points.  ``beam``: the extended fork's settings for the PSB phase task.
+#: The fork's phase increments are bounded at +-pi/4 rad and its noises are absolute, in rad:
+#: exploration 0.08, target smoothing 0.03, clip 0.1.  PSBPhaseCorrection-v0 takes a in [-1, 1]
+#: and applies a * pi/4 rad (half-range 1 in action units = pi/4 rad), and our noises are
+#: fractions of the half-range, so the fork's values become x / (pi/4).
+_FORK_HALF_RANGE_RAD = math.pi / 4
+BEAM_NOISE_RAD = {"act_noise": 0.08, "target_noise": 0.03, "noise_clip": 0.1}
+
+#: Named starting points.  ``beam``: the extended fork's settings for the PSB phase-correction
+#: task (``beamenv/PSBPhaseCorrection-v0``, the fork's task), noises converted as above.
 PRESETS: dict[str, TrainConfig] = {
     "paper": TrainConfig(),
     "beam": TrainConfig(
-        env_id="beamenv/PSBPhaseCycle-v0",
+        env_id="beamenv/PSBPhaseCorrection-v0",
         n_envs=8,
         total_steps=600_000,
         steps_per_epoch=3000,
@@ -95,17 +112,15 @@ PRESETS: dict[str, TrainConfig] = {
         update_after=10_000,
         update_every=15,
         batch_size=256,
-        replay_size=500_000,
+        replay_size=1_000_000,
         use_per=True,
-        num_test_episodes=5,
+        num_test_episodes=4,
         preset="beam",
         agent=TD3Config(
             gamma=0.98,
             pi_lr=1e-4,
             q_lr=2e-4,
-            act_noise=0.08,
-            target_noise=0.03,
-            noise_clip=0.1,
+            **{k: v / _FORK_HALF_RANGE_RAD for k, v in BEAM_NOISE_RAD.items()},
             policy_delay=3,
             max_hist_len=5,
             actor=_BEAM_NET,

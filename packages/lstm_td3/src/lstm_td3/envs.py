@@ -6,6 +6,12 @@ and ``beamenv/...`` by importing :mod:`beamenv` (extra ``lstm-td3[beam]``); noth
 them at module level.  Vector envs use ``gymnasium.vector`` in *same-step* autoreset mode, so every
 env yields a real transition at every step and the true final observation of an episode arrives
 in ``info["final_obs"]``.
+
+Training envs are wrapped in :class:`EpisodeSeeds`, which seeds *every* episode from the run's
+``train_env`` seed stream (:mod:`lstm_td3.seeding`): episode ``k`` of env ``i`` in run ``s``
+starts from ``stream_seed("train_env", s, i, k)`` whatever happened before.  An episode is then
+reproduced exactly by its seed and its actions, which is how a resumed run re-enters the episodes
+that were running at the checkpoint (:func:`make_vector_env` ``restore``).
 """
 
 from __future__ import annotations
@@ -19,9 +25,11 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
 
+from .seeding import stream_seed
 from .wrappers.pomdp import POMDPWrapper, parse_pomdp
 
-__all__ = ["ensure_registered", "final_observations", "make_env", "make_vector_env"]
+__all__ = ["EpisodeSeeds", "ensure_registered", "final_observations", "make_env",
+           "make_vector_env"]
 
 _OPTIONAL = (
     ("beamenv/", "beamenv", "lstm-td3[beam]"),
@@ -86,6 +94,42 @@ def make_env(
     return env
 
 
+class EpisodeSeeds(gym.Wrapper):
+    """Seeds every episode from a seed stream: an unseeded ``reset`` (also the vector env's
+    autoreset) starts episode ``episode`` with ``stream_seed(stream, run, index, episode)`` and
+    counts it; an explicit seed is passed through (and counted).
+
+    ``replay``: actions (T, act_dim) to step through after the *first* reset, without returning
+    their rewards, so that the env continues an episode that was running when a checkpoint was
+    written (its seed is ``episode``, the counter passed in).  Exact for every env whose episode
+    is determined by its reset seed and its actions (Gymnasium envs draw all randomness from
+    ``np_random``; the POMDP wrappers re-seed at a seeded reset).
+    """
+
+    def __init__(self, env: gym.Env, stream: str, run: int, index: int, episode: int = 0,
+                 replay: np.ndarray | None = None) -> None:
+        super().__init__(env)
+        stream_seed(stream, run, index, episode)  # validates
+        self.stream, self.run, self.index, self.episode = stream, int(run), int(index), episode
+        self._replay = None if replay is None else np.asarray(replay, dtype=np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        if seed is None:
+            seed = stream_seed(self.stream, self.run, self.index, self.episode)
+        self.episode += 1
+        obs, info = self.env.reset(seed=seed, options=options)
+        if self._replay is not None:
+            actions, self._replay = self._replay, None
+            for k, a in enumerate(actions):
+                obs, _r, term, trunc, info = self.env.step(a)
+                if (term or trunc) and k < len(actions) - 1:
+                    raise RuntimeError(
+                        f"replayed episode of env {self.index} ended after {k + 1} of "
+                        f"{len(actions)} actions: the env is not reproducible from its seed"
+                    )
+        return obs, info
+
+
 def make_vector_env(
     env_id: str,
     n_envs: int = 1,
@@ -95,11 +139,17 @@ def make_vector_env(
     max_episode_steps: int | None = None,
     pomdp_kwargs: dict[str, Any] | None = None,
     env_kwargs: dict[str, Any] | None = None,
+    episode_seeds: tuple[str, int] | None = None,
+    restore: list[tuple[int, np.ndarray]] | None = None,
 ) -> VectorEnv:
     """``n_envs`` copies of :func:`make_env` in a ``gymnasium.vector`` env (same-step autoreset).
 
     ``vectorization`` is ``"sync"`` (one process) or ``"async"`` (one worker process per env).
-    Env ``i`` gets POMDP seed ``seed + i``.
+    Env ``i`` gets POMDP seed ``seed + i`` (or, with ``episode_seeds``,
+    ``stream_seed("pomdp", run, i)``).  ``episode_seeds=(stream, run)`` wraps env ``i`` in
+    :class:`EpisodeSeeds` (every episode seeded from the stream); ``restore`` (one
+    ``(episode, actions)`` per env, needs ``episode_seeds``) makes the first reset re-enter
+    episode ``episode`` after ``actions``.
     """
     if isinstance(n_envs, bool) or not isinstance(n_envs, int) or n_envs < 1:
         raise ValueError(f"n_envs must be a positive integer, got {n_envs!r}")
@@ -107,21 +157,36 @@ def make_vector_env(
         raise ValueError(f"vectorization must be 'sync' or 'async', got {vectorization!r}")
     ensure_registered(env_id)
     parse_pomdp(pomdp)
-    fns = [
-        functools.partial(
+    if restore is not None and (episode_seeds is None or len(restore) != n_envs):
+        raise ValueError("restore needs episode_seeds and one (episode, actions) per env")
+    fns = []
+    for i in range(n_envs):
+        if episode_seeds is not None:
+            pomdp_seed: int | None = stream_seed("pomdp", episode_seeds[1], i)
+        else:
+            pomdp_seed = None if seed is None else seed + i
+        fn = functools.partial(
             make_env,
             env_id,
             pomdp=pomdp,
-            seed=None if seed is None else seed + i,
+            seed=pomdp_seed,
             max_episode_steps=max_episode_steps,
             pomdp_kwargs=pomdp_kwargs,
             env_kwargs=env_kwargs,
         )
-        for i in range(n_envs)
-    ]
+        if episode_seeds is not None:
+            episode, replay = restore[i] if restore is not None else (0, None)
+            fn = functools.partial(_seeded, fn, episode_seeds[0], episode_seeds[1], i,
+                                   episode, replay)
+        fns.append(fn)
     if vectorization == "async":
         return AsyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
     return SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+
+
+def _seeded(fn, stream: str, run: int, index: int, episode: int,
+            replay: np.ndarray | None) -> gym.Env:
+    return EpisodeSeeds(fn(), stream, run, index, episode, replay)
 
 
 def final_observations(next_obs: np.ndarray, done: np.ndarray, info: dict[str, Any]) -> np.ndarray:

@@ -11,6 +11,7 @@ import numpy as np
 from .agent import LSTMTD3
 from .envs import make_env, make_vector_env
 from .history import ActingHistory
+from .seeding import stream_seed
 
 __all__ = ["EvalResult", "evaluate_checkpoint", "run_episodes", "write_frames"]
 
@@ -84,11 +85,14 @@ def run_episodes(
     render: bool = False,
     env_kwargs: dict[str, Any] | None = None,
     video: str | Path | None = None,
+    stream: str = "eval",
 ) -> EvalResult:
     """Play ``episodes`` episodes without exploration noise.
 
-    Without rendering the episodes run side by side in one synchronous vector env (one batched
-    actor call per step); env ``i`` is reset with seed ``seed + i``.  With ``render`` they run
+    Episode ``i`` starts from ``stream_seed(stream, seed, i)`` (:mod:`lstm_td3.seeding`): the
+    ``eval`` stream (held out, default) or the ``test`` stream that training uses, so evaluation
+    episodes never repeat a training episode.  Without rendering the episodes run side by side
+    in one synchronous vector env (one batched actor call per step).  With ``render`` they run
     one after another in a ``render_mode="human"`` env (a window).  With ``video`` they run one
     after another in a ``render_mode="rgb_array"`` env, which needs no display, and the frames
     of all episodes are written to ``video`` (see :func:`write_frames`).  The same seeds are
@@ -97,17 +101,18 @@ def run_episodes(
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     L = agent.config.max_hist_len
+    seeds = [stream_seed(stream, seed, i) for i in range(episodes)]
     if render or video is not None:
         if video is not None:
             _check_video_suffix(video)
         mode = "rgb_array" if video is not None else "human"
-        env = make_env(env_id, pomdp, seed, max_episode_steps, render_mode=mode,
+        env = make_env(env_id, pomdp, None, max_episode_steps, render_mode=mode,
                        env_kwargs=env_kwargs)
         returns, lengths = [], []
         frames: list[np.ndarray] = []
         try:
             for i in range(episodes):
-                obs, _ = env.reset(seed=seed + i)
+                obs, _ = env.reset(seed=seeds[i])
                 hist = ActingHistory(1, agent.obs_dim, agent.act_dim, L)
                 total, n, done = 0.0, 0, False
                 if video is not None:
@@ -126,10 +131,10 @@ def run_episodes(
         if video is not None:
             write_frames(video, frames)
         return EvalResult(np.asarray(returns), np.asarray(lengths))
-    venv = make_vector_env(env_id, episodes, "sync", pomdp, seed, max_episode_steps,
+    venv = make_vector_env(env_id, episodes, "sync", pomdp, None, max_episode_steps,
                            env_kwargs=env_kwargs)
     try:
-        obs, _ = venv.reset(seed=seed)
+        obs, _ = venv.reset(seed=seeds)
         hist = ActingHistory(episodes, agent.obs_dim, agent.act_dim, L)
         totals = np.zeros(episodes)
         lengths = np.zeros(episodes, dtype=np.int64)
@@ -152,13 +157,14 @@ def run_episodes(
 def evaluate_checkpoint(
     checkpoint: str | Path,
     episodes: int = 10,
-    seed: int = 12345,
+    seed: int = 0,
     render: bool = False,
     device: str = "cpu",
     video: str | Path | None = None,
 ) -> EvalResult:
-    """Load a training checkpoint (file or run folder) and evaluate its actor; ``render`` shows
-    the episodes in a window, ``video`` (``.gif`` or ``.npz``) records them without a display."""
+    """Load a training checkpoint (file or run folder) and evaluate its actor on the held-out
+    ``eval`` seed stream (``seed`` picks the stream's run slot); ``render`` shows the episodes
+    in a window, ``video`` (``.gif`` or ``.npz``) records them without a display."""
     from .train import load_agent
 
     agent, cfg = load_agent(checkpoint, device=device)

@@ -10,8 +10,14 @@ Each network has three parts, with separate parameters for the actor and each tw
   (critic: one value; actor: ``act_dim`` values, ``tanh`` times ``act_limit``).
 
 Windows have shape ``(B, W, feature)`` and are left-aligned with lengths ``hist_len`` (B,); a
-zero-length window is read as one zero step, so ``max_hist_len = 0`` is plain TD3 with exactly
-the same code (the memory branch then sees a constant input).
+zero-length window is read as one zero step.
+
+With ``max_hist_len = 0`` (plain TD3) the memory branch would only ever see that one zero step, so
+its output is a constant vector and adds nothing but a bias to the first integration layer.  Such
+networks are built without a memory branch (``use_memory=False``): the integration head reads the
+current features alone.  Checkpoints of the earlier layout (a memory branch fed with zeros) load
+into it with the constant folded into that layer's bias (same function; see
+:func:`_fold_constant_memory`).
 """
 
 from __future__ import annotations
@@ -29,15 +35,21 @@ __all__ = [
 
 @dataclass
 class NetworkConfig:
-    """Layer sizes of one network (paper defaults: 128 units everywhere, one LSTM layer)."""
+    """Layer sizes of one network.
+
+    Defaults: the original code's command-line defaults (LinghengMeng/LSTM-TD3,
+    ``lstm_td3_main.py``), which made the paper's runs: pre-LSTM (128,), LSTM 128, no after-LSTM
+    layer, current features (128, 128), integration (128,), and past actions in the history
+    (the paper's history is observation-action pairs).
+    """
 
     mem_pre_lstm: tuple[int, ...] = (128,)
     lstm_hidden: int = 128
     lstm_layers: int = 1
-    mem_after_lstm: tuple[int, ...] = (128,)
-    cur_feature: tuple[int, ...] = (128,)
+    mem_after_lstm: tuple[int, ...] = ()
+    cur_feature: tuple[int, ...] = (128, 128)
     post_comb: tuple[int, ...] = (128,)
-    hist_with_past_act: bool = False
+    hist_with_past_act: bool = True
 
     def __post_init__(self) -> None:
         sizes = (*self.mem_pre_lstm, *self.mem_after_lstm, *self.cur_feature, *self.post_comb)
@@ -140,11 +152,35 @@ def _window(hist_obs: torch.Tensor, hist_act: torch.Tensor, with_act: bool) -> t
     return torch.cat([hist_obs, hist_act], dim=-1) if with_act else hist_obs
 
 
+def _fold_constant_memory(mem_in: int, cfg: NetworkConfig):
+    """A ``load_state_dict`` pre-hook for a network built without a memory branch: a state dict
+    of the earlier layout (``memory.*`` keys, integration layer over ``[memory, current]``) is
+    rewritten in place.  The memory output for the zero-step window, ``m0``, is computed with the
+    stored memory parameters; the integration layer keeps the columns of the current features
+    and gets ``b + W_mem @ m0`` as its bias, which is the same function."""
+
+    def hook(state_dict, prefix, *_args) -> None:
+        keys = [k for k in state_dict if k.startswith(prefix + "memory.")]
+        if not keys:
+            return
+        old = MemoryBranch(mem_in, cfg)
+        old.load_state_dict({k[len(prefix) + 7:]: state_dict.pop(k) for k in keys})
+        with torch.no_grad():
+            m0 = old(torch.zeros(1, 1, mem_in), torch.zeros(1, dtype=torch.long))[0]
+        w, b = state_dict[prefix + "post.0.weight"], state_dict[prefix + "post.0.bias"]
+        k = old.out_dim
+        state_dict[prefix + "post.0.bias"] = b + w[:, :k] @ m0.to(w)
+        state_dict[prefix + "post.0.weight"] = w[:, k:].clone()
+
+    return hook
+
+
 class Actor(nn.Module):
     """Deterministic policy ``mu(o, h)`` with output in ``[-act_limit, act_limit]``.
 
     ``act_limit`` (act_dim,) is the half-width of a symmetric box action space; ``act_offset``
-    its centre.
+    its centre.  ``use_memory=False`` (``max_hist_len = 0``) builds no memory branch; the history
+    arguments are then ignored.
     """
 
     def __init__(
@@ -154,14 +190,19 @@ class Actor(nn.Module):
         act_limit: torch.Tensor | float = 1.0,
         act_offset: torch.Tensor | float = 0.0,
         cfg: NetworkConfig | None = None,
+        use_memory: bool = True,
     ) -> None:
         super().__init__()
         cfg = cfg or NetworkConfig()
         self.cfg = cfg
-        self.memory = MemoryBranch(obs_dim + (act_dim if cfg.hist_with_past_act else 0), cfg)
+        mem_in = obs_dim + (act_dim if cfg.hist_with_past_act else 0)
+        self.memory = MemoryBranch(mem_in, cfg) if use_memory else None
         self.current = mlp([obs_dim, *cfg.cur_feature])
         cur_dim = cfg.cur_feature[-1] if cfg.cur_feature else obs_dim
-        self.post = mlp([self.memory.out_dim + cur_dim, *cfg.post_comb, act_dim], False)
+        mem_dim = self.memory.out_dim if self.memory is not None else 0
+        self.post = mlp([mem_dim + cur_dim, *cfg.post_comb, act_dim], False)
+        if self.memory is None:
+            self._register_load_state_dict_pre_hook(_fold_constant_memory(mem_in, cfg))
         self.register_buffer("act_limit", torch.as_tensor(act_limit, dtype=torch.float32))
         self.register_buffer("act_offset", torch.as_tensor(act_offset, dtype=torch.float32))
 
@@ -173,22 +214,29 @@ class Actor(nn.Module):
         hist_len: torch.Tensor,
     ) -> torch.Tensor:
         """``obs`` (B, obs_dim), windows (B, W, .), ``hist_len`` (B,) -> action (B, act_dim)."""
-        mem = self.memory(_window(hist_obs, hist_act, self.cfg.hist_with_past_act), hist_len)
-        x = torch.cat([mem, self.current(obs)], dim=-1)
+        x = self.current(obs)
+        if self.memory is not None:
+            mem = self.memory(_window(hist_obs, hist_act, self.cfg.hist_with_past_act), hist_len)
+            x = torch.cat([mem, x], dim=-1)
         return self.act_offset + self.act_limit * torch.tanh(self.post(x))
 
 
 class Critic(nn.Module):
     """Action value ``Q(o, a, h)`` -> shape ``(B,)``."""
 
-    def __init__(self, obs_dim: int, act_dim: int, cfg: NetworkConfig | None = None) -> None:
+    def __init__(self, obs_dim: int, act_dim: int, cfg: NetworkConfig | None = None,
+                 use_memory: bool = True) -> None:
         super().__init__()
         cfg = cfg or NetworkConfig()
         self.cfg = cfg
-        self.memory = MemoryBranch(obs_dim + (act_dim if cfg.hist_with_past_act else 0), cfg)
+        mem_in = obs_dim + (act_dim if cfg.hist_with_past_act else 0)
+        self.memory = MemoryBranch(mem_in, cfg) if use_memory else None
         self.current = mlp([obs_dim + act_dim, *cfg.cur_feature])
         cur_dim = cfg.cur_feature[-1] if cfg.cur_feature else obs_dim + act_dim
-        self.post = mlp([self.memory.out_dim + cur_dim, *cfg.post_comb, 1], False)
+        mem_dim = self.memory.out_dim if self.memory is not None else 0
+        self.post = mlp([mem_dim + cur_dim, *cfg.post_comb, 1], False)
+        if self.memory is None:
+            self._register_load_state_dict_pre_hook(_fold_constant_memory(mem_in, cfg))
 
     def forward(
         self,
@@ -198,18 +246,21 @@ class Critic(nn.Module):
         hist_act: torch.Tensor,
         hist_len: torch.Tensor,
     ) -> torch.Tensor:
-        mem = self.memory(_window(hist_obs, hist_act, self.cfg.hist_with_past_act), hist_len)
-        x = torch.cat([mem, self.current(torch.cat([obs, act], dim=-1))], dim=-1)
+        x = self.current(torch.cat([obs, act], dim=-1))
+        if self.memory is not None:
+            mem = self.memory(_window(hist_obs, hist_act, self.cfg.hist_with_past_act), hist_len)
+            x = torch.cat([mem, x], dim=-1)
         return self.post(x).squeeze(-1)
 
 
 class TwinCritic(nn.Module):
     """Two independent critics (clipped double-Q, Fujimoto et al. 2018)."""
 
-    def __init__(self, obs_dim: int, act_dim: int, cfg: NetworkConfig | None = None) -> None:
+    def __init__(self, obs_dim: int, act_dim: int, cfg: NetworkConfig | None = None,
+                 use_memory: bool = True) -> None:
         super().__init__()
-        self.q1 = Critic(obs_dim, act_dim, cfg)
-        self.q2 = Critic(obs_dim, act_dim, cfg)
+        self.q1 = Critic(obs_dim, act_dim, cfg, use_memory)
+        self.q2 = Critic(obs_dim, act_dim, cfg, use_memory)
 
     def forward(self, obs, act, hist_obs, hist_act, hist_len) -> tuple[torch.Tensor, torch.Tensor]:
         """Both values, each shape ``(B,)``."""

@@ -7,9 +7,14 @@ as many updates as env steps were collected since, times ``utd_ratio``.  Every
 ``steps_per_epoch`` env steps the deterministic policy is evaluated and a checkpoint (agent,
 optimizers, replay buffer, counters and RNG states) is written.
 
-Exact resume: with ``reset_at_checkpoint`` (default) all training envs start new episodes at every
-checkpoint (the cut episodes are stored as *truncated*, which keeps bootstrapping), so a run
-resumed from a checkpoint continues bit for bit like the uninterrupted run.
+Exact resume without cutting episodes: every training episode is seeded from the run's
+``train_env`` seed stream (:mod:`lstm_td3.seeding`, :class:`~lstm_td3.envs.EpisodeSeeds`), and a
+checkpoint holds, per env, the running episode's counter, its actions so far, its return and
+the acting history.  A resumed run re-creates each running episode from its seed and replays its
+actions (rewards discarded), checks that it arrives at the stored observation, and continues bit
+for bit like the uninterrupted run.  The episodes are never cut at a checkpoint (unless
+``reset_at_checkpoint``, the earlier behaviour, is set).  An env that does not reproduce its
+episode from seed and actions gets a :class:`ResumeNotExactWarning` and new episodes.
 """
 
 from __future__ import annotations
@@ -35,8 +40,10 @@ from .config import TrainConfig
 from .envs import final_observations, make_vector_env
 from .evaluate import run_episodes
 from .history import ActingHistory
+from .seeding import stream_seed
 
-__all__ = ["PACKAGE", "ResumeConfigWarning", "TrainResult", "load_agent", "train"]
+__all__ = ["PACKAGE", "ResumeConfigWarning", "ResumeNotExactWarning", "TrainResult", "load_agent",
+           "train"]
 
 PACKAGE = "lstm_td3"
 MODEL_NAME = "lstm_td3"
@@ -45,6 +52,12 @@ _log = get_logger("lstm_td3.train")
 
 class ResumeConfigWarning(PhysmlWarning):
     """Resuming a run whose stored configuration differs from the one given."""
+
+
+class ResumeNotExactWarning(PhysmlWarning):
+    """A resumed run could not re-enter the episodes running at the checkpoint (the env did not
+    reproduce them from their seeds and actions, or the checkpoint predates episode seeding);
+    it starts new episodes instead."""
 
 
 @dataclass
@@ -59,14 +72,15 @@ class TrainResult:
 
 
 def _build(cfg: TrainConfig, obs_dim: int, act_dim: int, low, high, device) -> tuple:
-    agent = LSTMTD3(obs_dim, act_dim, low, high, cfg.agent, device=device, seed=cfg.seed)
+    agent = LSTMTD3(obs_dim, act_dim, low, high, cfg.agent, device=device,
+                    seed=stream_seed("agent", cfg.seed))
     kwargs = dict(
         obs_dim=obs_dim,
         act_dim=act_dim,
         capacity=cfg.replay_size,
         n_envs=cfg.n_envs,
         max_hist_len=cfg.agent.max_hist_len,
-        seed=cfg.seed + 1,
+        seed=stream_seed("replay", cfg.seed),
     )
     if cfg.use_per:
         buffer: ReplayBuffer = PrioritizedReplayBuffer(
@@ -96,11 +110,12 @@ def load_agent(checkpoint: str | Path, device: str = "cpu") -> tuple[LSTMTD3, Tr
 
 
 def _save(run_dir: Path, cfg: TrainConfig, agent: LSTMTD3, buffer: ReplayBuffer, step: int,
-          counters: dict[str, Any], spaces: dict[str, Any]) -> Path:
+          counters: dict[str, Any], spaces: dict[str, Any], running: dict[str, Any]) -> Path:
     import json
 
     extra: dict[str, Any] = {
         "spaces": spaces,
+        "running": running,
         "agent": {
             "n_updates": agent.n_updates,
             "rng": json.dumps(agent.rng.bit_generator.state),
@@ -185,9 +200,23 @@ def train(
         torch.set_num_threads(cfg.torch_threads)
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
+    running = None
+    restore = None
+    if ckpt is not None:
+        running = ckpt.extra.get("running")
+        if running is not None:
+            running = {k: (v.numpy() if isinstance(v, torch.Tensor) else v)
+                       for k, v in running.items()}
+            restore = [(int(running["episode"][i]),
+                        running["actions"][i, : int(running["ep_len"][i])])
+                       for i in range(cfg.n_envs)]
+        else:  # a checkpoint written before episodes were seeded: new episodes
+            base = int(ckpt.extra["counters"]["episodes"]) + cfg.n_envs
+            restore = [(base, np.zeros((0, 1), np.float32))] * cfg.n_envs
     venv = make_vector_env(
-        cfg.env_id, cfg.n_envs, cfg.vectorization, cfg.pomdp or None, cfg.seed,
+        cfg.env_id, cfg.n_envs, cfg.vectorization, cfg.pomdp or None, None,
         cfg.max_episode_steps, env_kwargs=cfg.env_kwargs,
+        episode_seeds=("train_env", cfg.seed), restore=restore,
     )
     try:
         obs_space, act_space = venv.single_observation_space, venv.single_action_space
@@ -202,24 +231,43 @@ def train(
             _log.info("resumed %s at step %d", run_dir, counters["step"])
         with RunLogger(run_dir, config=cfg, tensorboard=tensorboard) as logger:
             return _loop(cfg, venv, agent, buffer, logger, counters, spaces, show_progress,
-                         stop_at)
+                         stop_at, running, restore)
     finally:
         venv.close()
 
 
 def _loop(cfg: TrainConfig, venv, agent: LSTMTD3, buffer: ReplayBuffer, logger: RunLogger,
           counters: dict[str, Any], spaces: dict[str, Any], show_progress: bool | None,
-          stop_at: int | None = None) -> TrainResult:
+          stop_at: int | None = None, running: dict[str, Any] | None = None,
+          restore: list | None = None) -> TrainResult:
     n = cfg.n_envs
     step = int(counters["step"])
     pending = float(counters["pending"])
     epoch = int(counters["epoch"])
     n_episodes = int(counters["episodes"])
     hist = ActingHistory(n, agent.obs_dim, agent.act_dim, cfg.agent.max_hist_len)
-    obs, _ = venv.reset(seed=cfg.seed + 1000 * epoch * n)
-    buffer.end_episodes()
     ep_ret = np.zeros(n)
     ep_len = np.zeros(n, dtype=np.int64)
+    # per env: the counter of its running episode (its seed) and the actions taken in it so far
+    episode = np.zeros(n, dtype=np.int64) if restore is None else np.array([r[0] for r in restore])
+    ep_actions: list[list[np.ndarray]] = [[] for _ in range(n)]
+    obs, _ = venv.reset()  # EpisodeSeeds: seeded from the stream (and re-entered on resume)
+    if running is not None and np.array_equal(np.asarray(obs, np.float32), running["obs"]):
+        hist.obs[:], hist.act[:] = running["hist_obs"], running["hist_act"]
+        hist.length[:] = running["hist_len"]
+        ep_ret[:], ep_len[:] = running["ep_ret"], running["ep_len"]
+        ep_actions = [list(running["actions"][i, : ep_len[i]]) for i in range(n)]
+    else:
+        if running is not None or restore is not None:
+            warnings.warn(
+                "resumed run: the envs did not reproduce the episodes running at the checkpoint "
+                "(or the checkpoint predates episode seeding); starting new episodes",
+                ResumeNotExactWarning, stacklevel=3,
+            )
+            if running is not None:  # the re-entered episodes are off: begin fresh ones
+                obs, _ = venv.reset()
+                episode += 1
+        buffer.end_episodes()
     stats: dict[str, list[float]] = {"q_loss": [], "pi_loss": [], "q1": [], "ep_ret": []}
     final_return = None
     t_epoch = time.perf_counter()
@@ -243,6 +291,12 @@ def _loop(cfg: TrainConfig, venv, agent: LSTMTD3, buffer: ReplayBuffer, logger: 
             hist.reset(done)
             ep_ret += rew
             ep_len += 1
+            for i in range(n):
+                if done[i]:
+                    ep_actions[i].clear()
+                else:
+                    ep_actions[i].append(act[i].copy())
+            episode += done
             for i in np.flatnonzero(done):
                 n_episodes += 1
                 stats["ep_ret"].append(float(ep_ret[i]))
@@ -276,8 +330,8 @@ def _loop(cfg: TrainConfig, venv, agent: LSTMTD3, buffer: ReplayBuffer, logger: 
                 elapsed = time.perf_counter() - t_epoch
                 sps = steps_epoch / max(elapsed, 1e-9)
                 result = run_episodes(agent, cfg.env_id, cfg.num_test_episodes,
-                                      cfg.seed + 10_000, cfg.pomdp or None, cfg.max_episode_steps,
-                                      env_kwargs=cfg.env_kwargs)
+                                      cfg.seed, cfg.pomdp or None, cfg.max_episode_steps,
+                                      env_kwargs=cfg.env_kwargs, stream="test")
                 final_return = result.mean
                 scalars = {
                     "test/return_mean": result.mean,
@@ -299,16 +353,35 @@ def _loop(cfg: TrainConfig, venv, agent: LSTMTD3, buffer: ReplayBuffer, logger: 
                           step, epoch, result.mean, result.std, sps)
                 stats = {k: [] for k in stats}
                 if cfg.reset_at_checkpoint:
-                    # cut running episodes (truncation keeps bootstrapping) so resume is exact
-                    obs, _ = venv.reset(seed=cfg.seed + 1000 * epoch * n)
+                    # the earlier behaviour: cut the running episodes (stored as truncated, so
+                    # they still bootstrap); not needed for exact resume
+                    obs, _ = venv.reset()
+                    episode += 1
                     buffer.end_episodes()
                     hist.reset()
                     ep_ret[:], ep_len[:] = 0.0, 0
+                    ep_actions = [[] for _ in range(n)]
                 counters = {"step": step, "pending": pending, "epoch": epoch,
                             "episodes": n_episodes}
-                _save(logger.run_dir, cfg, agent, buffer, step, counters, spaces)
+                _save(logger.run_dir, cfg, agent, buffer, step, counters, spaces,
+                      _running(obs, episode, ep_actions, ep_ret, ep_len, hist, agent.act_dim))
                 t_epoch = time.perf_counter()
                 steps_epoch = updates_epoch = 0
     finally:
         bar.close()
     return TrainResult(logger.run_dir, step, final_return, sps, agent.n_updates)
+
+
+def _running(obs: np.ndarray, episode: np.ndarray, ep_actions: list[list[np.ndarray]],
+             ep_ret: np.ndarray, ep_len: np.ndarray, hist: ActingHistory,
+             act_dim: int) -> dict[str, Any]:
+    """The state of the running episodes for a checkpoint (arrays only)."""
+    n = len(ep_actions)
+    actions = np.zeros((n, max(1, int(ep_len.max(initial=0))), act_dim), dtype=np.float32)
+    for i, acts in enumerate(ep_actions):
+        if acts:
+            actions[i, : len(acts)] = np.stack(acts)
+    return {"obs": np.asarray(obs, dtype=np.float32).copy(), "episode": episode.copy(),
+            "actions": actions, "ep_len": ep_len.copy(), "ep_ret": ep_ret.copy(),
+            "hist_obs": hist.obs.copy(), "hist_act": hist.act.copy(),
+            "hist_len": hist.length.copy()}
