@@ -77,17 +77,60 @@ def test_deterministic_under_seed(tiny, maker) -> None:
     assert not np.array_equal(o1, o4)
 
 
-def test_cycle_episode_truncates_at_cycle_end(tiny) -> None:
-    env = _cycle(tiny, intensity=0.0)
+def test_cycle_end_is_terminal_not_truncated(tiny) -> None:
+    """Extraction ends the task: terminated (progress is in the observation), never truncated."""
+    env = _cycle(tiny, intensity=0.0, randomize=False)
     env.reset(seed=0)
     for k in range(4):
         obs, r, term, trunc, info = env.step(np.zeros(1, np.float32))
         assert 0.0 < info["bunching_factor"] <= 1.0
-        assert r == pytest.approx(info["bunching_factor"] - 10 * info["lost_fraction_step"])
+        assert r == pytest.approx(info["bunching_factor"] - 10 * info["lost_fraction_step"]
+                                  - 2.0 * info["emittance_growth"])
         assert obs[-6] == pytest.approx((k + 1) / 4)
-    assert trunc and not term
+        assert not trunc and term == (k == 3) and info["cycle_end"] == (k == 3)
     with pytest.raises(BeamEnvError, match="reset"):
         env.step(np.zeros(1, np.float32))
+
+
+def test_correction_time_limit_is_truncation_without_progress(tiny) -> None:
+    """PSBPhaseCorrection: no step counter in the observation, the end is a time limit."""
+    env = _corr(tiny, intensity=0.0)
+    obs0, _ = env.reset(seed=0, options={"setting": SETTING})
+    assert obs0.shape == (64 + 4,)
+    for k in range(3):
+        obs, _, term, trunc, _ = env.step(np.zeros(1, np.float32))
+        assert not term and trunc == (k == 2)
+        assert np.array_equal(obs[-4:], obs0[-4:])  # setting only, nothing that counts steps
+
+
+def test_cycle_randomised_per_episode_and_seeded(tiny) -> None:
+    env = _cycle(tiny, n_steps=2, intensity=0.0).unwrapped  # no space-charge matching: quick
+    drawn = {tuple(env.reset(seed=s)[1]["episode"].values()) for s in range(6)}
+    assert len(drawn) > 1
+    e1 = env.reset(seed=3)[1]["episode"]
+    assert env.reset(seed=3)[1]["episode"] == e1
+    _, info = env.reset(seed=3, options={"episode": {"emittance_eVs": 1.1, "v2_scale": 1.0}})
+    assert info["episode"]["emittance_eVs"] == 1.1 and info["episode"]["v2_scale"] == 1.0
+    fixed = _cycle(tiny, n_steps=2, randomize=False, intensity=0.0).unwrapped
+    assert fixed.reset(seed=0)[1]["episode"] == {"intensity": 0.0, "emittance_eVs": 1.2,
+                                                  "v2_scale": 1.0, "v1_scale": 1.0}
+    with pytest.raises(BeamEnvError, match="episode"):
+        env.reset(seed=0, options={"episode": {"bogus": 1.0}})
+
+
+@pytest.mark.parametrize("maker", [_cycle, _corr])
+def test_profile_noise_changes_observation_not_beam(tiny, maker) -> None:
+    kw = {"intensity": 0.0}
+    opts = {"setting": SETTING, "phase_offset_rad": 0.5} if maker is _corr else None
+    clean, noisy = maker(tiny, **kw), maker(tiny, profile_noise=0.05, **kw)
+    o1, _ = clean.reset(seed=4, options=opts)
+    o2, _ = noisy.reset(seed=4, options=opts)
+    n = 64
+    assert not np.array_equal(o1[:n], o2[:n]) and np.array_equal(o1[n:], o2[n:])
+    assert np.all(o2[:n] >= 0)
+    r1 = clean.step(np.full(1, 0.2, np.float32))[1]
+    r2 = noisy.step(np.full(1, 0.2, np.float32))[1]
+    assert r1 == r2  # the reward is computed from the beam, not from the measurement
 
 
 def test_bad_actions_and_clipping(tiny) -> None:
@@ -121,6 +164,8 @@ def test_increment_mode_and_phase_mapping(tiny) -> None:
     ({"intensity": 1e15}, "intensity"),
     ({"render_mode": "human"}, "render_mode"),
     ({"emittance_eVs": float("nan")}, "emittance"),
+    ({"profile_noise": -0.1}, "profile_noise"),
+    ({"randomization": {"v1_scales": ()}}, "v1_scales"),
 ])
 def test_bad_constructor_arguments(kwargs, match) -> None:
     with pytest.raises(BeamEnvError, match=match):
@@ -210,7 +255,7 @@ def test_cycle_from_program_file(tiny, tmp_path) -> None:
     path = tmp_path / "ramp.csv"
     path.write_text("time_s,Ek_eV,v1_V,v2_V\n" + "\n".join(
         f"{a},{160e6 + 1e9 * a},9000,4500" for a in t))
-    env = _cycle(tiny, program_file=str(path), n_steps=2).unwrapped
+    env = _cycle(tiny, program_file=str(path), n_steps=2, randomize=False).unwrapped
     assert env.programs.duration_s == pytest.approx(0.2)
     obs, _ = env.reset(seed=0)
     assert obs[-4] == pytest.approx(0.5)  # V2 / V1 from the file

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from physml_core.atomic import atomic_path
 from physml_core.cli import make_group, num_option, output_option, seed_option
 
 from .fidelity import FIDELITY_PRESETS
@@ -34,8 +35,8 @@ def _emit(data: dict, output: Path | None) -> None:
     if output is None:
         click.echo(text)
     else:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(text + "\n")
+        with atomic_path(output) as tmp:  # never a half-written file under the final name
+            tmp.write_text(text + "\n")
         click.echo(f"wrote {output}", err=True)
 
 

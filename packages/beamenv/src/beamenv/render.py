@@ -98,4 +98,7 @@ def plot_profiles(profiles: np.ndarray, t_rev_s: np.ndarray, times_s: np.ndarray
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path)
+    from physml_core.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")

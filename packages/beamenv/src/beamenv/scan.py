@@ -126,8 +126,9 @@ def scan_cycle(env: Any, n_phases: int = 16, seed: int = 0) -> CycleScanResult:
 
     ``env`` is the unwrapped :class:`~beamenv.envs.cycle.PSBPhaseCycleEnv` (``.unwrapped`` of
     what ``gymnasium.make`` returns).  Each step simulates every trial phase from the current
-    beam (``env.advance``), keeps the best (reward = bunching - loss penalty), then steps the
-    environment with it, so the returned rewards are the environment's own.
+    beam (``env.advance``), keeps the one with the best environment reward (``env.reward_of``:
+    bunching, loss and emittance-growth terms), then steps the environment with it, so the
+    returned rewards are the environment's own.  Cost: ``n_phases + 1`` trackings per step.
     """
     from .envs.cycle import PSBPhaseCycleEnv
 
@@ -144,9 +145,7 @@ def scan_cycle(env: Any, n_phases: int = 16, seed: int = 0) -> CycleScanResult:
         k = env.current_step
         scores = np.empty(phases.size)
         for i, phi in enumerate(phases):
-            out = env.advance(dt, de, k, float(phi))
-            b = float(np.mean(out["bunching"])) if out["bunching"].size else 0.0
-            scores[i] = b - env.loss_penalty * out["n_lost"] / max(dt.size, 1)
+            scores[i] = env.reward_of(env.advance(dt, de, k, float(phi)))[0]
         best = float(phases[int(np.argmax(scores))])
         _, reward, terminated, truncated, info = env.step(
             np.array([env.action_from_phase(best)], dtype=np.float32))

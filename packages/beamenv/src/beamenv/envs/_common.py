@@ -67,6 +67,18 @@ def profile_observation(dt_s: np.ndarray, t_rev_s: float, n_bins: int, n_initial
     return (counts * n_bins / max(n_initial, 1)).astype(np.float32)
 
 
+def add_profile_noise(profile: np.ndarray, noise: float, rng: np.random.Generator
+                      ) -> np.ndarray:
+    """Profile-measurement noise: Gaussian, sigma = ``noise`` x the profile peak in every bin
+    (a pick-up's noise floor scales with its gain, set for the peak), clipped at 0.  ``noise``
+    0 returns the profile unchanged and draws nothing from ``rng``."""
+    if noise <= 0:
+        return profile
+    sigma = noise * float(np.max(profile)) if profile.size else 0.0
+    noisy = profile + rng.normal(0.0, sigma, size=profile.shape)
+    return np.clip(noisy, 0.0, None).astype(profile.dtype)
+
+
 def check_positive_int(name: str, value: object, minimum: int = 1) -> int:
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
         raise BeamEnvError(f"{name} must be an integer >= {minimum}, got {value!r}")

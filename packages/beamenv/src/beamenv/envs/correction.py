@@ -11,10 +11,19 @@ environment's own scan (:func:`beamenv.scan.scan_phase`) on first use of a setti
 memory and on disk (``$BEAMENV_CACHE_DIR`` or ``~/.cache/physml/beamenv/scans``).
 
 Observation: ``n_bins`` line-density values (1 = uniform over the period), then
-[progress, V1 / 10 kV, r, sin phi_s, filling factor].
+[V1 / 10 kV, r, sin phi_s, filling factor].  There is no step counter in the observation: the
+task (hold the phase at the optimum) does not end after ``n_steps``; the episode is cut there by
+a time limit, so the last step is ``truncated`` (not terminal) and a learner bootstraps from an
+observation of the same kind as all others.  ``profile_noise`` adds Gaussian measurement noise
+(sigma = ``profile_noise`` x the profile peak) to the observed profile.
 Reward: B_f / B_f(Phi_opt) - 1 (about 0 at the optimum, negative elsewhere) minus
-``loss_penalty`` times the lost fraction.  ``info["phase_error_rad"]`` is Phi_2 - Phi_opt wrapped
-to [-pi, pi) (for evaluation only; the reward does not use it).
+``loss_penalty`` times the lost fraction minus ``emittance_penalty`` times the emittance growth
+in the step relative to the emittance after the reset stretch (the 90 % orbit area in the bucket
+the agent set, :meth:`beamenv.bucket.Bucket.emittance_eVs`): filamenting the bunch to lengthen
+it costs what it gains.  ``info["phase_error_rad"]`` is Phi_2 - Phi_opt wrapped to [-pi, pi)
+(for evaluation only; the reward does not use it).  The bunch is matched with the intensity
+effects of the tracking (space charge), so the scan that defines Phi_opt sees no mismatch
+transient.
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ from ..scan import PhaseScanResult, scan_phase, trial_phases
 from ..sim import BeamSimulator, IntensityEffects
 from ._common import (
     action_space,
+    add_profile_noise,
     check_action,
     check_finite,
     check_positive_int,
@@ -49,7 +59,7 @@ from ._common import (
 
 __all__ = ["MachineSetting", "PSBPhaseCorrectionEnv", "scan_cache_dir"]
 
-N_EXTRA = 5
+N_EXTRA = 4
 _SCAN_CACHE: dict[str, PhaseScanResult] = {}
 
 
@@ -98,8 +108,8 @@ class PSBPhaseCorrectionEnv(gym.Env):
         ek_eV: kinetic energy (default 160 MeV, injection, where space charge is strongest).
         intensity, space_charge, space_charge_g, resonator, gamma_t: as in PSBPhaseCycle-v0.
         scan_points: trial phases of the optimum scan (default 12).
-        loss_penalty, failure_penalty, match_timeout_s, backend, render_mode: as in
-            PSBPhaseCycle-v0.
+        loss_penalty, emittance_penalty, profile_noise, failure_penalty, match_timeout_s,
+            backend, render_mode: as in PSBPhaseCycle-v0.
         disk_cache: keep scanned optima on disk (default True).
     """
 
@@ -116,6 +126,7 @@ class PSBPhaseCorrectionEnv(gym.Env):
                  space_charge_g: float = 2.0,
                  resonator: tuple[float, float, float] | None = None, gamma_t: float = 4.1,
                  scan_points: int = 12, loss_penalty: float = 10.0,
+                 emittance_penalty: float = 2.0, profile_noise: float = 0.0,
                  failure_penalty: float = 5.0, match_timeout_s: float = 30.0,
                  backend: str | None = None, disk_cache: bool = True,
                  render_mode: str | None = None) -> None:
@@ -148,6 +159,8 @@ class PSBPhaseCorrectionEnv(gym.Env):
                                         resonator=tuple(resonator) if resonator else None)
         self.scan_points = check_positive_int("scan_points", scan_points, minimum=3)
         self.loss_penalty = check_finite("loss_penalty", loss_penalty, 0.0)
+        self.emittance_penalty = check_finite("emittance_penalty", emittance_penalty, 0.0)
+        self.profile_noise = check_finite("profile_noise", profile_noise, 0.0, 1.0)
         self.failure_penalty = check_finite("failure_penalty", failure_penalty, 0.0)
         self.match_timeout_s = check_finite("match_timeout_s", match_timeout_s, 0.1)
         self.backend = backend
@@ -158,6 +171,7 @@ class PSBPhaseCorrectionEnv(gym.Env):
         self._beams: dict[MachineSetting, tuple[np.ndarray, np.ndarray]] = {}
         self._setting: MachineSetting | None = None
         self._done = True
+        self._eps0 = self._eps = 1.0
         self._last_obs: np.ndarray | None = None
 
     # ------------------------------------------------------------------ machine setting
@@ -198,7 +212,7 @@ class PSBPhaseCorrectionEnv(gym.Env):
         payload = json.dumps({"setting": list(setting), "ek": self.ek_eV,
                               "ring": self.ring.summary(), "effects": repr(self.effects),
                               "fidelity": repr(self.fidelity), "points": self.scan_points,
-                              "version": 1}, sort_keys=True)
+                              "version": 2}, sort_keys=True)
         return hashlib.sha1(payload.encode()).hexdigest()[:16]
 
     def optimum_for(self, setting: MachineSetting) -> PhaseScanResult:
@@ -236,8 +250,8 @@ class PSBPhaseCorrectionEnv(gym.Env):
         sim = self.simulator_for(setting)
         state = sim.state_at(self._t, self._phi2)
         prof = profile_observation(dt, state.t_rev_s, self.n_bins, self._n_initial)
-        extra = np.array([self._k / self.n_steps, setting.v1_V / 10e3, setting[1], setting[2],
-                          setting[3]])
+        prof = add_profile_noise(prof, self.profile_noise, self.np_random)
+        extra = np.array([setting.v1_V / 10e3, setting[1], setting[2], setting[3]])
         return np.concatenate([np.minimum(prof, self.n_bins),
                                np.clip(extra, -2.0, 2.0)]).astype(np.float32)
 
@@ -272,6 +286,7 @@ class PSBPhaseCorrectionEnv(gym.Env):
         self._phi2 = wrap_phase(self._optimum.best_phi2_rad + offset)
         res = self._track(self._phi2)  # the beam already feels the wrong phase
         self._dt, self._de = res.dt_s, res.de_eV
+        self._eps0 = self._eps = max(res.emittance_eVs, 1e-12)
         self._done = False
         obs = self._observation(self._dt)
         self._last_obs = obs
@@ -301,8 +316,11 @@ class PSBPhaseCorrectionEnv(gym.Env):
         self._dt, self._de, self._phi2 = res.dt_s, res.de_eV, phi2
         self._k += 1
         bunching = float(np.mean(res.bunching)) if res.bunching.size else 0.0
+        growth = (res.emittance_eVs - self._eps) / self._eps0 if self._dt.size else 0.0
+        if self._dt.size:
+            self._eps = res.emittance_eVs
         reward = bunching / max(self._optimum.best_bunching, 1e-9) - 1.0
-        reward -= self.loss_penalty * lost_fraction
+        reward -= self.loss_penalty * lost_fraction + self.emittance_penalty * growth
         terminated = bool(self._dt.size == 0)
         truncated = bool(self._k >= self.n_steps and not terminated)
         self._done = terminated or truncated
@@ -310,7 +328,8 @@ class PSBPhaseCorrectionEnv(gym.Env):
             self.observation_space.shape, np.float32)
         self._last_obs = obs
         info.update({"bunching_factor": bunching, "lost_fraction_step": lost_fraction,
-                     "optimum_bunching_factor": self._optimum.best_bunching})
+                     "optimum_bunching_factor": self._optimum.best_bunching,
+                     "emittance_eVs": self._eps, "emittance_growth": growth})
         return obs, float(reward), terminated, truncated, info
 
     def render(self) -> np.ndarray | None:
