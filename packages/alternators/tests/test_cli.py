@@ -35,7 +35,7 @@ def trained(tmp_path_factory):
     _run(["simulate", "lorenz", "-o", str(data), "--n-train", "6", "--n-val", "2", "--n-test",
           "2", "--steps", "30", "--neurons", "12", "--seed", "1"])
     runs = {}
-    for name in ("alternator", "vrnn", "rnn"):
+    for name in ("alternator", "vrnn", "rnn", "mlp"):
         runs[name] = root / name
         _run(["train", "--model", name, "--data", str(data), "--run-dir", str(runs[name]),
               *TRAIN])
@@ -78,11 +78,17 @@ def test_evaluate_prints_one_table_for_all_models(trained):
     for name in runs:
         assert f"| {name} |" in result.output
     report = json.loads((out / "evaluation.json").read_text())
-    assert [m["model"] for m in report["models"]] == ["alternator", "vrnn", "rnn"]
+    assert [m["model"] for m in report["models"]] == ["alternator", "vrnn", "rnn", "mlp"]
     for m in report["models"]:
         assert len(m["decoding"]["cc_per_dim"]) == 3
         assert m["decoding"]["mse"] >= 0 and -1 <= m["decoding"]["cc"] <= 1
         assert m["forecast"]["latent"]["mae"] >= 0
+        for task in ("forecast", "imputation"):
+            scores = m[task]["observation"]
+            assert scores["crps"] >= 0 and 0 <= scores["coverage90"] <= 1
+            assert m[task]["latent"]["crps"] <= m[task]["latent"]["mae"] + 1e-5
+        assert m["parameters"] > 0 and m["train_seconds"] > 0
+    assert report["gap"] == [10, 20]
     assert (out / "latents_3d.png").stat().st_size > 1000
     assert (out / "forecast_fan.png").stat().st_size > 1000
 
@@ -117,7 +123,7 @@ def test_unsupervised_training_on_windows(trained):
     report = json.loads((root / "eval_unsup" / "evaluation.json").read_text())
     entry = report["models"][0]
     assert entry["supervised"] is False and "decoding" not in entry
-    assert entry["forecast"]["observation"]["mse_std_units"] > 0
+    assert entry["forecast"]["observation"]["crps"] > 0
     assert "| alternator |" in result.output
 
 
@@ -161,3 +167,50 @@ def test_bad_inputs_give_one_line_errors(trained, tmp_path):
     _assert_one_line_error(_run(["evaluate", "--checkpoint", ckpt, "--data", str(wrong_dims),
                                  "-o", str(tmp_path / "e"), "--horizon", "10"], ok=False),
                            "features")
+    ragged = tmp_path / "ragged.npy"
+    np.save(ragged, np.array([np.zeros((3, 2)), np.zeros((4, 2))], dtype=object),
+            allow_pickle=True)
+    _assert_one_line_error(_run(["import", str(ragged), "-o", str(tmp_path / "r.h5")],
+                                ok=False), "ragged")
+    bad_shape = tmp_path / "bad.npy"
+    np.save(bad_shape, np.zeros((2, 3, 4, 5)))
+    _assert_one_line_error(_run(["import", str(bad_shape), "-o", str(tmp_path / "b.h5")],
+                                ok=False), "(N, T, D)")
+    short_row = tmp_path / "short.csv"
+    short_row.write_text("sequence,a,b\n0,1,2\n0,3\n")
+    _assert_one_line_error(_run(["import", str(short_row), "-o", str(tmp_path / "c.h5")],
+                                ok=False), "row 3")
+
+
+def test_reference_setting_and_imported_data_train_and_evaluate(tmp_path):
+    ref = tmp_path / "ref.h5"
+    out = _run(["simulate", "lorenz", "--setting", "reference", "-o", str(ref), "--steps", "60",
+                "--neurons", "20"]).output
+    assert "reference setting" in out
+    d = load_sequences(ref)
+    assert d.x.shape[:2] == (1, 60) and d.split.tolist() == [0]
+    assert d.x.min() >= -1 and d.x.max() <= 1 and d.z.min() >= -1 and d.z.max() <= 1
+    _run(["train", "--model", "alternator", "--body", "attention", "--data", str(ref),
+          "--run-dir", str(tmp_path / "ref_run"), *TRAIN])
+    _run(["evaluate", "--checkpoint", str(tmp_path / "ref_run"), "--data", str(ref),
+          "--split", "train", "-o", str(tmp_path / "ref_eval"), "--horizon", "10",
+          "--no-plots"])
+    # a long CSV with gaps and two sequences of different lengths
+    rows = ["sequence,time,a,b,u"]
+    for seq, length in (("s1", 12), ("s2", 9)):
+        for t in range(length):
+            a = "" if (seq, t) == ("s1", 3) else f"{np.sin(t):.3f}"
+            rows.append(f"{seq},{t},{a},{np.cos(t):.3f},{t / 10:.2f}")
+    csv_file = tmp_path / "data.csv"
+    csv_file.write_text("\n".join(rows) + "\n")
+    h5 = tmp_path / "csv.h5"
+    _run(["import", str(csv_file), "-o", str(h5), "--time-column", "time",
+          "--latent-columns", "u", "--val-fraction", "0", "--test-fraction", "0"])
+    d = load_sequences(h5)
+    assert d.x.shape == (2, 12, 2) and d.z.shape == (2, 12, 1)
+    assert d.lengths.tolist() == [12, 9]
+    assert not d.mask[0, 3, 0] and d.mask[0, 3, 1] and not d.mask[1, 9:].any()
+    _run(["train", "--model", "rnn", "--data", str(h5), "--run-dir", str(tmp_path / "csv_run"),
+          *TRAIN])
+    _run(["impute", "--checkpoint", str(tmp_path / "csv_run"), "--data", str(h5), "-o",
+          str(tmp_path / "imp.h5")])

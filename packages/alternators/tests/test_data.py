@@ -72,7 +72,10 @@ def test_history_stacking_and_preprocessing():
     spikes[:, 15, 0] = 1
     x = preprocess_spikes(spikes, np.array([True, False, True]), smoothing_sigma=2.0, history=2)
     assert x.shape == (2, 30, 4) and x.dtype == np.float32
-    assert x[0, 15, 0] == x[0, :, 0].max() and x[0, 14, 0] > 0  # smoothed around the spike
+    # causal (default): nothing before the spike, a decaying trace after it
+    assert x[0, 15, 0] == x[0, :, 0].max() and x[0, 14, 0] == 0 and x[0, 16, 0] > 0
+    centred = preprocess_spikes(spikes, np.array([True, False, True]), 2.0, 2, causal=False)
+    assert centred[0, 15, 0] == centred[0, :, 0].max() and centred[0, 14, 0] > 0
     assert np.isclose(x[0, :, 0].sum(), 1.0, atol=1e-3)  # the kernel keeps the spike count
 
 
@@ -152,3 +155,40 @@ def test_standardizer_roundtrip():
     np.testing.assert_allclose(norm.inverse(z), values, rtol=1e-5, atol=1e-5)
     again = Standardizer.from_state(norm.state())
     np.testing.assert_array_equal(again.mean, norm.mean)
+
+
+def test_reference_setting_follows_the_public_code():
+    from alternators.data.reference import (
+        ReferenceLorenzConfig,
+        euler_lorenz,
+        reference_preprocess,
+        simulate_reference_lorenz,
+    )
+
+    # Euler steps of the Lorenz equations
+    traj = euler_lorenz((0.0, 1.0, 1.05), 3, 0.02)
+    x, y, z = traj[0]
+    np.testing.assert_allclose(traj[1], traj[0] + 0.02 * np.array(
+        [10 * (y - x), x * (28 - z) - y, x * y - 8 / 3 * z]))
+    # design matrix: row t holds the smoothed bins t-2 and t-1 (not t), zeros before the start;
+    # the 6-tap kernel in 'same' alignment reaches two bins ahead
+    config = ReferenceLorenzConfig(min_spikes=1)
+    spikes = np.zeros((20, 2), dtype=np.uint8)
+    spikes[10, 0] = spikes[3, 1] = 1
+    obs, keep = reference_preprocess(spikes, config)
+    assert keep.all() and obs.shape == (20, 4)
+    lag1 = obs[:, 2]  # block 1 = bin t-1 of neuron 0
+    assert lag1[:9].tolist() == [-1.0] * 9 and lag1[9] > -1  # bin 8 already sees the spike
+    np.testing.assert_allclose(obs[1:, 0], obs[:-1, 2])  # lag 2 is lag 1 one step later
+    taps = np.exp(-0.5 * ((np.arange(6) - 2.5) / 2.0) ** 2)
+    taps /= taps.sum()
+    smooth = np.convolve(spikes[:, 0].astype(float), taps, mode="same")
+    raw = obs[:, 2]  # back from [-1, 1] to the smoothed values
+    lo, hi = smooth[:-1].min(), smooth[:-1].max()
+    np.testing.assert_allclose((raw[1:] + 1) / 2 * (hi - lo + 1e-6) + lo, smooth[:-1],
+                               atol=1e-9)
+    data = simulate_reference_lorenz(ReferenceLorenzConfig(seed=0))
+    assert data.x.shape == (1, 401, 2 * len(data.attrs["kept_neurons"]))
+    assert data.split.tolist() == [0] and 0.2 < data.attrs["spike_fraction"] < 0.4
+    np.testing.assert_allclose(data.z[0].min(0), -1, atol=1e-5)
+    np.testing.assert_allclose(data.z[0].max(0), 1, atol=1e-5)

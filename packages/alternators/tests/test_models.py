@@ -44,6 +44,8 @@ def test_shapes_of_every_mode(name):
     torch.testing.assert_close(fc.x_samples[:, :, :8], x[:, :8].expand(3, 4, 8, DX))
     sampled = model.sample(2, 9, n_samples=2)
     assert sampled.z_samples.shape == (2, 2, 9, DZ)
+    if name == "mlp":  # the floor has no dynamics: no forecast beyond climatology
+        torch.testing.assert_close(fc.x_pred, torch.zeros_like(fc.x_pred))
     parts = model.loss(x, torch.randn(4, 12, DZ))
     assert parts["loss"].ndim == 0 and torch.isfinite(parts["loss"])
     parts["loss"].backward()
@@ -90,29 +92,49 @@ class _Affine(nn.Module):
 
 
 def test_recursion_is_exactly_the_reference_equation():
-    """z_t = sqrt(a) g(x_t) + sqrt(1 - a - sz^2) z_{t-1} + sz eps_z and
-    x_hat_t = sqrt(1 - sx^2) f(z_{t-1}), with f and g known maps and the same noise."""
+    """Observed steps: z_t = sqrt(a) g(x_t) + sqrt(1 - a - sz^2) z_{t-1} with no noise and
+    z before the first step 0; x_hat_t = sqrt(1 - sx^2) f(z_{t-1}), with f and g known maps."""
     d = 2
     sx, a, sz = 0.3, 0.6, 0.2
     model = Alternator(d, d, sigma_x=sx, alpha=a, sigma_z=sz, obs_net=_Affine(2.0, 0.5),
                        state_net=_Affine(-1.0, 0.25))
     x = _x(3, 5)[..., :d]
     pred = model.run(x, generator=torch.Generator().manual_seed(7))
-    gen = torch.Generator().manual_seed(7)
-    z = torch.randn(3, d, generator=gen)
-    eps = torch.randn(3, 5, d, generator=gen)
+    z = torch.zeros(3, d)
     for t in range(5):
         x_hat = math.sqrt(1 - sx**2) * (2.0 * z + 0.5)
         torch.testing.assert_close(pred.x_pred[0, :, t], x_hat)
-        z = math.sqrt(a) * (-x[:, t] + 0.25) + math.sqrt(1 - a - sz**2) * z + sz * eps[:, t]
+        z = math.sqrt(a) * (-x[:, t] + 0.25) + math.sqrt(1 - a - sz**2) * z
+        torch.testing.assert_close(pred.z_samples[0, :, t], z)
+
+
+def test_free_running_recursion_draws_the_noise_of_the_equations():
+    """Missing steps: z_0 ~ N(0, I), x_t = x_hat_t + sx eps_x, and
+    z_t = sqrt(a) g(x_t) + sqrt(1 - a - sz^2) z_{t-1} + sz eps_z, with the same noise draws."""
+    d = 2
+    sx, a, sz = 0.3, 0.6, 0.2
+    model = Alternator(d, d, sigma_x=sx, alpha=a, sigma_z=sz, obs_net=_Affine(2.0, 0.5),
+                       state_net=_Affine(-1.0, 0.25))
+    pred = model.run(torch.zeros(3, 5, d), torch.zeros(5, dtype=torch.bool),
+                     generator=torch.Generator().manual_seed(7))
+    gen = torch.Generator().manual_seed(7)
+    z = torch.randn(3, d, generator=gen)
+    for t in range(5):
+        x_hat = math.sqrt(1 - sx**2) * (2.0 * z + 0.5)
+        torch.testing.assert_close(pred.x_pred[0, :, t], x_hat)
+        x_t = x_hat + sx * torch.randn(3, d, generator=gen)
+        torch.testing.assert_close(pred.x_samples[0, :, t], x_t)
+        z = (math.sqrt(a) * (-x_t + 0.25) + math.sqrt(1 - a - sz**2) * z
+             + sz * torch.randn(3, d, generator=gen))
         torch.testing.assert_close(pred.z_samples[0, :, t], z)
 
 
 def test_vectorised_and_looped_paths_agree():
-    model = _model("alternator", sigma_z=0.0)
+    model = _model("alternator")
     x = _x()
     fast = model._run(x, None, torch.Generator().manual_seed(1))
-    loop = model._run(x, torch.ones(4, 12, dtype=torch.bool), torch.Generator().manual_seed(1))
+    loop = model._run(x, torch.ones(4, 12, DX, dtype=torch.bool),
+                      torch.Generator().manual_seed(1))
     for a, b in zip(fast, loop, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
@@ -145,13 +167,14 @@ def test_mask_is_honoured(name):
     assert not torch.allclose(masked.x_samples[:, :, 4:8], x[:, 4:8].expand(2, 4, 4, DX))
 
 
-@pytest.mark.parametrize("name", ["alternator", "vrnn"])
+@pytest.mark.parametrize("name", ["alternator", "vrnn", "mlp"])
 def test_seeds_reproduce_and_differ(name):
     model = _model(name)
     x = _x()
-    a = model.decode(x, 3, torch.Generator().manual_seed(11))
-    b = model.decode(x, 3, torch.Generator().manual_seed(11))
-    c = model.decode(x, 3, torch.Generator().manual_seed(12))
+    mask = torch.arange(12) < 6  # forecast: the stochastic part of every model
+    a = model.impute(x, mask, 3, torch.Generator().manual_seed(11))
+    b = model.impute(x, mask, 3, torch.Generator().manual_seed(11))
+    c = model.impute(x, mask, 3, torch.Generator().manual_seed(12))
     torch.testing.assert_close(a.z_samples, b.z_samples)
     assert not torch.allclose(a.z_samples, c.z_samples)
     assert not torch.allclose(a.z_samples[0], a.z_samples[1])  # samples differ from each other
@@ -182,10 +205,13 @@ def test_conv_body_on_image_observations():
 
 def test_unsupervised_losses():
     x = _x()
-    for name in MODEL_NAMES:
+    for name in ("alternator", "vrnn", "rnn"):
         parts = _model(name).loss(x)
         assert "latent_mse" not in parts and torch.isfinite(parts["loss"])
-    assert "consistency" in _model("alternator").loss(x)
+    assert "consistency" not in _model("alternator").loss(x)  # off by default
+    assert "consistency" in _model("alternator", consistency_weight=0.1).loss(x)
+    with pytest.raises(ValueError, match="needs latents"):
+        _model("mlp").loss(x)
     assert "kl" in _model("vrnn").loss(x)
 
 
@@ -215,7 +241,8 @@ def test_bad_observations(bad, message):
 
 
 @pytest.mark.parametrize("mask", [torch.ones(11, dtype=torch.bool),
-                                  torch.ones(4, 13, dtype=torch.bool)])
+                                  torch.ones(4, 13, dtype=torch.bool),
+                                  torch.ones(4, 12, DX + 1, dtype=torch.bool)])
 def test_mask_of_wrong_length(mask):
     with pytest.raises(ValueError, match="mask"):
         _model("vrnn").impute(_x(), mask)

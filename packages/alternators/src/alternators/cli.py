@@ -1,5 +1,5 @@
-"""Command line: ``alternators simulate lorenz | merge | train | evaluate | sample | forecast |
-impute | bench``.  A thin layer over the library functions of the same names."""
+"""Command line: ``alternators simulate lorenz | import | merge | train | evaluate | sample |
+forecast | impute | bench``.  A thin layer over the library functions of the same names."""
 
 from __future__ import annotations
 
@@ -60,33 +60,94 @@ def simulate() -> None:
 
 @simulate.command("lorenz")
 @output_option(help="HDF5 file to write (x, z, split, spikes and attributes).")
+@click.option("--setting", type=click.Choice(["heldout", "reference"]), default="heldout",
+              show_default=True,
+              help="heldout: many trajectories, held-out test set, causal smoothing. reference: "
+                   "the public code's one trajectory and observation model (train and score on "
+                   "it; evaluate with --split train).")
 @click.option("--n-train", type=click.IntRange(1), default=200, show_default=True)
 @click.option("--n-val", type=click.IntRange(0), default=20, show_default=True)
 @click.option("--n-test", type=click.IntRange(0), default=20, show_default=True)
-@click.option("--steps", "n_steps", type=click.IntRange(2), default=400, show_default=True,
-              help="Time steps per trajectory.")
-@click.option("--dt", type=float, default=0.03, show_default=True,
-              help="Sampling interval in Lorenz time units.")
+@click.option("--steps", "n_steps", type=click.IntRange(2), default=None,
+              help="Time steps per trajectory [default: 400].")
+@click.option("--dt", type=float, default=None,
+              help="Sampling interval in Lorenz time units [default: 0.03 heldout, 0.02 "
+                   "reference (Euler)].")
 @click.option("--neurons", "n_neurons", type=click.IntRange(1), default=100, show_default=True)
 @click.option("--latent-noise", "latent_noise_std", type=click.FloatRange(0), default=0.0,
-              show_default=True, help="Gaussian noise on the scaled latents before spiking.")
+              show_default=True, help="Gaussian noise on the scaled latents before spiking "
+                                      "(heldout).")
+@click.option("--centred-smoothing", is_flag=True,
+              help="heldout: centred (non-causal) smoothing kernel instead of the causal one.")
+@click.option("--narrow", is_flag=True,
+              help="reference: tuning widths 0.1-0.2 and log-rates up to 20 (the code's "
+                   "literal bound) instead of the widths that reproduce its shipped data.")
 @click.option("--no-spikes", is_flag=True, help="Do not store the raw spike trains.")
 @seed_option()
 @shard_option()
-def simulate_lorenz_cmd(output: Path, n_train: int, n_val: int, n_test: int, n_steps: int,
-                        dt: float, n_neurons: int, latent_noise_std: float, no_spikes: bool,
-                        seed: int, shard: tuple[int, int]) -> None:
+def simulate_lorenz_cmd(output: Path, setting: str, n_train: int, n_val: int, n_test: int,
+                        n_steps: int | None, dt: float | None, n_neurons: int,
+                        latent_noise_std: float, centred_smoothing: bool, narrow: bool,
+                        no_spikes: bool, seed: int, shard: tuple[int, int]) -> None:
     """Lorenz trajectories observed through simulated spiking neurons."""
     from .data.dataset import save_sequences
+    from .data.reference import ReferenceLorenzConfig, simulate_reference_lorenz
     from .data.simulate import LorenzConfig, simulate_lorenz
 
-    config = LorenzConfig(n_train=n_train, n_val=n_val, n_test=n_test, n_steps=n_steps, dt=dt,
-                          n_neurons=n_neurons, latent_noise_std=latent_noise_std,
-                          save_spikes=not no_spikes, seed=seed)
-    data = simulate_lorenz(config, shard=shard)
+    if setting == "reference":
+        if shard != (0, 1):
+            raise click.BadParameter("the reference setting is one trajectory: no shards",
+                                     param_hint="--shard")
+        ref = ReferenceLorenzConfig(n_steps=400 if n_steps is None else n_steps - 1,
+                                    dt=0.02 if dt is None else dt, n_neurons=n_neurons,
+                                    narrow=narrow, save_spikes=not no_spikes, seed=seed)
+        data = simulate_reference_lorenz(ref)
+    else:
+        config = LorenzConfig(n_train=n_train, n_val=n_val, n_test=n_test,
+                              n_steps=400 if n_steps is None else n_steps,
+                              dt=0.03 if dt is None else dt, n_neurons=n_neurons,
+                              latent_noise_std=latent_noise_std,
+                              causal_smoothing=not centred_smoothing,
+                              save_spikes=not no_spikes, seed=seed)
+        data = simulate_lorenz(config, shard=shard)
     save_sequences(output, data)
     click.echo(f"wrote {output}: x {data.x.shape}, z {data.z.shape}, "
-               f"{len(data.attrs['kept_neurons'])} neurons kept")
+               f"{len(data.attrs['kept_neurons'])} neurons kept ({setting} setting)")
+
+
+@cli.command("import")
+@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@output_option(help="HDF5 sequence file to write.")
+@click.option("--format", "fmt", type=click.Choice(["auto", "npy", "npz", "csv"]),
+              default="auto", show_default=True)
+@click.option("--id-column", default="sequence", show_default=True,
+              help="CSV column with the sequence id (absent: one sequence).")
+@click.option("--time-column", default="", help="CSV column that orders the rows of a sequence.")
+@click.option("--columns", default="", help="CSV feature columns, comma separated [default: "
+                                            "all but id, time and latent columns].")
+@click.option("--latent-columns", default="", help="CSV columns holding latents z.")
+@click.option("--val-fraction", type=click.FloatRange(0, 1), default=0.1, show_default=True)
+@click.option("--test-fraction", type=click.FloatRange(0, 1), default=0.1, show_default=True)
+def import_cmd(source: Path, output: Path, fmt: str, id_column: str, time_column: str,
+               columns: str, latent_columns: str, val_fraction: float,
+               test_fraction: float) -> None:
+    """Convert .npy / .npz / CSV sequences to an HDF5 file; NaN becomes a mask."""
+    from .data.dataset import default_split, save_sequences
+    from .data.importing import ImportConfig, import_sequences
+
+    def names(text: str) -> tuple[str, ...]:
+        return tuple(c.strip() for c in text.split(",") if c.strip())
+
+    data = import_sequences(ImportConfig(
+        path=str(source), format=fmt, id_column=id_column, time_column=time_column,
+        columns=names(columns), latent_columns=names(latent_columns)))
+    if not data.attrs.get("split_given"):
+        data.split = default_split(data.n_sequences, val_fraction, test_fraction)
+    save_sequences(output, data)
+    missing = 0 if data.mask is None else int((~data.mask).sum())
+    click.echo(f"wrote {output}: x {data.x.shape}"
+               + ("" if data.z is None else f", z {data.z.shape}")
+               + f", {missing} missing values masked")
 
 
 @cli.command("merge")
@@ -128,15 +189,24 @@ def merge_cmd(output: Path, inputs: tuple[Path, ...]) -> None:
               default="constant", show_default=True)
 @click.option("--alpha-end", type=click.FloatRange(0, 1, min_open=True), default=None,
               help="Final alpha of a linear/cosine schedule.")
-@click.option("--body", type=click.Choice(["mlp", "conv"]), default="mlp", show_default=True)
+@click.option("--body", type=click.Choice(["mlp", "attention", "conv"]), default="mlp",
+              show_default=True, help="Alternator networks: mlp, the reference's per-step "
+                                      "self-attention (attention) or conv (images).")
 @click.option("--obs-shape", default=None, metavar="C,H,W",
               help="Image shape of the observations (conv body).")
 @click.option("--cell", type=click.Choice(["gru", "lstm"]), default="gru", show_default=True,
               help="Recurrent cell of the rnn baseline.")
 @click.option("--latent-weight", type=click.FloatRange(0), default=1.0, show_default=True,
               help="Weight of the latent error (supervised).")
-@click.option("--obs-weight", type=click.FloatRange(0), default=0.5, show_default=True,
+@click.option("--obs-weight", type=click.FloatRange(0), default=1.0, show_default=True,
               help="Weight of the one-step observation error.")
+@click.option("--loss-weighting", type=click.Choice(["reference", "plain"]),
+              default="reference", show_default=True,
+              help="Alternator: reference = sigma_x^2 on the latent term and sigma_z^2 on the "
+                   "observation term (the public code); plain = no sigma factors (ablation).")
+@click.option("--consistency-weight", type=click.FloatRange(0), default=0.0, show_default=True,
+              help="Alternator, unsupervised: weight of the optional MSE(g(x_t), z_{t-1}) "
+                   "term (not in the paper; 0 = off).")
 @click.option("--unsupervised", is_flag=True, help="Ignore the file's latents z.")
 @click.option("--latent-dim", type=click.IntRange(1), default=3, show_default=True,
               help="Latent size when unsupervised.")
@@ -149,7 +219,8 @@ def train_cmd(model_name: str, data: Path, epochs: int, run_dir: Path | None, ba
               lr: float, weight_decay: float, hidden: int, layers: int, window: int, sigma_x: float, alpha: float,
               sigma_z: float | None, alpha_schedule: str, alpha_end: float | None, body: str,
               obs_shape: str | None, cell: str, latent_weight: float, obs_weight: float,
-              unsupervised: bool, latent_dim: int,
+              loss_weighting: str, consistency_weight: float, unsupervised: bool,
+              latent_dim: int,
               checkpoint_every: int, no_tensorboard: bool, threads: int, device: str,
               seed: int) -> None:
     """Train a model; resumes when --run-dir already holds checkpoints."""
@@ -169,7 +240,8 @@ def train_cmd(model_name: str, data: Path, epochs: int, run_dir: Path | None, ba
                         alpha_schedule=alpha_schedule,
                         alpha_end=alpha if alpha_end is None else alpha_end,
                         latent_dim=latent_dim, cell=cell, latent_weight=latent_weight,
-                        obs_weight=obs_weight)
+                        obs_weight=obs_weight, loss_weighting=loss_weighting,
+                        consistency_weight=consistency_weight)
     config = TrainConfig(data=str(data), run_dir=None if run_dir is None else str(run_dir),
                          model=model, supervised=not unsupervised, epochs=epochs,
                          batch_size=batch_size, lr=lr, weight_decay=weight_decay,
@@ -193,21 +265,32 @@ def train_cmd(model_name: str, data: Path, epochs: int, run_dir: Path | None, ba
               help="Forecast steps (0: no forecast).")
 @click.option("--context", type=click.IntRange(1), default=None,
               help="Observed steps before the forecast [default: length - horizon].")
+@click.option("--gap", default=None, metavar="START:STOP",
+              help="Steps hidden for the imputation score [default: --horizon steps in the "
+                   "middle]; 0:0 for none.")
 @click.option("--max-sequences", type=click.IntRange(0), default=0, show_default=True)
 @click.option("--no-plots", is_flag=True)
 @threads_option
 @device_option(default="cpu")
 @seed_option()
 def evaluate_cmd(checkpoints: tuple[Path, ...], data: Path, output: Path, split: str,
-                 n_samples: int, horizon: int, context: int | None, max_sequences: int,
-                 no_plots: bool, threads: int, device: str, seed: int) -> None:
-    """Score models on held-out sequences: MAE, MSE, CC per latent dim; forecasts; plots."""
+                 n_samples: int, horizon: int, context: int | None, gap: str | None,
+                 max_sequences: int, no_plots: bool, threads: int, device: str,
+                 seed: int) -> None:
+    """Score models: latent MAE/CC; forecast and imputation MAE, CRPS, coverage; plots."""
     from .evaluate import EvaluateConfig, evaluate
 
     _threads(threads)
+    gap_steps = None
+    if gap is not None:
+        try:
+            start_s, stop_s = gap.split(":")
+            gap_steps = (int(start_s), int(stop_s))
+        except ValueError:
+            raise click.BadParameter(f"{gap!r} is not START:STOP", param_hint="--gap") from None
     report = evaluate(EvaluateConfig(
         checkpoints=[str(c) for c in checkpoints], data=str(data), output=str(output),
-        split=split, n_samples=n_samples, horizon=horizon, context=context,
+        split=split, n_samples=n_samples, horizon=horizon, context=context, gap=gap_steps,
         max_sequences=max_sequences, seed=seed, device=device, plots=not no_plots))
     click.echo(report["table"])
     click.echo(f"report: {Path(output) / 'evaluation.json'}")
@@ -290,7 +373,7 @@ def impute_cmd(checkpoint: Path, data: Path, output: Path, missing: str | None,
             raise ValueError(f"{mask_file}: not a readable .npy mask ({exc})") from None
     pred, truth = impute_file(checkpoint, data, mask, split, n_samples, seed, device)
     save_predictions(output, pred, x_true=truth.x, z_true=truth.z)
-    click.echo(f"wrote {output}: {int((~pred.mask).sum())} missing steps filled")
+    click.echo(f"wrote {output}: {int((~pred.mask).sum())} missing values filled")
 
 
 # ----------------------------------------------------------------------------- bench

@@ -1,10 +1,17 @@
-"""Evaluation of one or several trained models on the same held-out sequences.
+"""Evaluation of one or several trained models on the same sequences.
 
-For each checkpoint: latent decoding from fully observed sequences (mean of ``n_samples``
-stochastic passes, as in the reference) scored with MAE, MSE and Pearson CC per latent dimension;
-one-step observation prediction error; and a forecast of ``horizon`` steps after ``context``
-observed steps, scored on latents and observations.  Writes ``evaluation.json``, ``table.md``
-and PNG figures (3D latent trajectories, forecast fan charts) to the output folder.
+For each checkpoint:
+* decoding: latents from the observed sequences (mean of ``n_samples`` stochastic passes, as in
+  the reference) scored with MAE, MSE and Pearson CC per latent dimension over known latents;
+  the one-step observation error;
+* forecast: ``horizon`` steps after ``context`` observed steps, scored on latents and
+  observations with MAE of the sample mean, CRPS and 90 % interval coverage;
+* imputation: a gap of steps hidden from the model (``gap``, default ``horizon`` steps in the
+  middle), scored on the hidden values that the data holds (masked-gap MAE, CRPS, coverage);
+* the parameter count and the training wall time read from the run folder.
+Observation scores are in units of the training standard deviation per feature; latent scores in
+the data's latent units.  Missing values of the data (its masks) are never scored.  Writes
+``evaluation.json``, ``table.md`` and PNG figures (3D latent trajectories, forecast fan charts).
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from physml_core.logging import get_logger
 
 from .data.dataset import load_sequences
 from .inference import predict
-from .metrics import trajectory_metrics
+from .metrics import probabilistic_metrics, trajectory_metrics
 from .plots import plot_forecast_fans, plot_latents_3d
 from .train import load_model
 
@@ -37,8 +44,10 @@ class EvaluateConfig:
 
     checkpoints: checkpoint files or run folders (one per model).  data: sequence file.
     output: folder for the report.  split: which sequences (default the held-out test split).
-    n_samples: stochastic passes averaged.  horizon: forecast steps; context: observed steps
-    before the forecast (None: the sequence length minus the horizon).
+    n_samples: stochastic passes averaged (and the samples of CRPS and coverage).
+    horizon: forecast steps; context: observed steps before the forecast (None: the sequence
+    length minus the horizon).  gap: (start, stop) steps hidden for the imputation score (None:
+    ``horizon`` steps centred in the sequence; (0, 0): no imputation score).
     max_sequences: evaluate at most this many sequences (0: all).
     """
 
@@ -49,16 +58,52 @@ class EvaluateConfig:
     n_samples: int = 10
     horizon: int = 50
     context: int | None = None
+    gap: tuple[int, int] | None = None
     max_sequences: int = 0
     seed: int = 0
     device: str = "cpu"
     plots: bool = True
 
 
-def _std_metrics(pred: np.ndarray, true: np.ndarray, mean: np.ndarray,
-                 std: np.ndarray) -> dict[str, float]:
+def _std_metrics(pred: np.ndarray, true: np.ndarray, std: np.ndarray,
+                 mask: np.ndarray | None = None) -> dict[str, float]:
     err = (pred - true) / std
+    if mask is not None:
+        m = np.broadcast_to(mask, err.shape)
+        err = err[m] if m.any() else np.full(1, np.nan)
     return {"mse_std_units": float((err**2).mean()), "mae_std_units": float(np.abs(err).mean())}
+
+
+def _train_seconds(checkpoint: Path) -> float | None:
+    """Training wall time (sum of epoch times) from the run folder's metrics.jsonl."""
+    from physml_core.logging import read_metrics
+
+    for folder in (checkpoint.parent, checkpoint.parent.parent):
+        path = folder / "metrics.jsonl"
+        if path.is_file():
+            try:
+                rows = read_metrics(path)
+            except (OSError, ValueError):
+                return None
+            by_step = {r.get("step"): r.get("epoch_seconds", 0.0) for r in rows}
+            return float(sum(v for v in by_step.values() if v is not None))
+    return None
+
+
+def _window_scores(pred, data, window: slice, hidden: np.ndarray, loaded, has_latents: bool
+                   ) -> dict[str, Any]:
+    """Scores on the steps in ``window`` where ``hidden`` (N, T, Dx) marks values hidden from
+    the model that the data holds."""
+    xs = np.moveaxis(pred.x_samples, 1, 0)[:, :, window]  # (S, N, W, Dx)
+    out: dict[str, Any] = {"observation": probabilistic_metrics(
+        xs, data.x[:, window], hidden[:, window], scale=loaded.x_norm.std)}
+    if has_latents:
+        zs = np.moveaxis(pred.z_samples, 1, 0)[:, :, window]
+        z_known = data.observed("z")[:, window]
+        lat = trajectory_metrics(pred.z_mean[:, window], data.z[:, window], z_known)
+        lat.update(probabilistic_metrics(zs, data.z[:, window], z_known))
+        out["latent"] = lat
+    return out
 
 
 def evaluate(config: EvaluateConfig) -> dict[str, Any]:
@@ -76,51 +121,66 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
     if do_forecast and (context < 1 or context + config.horizon > t_len):
         raise ValueError(f"context {context} + horizon {config.horizon} must fit in the {t_len} "
                          "steps of the data (context >= 1)")
+    gap = config.gap
+    if gap is None:
+        width = config.horizon if 0 < config.horizon < t_len else 0
+        gap = ((t_len - width) // 2, (t_len - width) // 2 + width)
+    if gap[1] > gap[0] and not 0 <= gap[0] < gap[1] <= t_len:
+        raise ValueError(f"gap {gap[0]}:{gap[1]} must lie within the {t_len} steps of the data")
+    do_impute = gap[1] > gap[0]
+    x_known = data.observed("x")
     device = resolve_device(config.device)
     out_dir = Path(config.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {
         "data": str(config.data), "split": config.split, "n_sequences": data.n_sequences,
         "n_steps": t_len, "n_samples": config.n_samples, "horizon": config.horizon,
-        "context": context if do_forecast else None, "models": [],
+        "context": context if do_forecast else None,
+        "gap": list(gap) if do_impute else None, "models": [],
     }
     decoded: dict[str, np.ndarray] = {}
     fans: dict[str, np.ndarray] = {}
     for ckpt in config.checkpoints:
         loaded = load_model(ckpt, device)
         name = loaded.name
-        key = name if name not in decoded else f"{name}:{Path(ckpt).name}"
-        entry: dict[str, Any] = {"model": name, "checkpoint": str(loaded.checkpoint),
-                                 "epochs": loaded.step, "supervised": loaded.supervised}
+        key = name if name not in decoded and name not in fans else f"{name}:{Path(ckpt).name}"
+        entry: dict[str, Any] = {
+            "model": name, "checkpoint": str(loaded.checkpoint), "epochs": loaded.step,
+            "supervised": loaded.supervised,
+            "parameters": int(sum(p.numel() for p in loaded.model.parameters())),
+            "train_seconds": _train_seconds(Path(loaded.checkpoint)),
+            "deterministic": bool(loaded.model.deterministic),
+        }
         t0 = time.perf_counter()
-        pred = predict(loaded, data.x, None, config.n_samples, config.seed)
+        pred = predict(loaded, data.x, x_known, config.n_samples, config.seed)
         elapsed = time.perf_counter() - t0
         entry["decode_seconds"] = elapsed
         entry["decode_sequences_per_second"] = data.n_sequences * config.n_samples / elapsed
-        x_mean, x_std = loaded.x_norm.mean, loaded.x_norm.std
-        entry["one_step_observation"] = _std_metrics(pred.x_pred, data.x, x_mean, x_std)
+        x_std = loaded.x_norm.std
+        entry["one_step_observation"] = _std_metrics(pred.x_pred, data.x, x_std, x_known)
         has_latents = loaded.supervised and data.z is not None
         if has_latents:
             if data.z.shape[-1] != pred.z_samples.shape[-1]:
                 raise ValueError(f"{config.data}: latents have {data.z.shape[-1]} dims, the model "
                                  f"predicts {pred.z_samples.shape[-1]}")
-            entry["decoding"] = trajectory_metrics(pred.z_mean, data.z)
+            entry["decoding"] = trajectory_metrics(pred.z_mean, data.z, data.observed("z"))
             decoded[key] = pred.z_mean[0]
         if do_forecast:
-            x_in = data.x[:, : context + config.horizon]
-            mask = np.arange(context + config.horizon) < context
-            fc = predict(loaded, x_in, mask, config.n_samples, config.seed + 1)
-            window = slice(context, context + config.horizon)
-            fc_entry: dict[str, Any] = {
-                "observation": _std_metrics(fc.x_mean[:, window], data.x[:, window], x_mean,
-                                            x_std)}
-            if has_latents:
-                fc_entry["latent"] = trajectory_metrics(fc.z_mean[:, window],
-                                                        data.z[:, window])
-                fans[key] = fc.z_samples[0]
-            else:
-                fans[key] = fc.x_samples[0][..., :3]
-            entry["forecast"] = fc_entry
+            n_fc = context + config.horizon
+            mask = (np.arange(n_fc) < context)[None, :, None] & x_known[:, :n_fc]
+            fc = predict(loaded, data.x[:, :n_fc], mask, config.n_samples, config.seed + 1)
+            window = slice(context, n_fc)
+            hidden = ~mask & x_known[:, :n_fc]
+            entry["forecast"] = _window_scores(fc, data.subset(np.arange(data.n_sequences)),
+                                               window, hidden, loaded, has_latents)
+            fans[key] = fc.z_samples[0] if has_latents else fc.x_samples[0][..., :3]
+        if do_impute:
+            steps = np.ones(t_len, dtype=bool)
+            steps[gap[0] : gap[1]] = False
+            mask = steps[None, :, None] & x_known
+            im = predict(loaded, data.x, mask, config.n_samples, config.seed + 2)
+            entry["imputation"] = _window_scores(im, data, slice(gap[0], gap[1]),
+                                                 ~mask & x_known, loaded, has_latents)
         report["models"].append(entry)
         log.info("evaluated %s: %s", key, entry.get("decoding", {}).get("cc"))
 
@@ -150,20 +210,26 @@ def _fmt(value: Any, digits: int = 3) -> str:
 def format_table(report: dict[str, Any]) -> str:
     """A Markdown table with one row per model."""
     horizon = report.get("horizon")
-    head = ("| model | latent MAE | latent MSE | latent CC | CC per dim | obs 1-step MSE* | "
-            f"forecast {horizon} latent MAE | forecast latent CC | forecast obs MSE* |")
-    rows = [head, "|" + "---|" * 9]
+    head = ("| model | params | train s | latent MAE | latent CC | CC per dim | "
+            f"forecast {horizon}: latent MAE | latent CRPS | latent cov90 | obs CRPS* | "
+            "obs cov90 | impute gap: latent MAE | latent CRPS | obs MAE* | obs CRPS* | "
+            "obs cov90 |")
+    rows = [head, "|" + "---|" * 16]
     for m in report["models"]:
         dec = m.get("decoding", {})
         fc = m.get("forecast", {})
-        fcl = fc.get("latent", {})
+        im = m.get("imputation", {})
+        fcl, fco = fc.get("latent", {}), fc.get("observation", {})
+        iml, imo = im.get("latent", {}), im.get("observation", {})
         per_dim = ", ".join(f"{c:.3f}" for c in dec.get("cc_per_dim", [])) or "-"
         rows.append(
-            f"| {m['model']} | {_fmt(dec.get('mae'))} | {_fmt(dec.get('mse'))} | "
-            f"{_fmt(dec.get('cc'))} | {per_dim} | "
-            f"{_fmt(m['one_step_observation']['mse_std_units'])} | {_fmt(fcl.get('mae'))} | "
-            f"{_fmt(fcl.get('cc'))} | "
-            f"{_fmt(fc.get('observation', {}).get('mse_std_units'))} |"
+            f"| {m['model']} | {m.get('parameters', '-')} | {_fmt(m.get('train_seconds'), 1)} | "
+            f"{_fmt(dec.get('mae'))} | {_fmt(dec.get('cc'))} | {per_dim} | "
+            f"{_fmt(fcl.get('mae'))} | {_fmt(fcl.get('crps'))} | {_fmt(fcl.get('coverage90'), 2)} | "
+            f"{_fmt(fco.get('crps'))} | {_fmt(fco.get('coverage90'), 2)} | "
+            f"{_fmt(iml.get('mae'))} | {_fmt(iml.get('crps'))} | {_fmt(imo.get('mae'))} | "
+            f"{_fmt(imo.get('crps'))} | {_fmt(imo.get('coverage90'), 2)} |"
         )
-    rows.append("\n*observation errors in units of the training standard deviation per feature")
+    rows.append("\n*observation scores in units of the training standard deviation per feature; "
+                "a deterministic model's CRPS is its MAE and its interval has width 0")
     return "\n".join(rows)

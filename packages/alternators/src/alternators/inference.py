@@ -35,7 +35,7 @@ class PredictionArrays:
     """Model outputs in data units (numpy).
 
     x_samples (N, S, T, Dx), z_samples (N, S, T, Dz), x_pred (N, T, Dx) mean one-step
-    predictions; x_mean, z_mean (N, T, D) means over samples; mask (N, T) observed steps.
+    predictions; x_mean, z_mean (N, T, D) means over samples; mask (N, T, Dx) observed values.
     """
 
     x_samples: np.ndarray
@@ -53,17 +53,21 @@ class PredictionArrays:
         return self.z_samples.mean(1)
 
 
-def _as_mask(mask: np.ndarray | None, n: int, t_len: int) -> np.ndarray:
+def _as_mask(mask: np.ndarray | None, n: int, t_len: int, d: int) -> np.ndarray:
+    """A mask (T,), (N, T) or (N, T, D) (True = observed) as bool (N, T, D)."""
     if mask is None:
-        return np.ones((n, t_len), dtype=bool)
-    mask = np.asarray(mask)
+        return np.ones((n, t_len, d), dtype=bool)
+    mask = np.asarray(mask).astype(bool)
     if mask.ndim == 1:
         if mask.shape[0] != t_len:
             raise ValueError(f"mask has length {mask.shape[0]}, the sequences have {t_len} steps")
         mask = np.broadcast_to(mask, (n, t_len))
-    if mask.shape != (n, t_len):
-        raise ValueError(f"mask must have shape ({t_len},) or ({n}, {t_len}), got {mask.shape}")
-    return mask.astype(bool)
+    if mask.ndim == 2:
+        mask = mask[..., None]
+    if mask.ndim != 3 or mask.shape[:2] != (n, t_len) or mask.shape[2] not in (1, d):
+        raise ValueError(f"mask must have shape ({t_len},), ({n}, {t_len}) or "
+                         f"({n}, {t_len}, {d}), got {mask.shape}")
+    return np.broadcast_to(mask, (n, t_len, d)).copy()
 
 
 @torch.no_grad()
@@ -71,8 +75,9 @@ def predict(loaded: LoadedModel, x: np.ndarray, mask: np.ndarray | None = None,
             n_samples: int = 10, seed: int = 0, batch_size: int = 64) -> PredictionArrays:
     """Run a loaded model over raw observations ``x`` (N, T, Dx).
 
-    ``mask`` (T,) or (N, T): True where x is observed (None: everywhere).  Returns stochastic
-    samples and means in data units (latents in the training data's units when supervised).
+    ``mask`` (T,), (N, T) or (N, T, Dx): True where x is observed (None: everywhere); NaN
+    entries of ``x`` count as missing too.  Returns stochastic samples and means in data units
+    (latents in the training data's units when supervised).
     """
     x = np.asarray(x, dtype=np.float32)
     if x.ndim != 3:
@@ -80,10 +85,11 @@ def predict(loaded: LoadedModel, x: np.ndarray, mask: np.ndarray | None = None,
     if x.shape[-1] != loaded.model.obs_dim:
         raise ValueError(f"observations have {x.shape[-1]} features, the checkpoint's model "
                          f"expects {loaded.model.obs_dim}")
-    if not np.isfinite(x).all():
-        raise ValueError("observations contain NaN/inf; mark missing steps with a mask instead")
-    n, t_len, _ = x.shape
-    full_mask = _as_mask(mask, n, t_len)
+    if np.isinf(x).any():
+        raise ValueError("observations contain inf; mark missing values with NaN or a mask")
+    n, t_len, dx = x.shape
+    full_mask = _as_mask(mask, n, t_len, dx) & ~np.isnan(x)
+    x = np.where(full_mask, x, 0.0).astype(np.float32)
     model = loaded.model
     device = model.device
     generator = torch.Generator(device=device).manual_seed(int(seed))
@@ -91,7 +97,7 @@ def predict(loaded: LoadedModel, x: np.ndarray, mask: np.ndarray | None = None,
     outs: dict[str, list[np.ndarray]] = {"x": [], "z": [], "p": []}
     for lo in range(0, n, batch_size):
         xb = torch.from_numpy(xn[lo : lo + batch_size]).to(device)
-        mb = torch.from_numpy(full_mask[lo : lo + batch_size]).to(device)
+        mb = torch.from_numpy(np.ascontiguousarray(full_mask[lo : lo + batch_size])).to(device)
         pred = model.run(xb, None if bool(mb.all()) else mb, n_samples, generator)
         outs["x"].append(pred.x_samples.transpose(0, 1).cpu().numpy())
         outs["z"].append(pred.z_samples.transpose(0, 1).cpu().numpy())
@@ -101,7 +107,7 @@ def predict(loaded: LoadedModel, x: np.ndarray, mask: np.ndarray | None = None,
     if loaded.z_norm is not None:
         z_samples = loaded.z_norm.inverse(z_samples)
     # observed steps are exactly the given data (no round-off from the standardisation)
-    x_samples = np.where(full_mask[:, None, :, None], x[:, None], x_samples)
+    x_samples = np.where(full_mask[:, None], x[:, None], x_samples)
     return PredictionArrays(
         x_samples=x_samples.astype(np.float32), z_samples=z_samples.astype(np.float32),
         x_pred=loaded.x_norm.inverse(np.concatenate(outs["p"])), mask=full_mask,
@@ -115,7 +121,8 @@ def save_predictions(path: str | Path, pred: PredictionArrays, x_true: np.ndarra
                      attrs: dict[str, Any] | None = None) -> Path:
     """Write predictions as an ``alternators.predictions`` HDF5 file."""
     arrays: dict[str, np.ndarray] = {"x_mean": pred.x_mean, "z_mean": pred.z_mean,
-                                     "mask": pred.mask.astype(np.uint8)}
+                                     "mask": pred.mask.all(-1).astype(np.uint8),
+                                     "x_mask": pred.mask.astype(np.uint8)}
     if save_samples:
         arrays["x_samples"] = pred.x_samples
         arrays["z_samples"] = pred.z_samples
@@ -161,7 +168,8 @@ def forecast_file(checkpoint: str | Path, data: str | Path, horizon: int = 50,
                          "the data (context >= 1)")
     loaded = load_model(checkpoint, resolve_device(device))
     x = ds.x[:, : context + horizon]
-    mask = np.arange(context + horizon) < context
+    steps = np.arange(context + horizon) < context
+    mask = steps[None, :, None] & ds.observed("x")[:, : context + horizon]
     pred = predict(loaded, x, mask, n_samples, seed)
     pred.attrs.update(task="forecast", context=context, horizon=horizon, split=split)
     return pred, ds.subset(np.arange(ds.n_sequences))
@@ -188,17 +196,18 @@ def impute_file(checkpoint: str | Path, data: str | Path, mask: np.ndarray | Non
     """Fill the missing steps of the sequences of ``data``.
 
     The mask (True = observed) is ``mask`` if given ((T,) or (N, T) for the chosen split), else
-    the file's ``mask`` dataset; one of them is required.
+    the file's mask; one of them is required.  A mask given here is combined with the file's
+    own (a value missing in the file stays missing).
     """
     from physml_core.device import resolve_device
 
     ds = _split_data(data, split)
     if mask is None:
         if ds.mask is None:
-            raise ValueError(f"{data}: no mask given and the file has no 'mask' dataset; "
+            raise ValueError(f"{data}: no mask given and the file has no missing values; "
                              "use --missing START:STOP or --mask FILE.npy")
         mask = ds.mask
-    mask = _as_mask(mask, ds.n_sequences, ds.n_steps)
+    mask = _as_mask(mask, ds.n_sequences, ds.n_steps, ds.obs_dim) & ds.observed("x")
     loaded = load_model(checkpoint, resolve_device(device))
     pred = predict(loaded, ds.x, mask, n_samples, seed)
     pred.attrs.update(task="impute", split=split)

@@ -161,18 +161,40 @@ def _batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.
     return [order[i : i + batch_size] for i in range(0, n, batch_size)]
 
 
-def _evaluate_loss(model: SequenceModel, x: torch.Tensor, z: torch.Tensor | None,
-                   batch_size: int) -> dict[str, float]:
+@dataclass
+class Batch:
+    """Standardised training tensors: x (N, T, Dx), z (N, T, Dz) or None, masks of known
+    values (N, T, D) bool or None (all known)."""
+
+    x: torch.Tensor
+    z: torch.Tensor | None = None
+    mask: torch.Tensor | None = None
+    z_mask: torch.Tensor | None = None
+
+    def take(self, index: torch.Tensor | slice) -> Batch:
+        def pick(v: torch.Tensor | None) -> torch.Tensor | None:
+            return None if v is None else v[index]
+
+        return Batch(self.x[index], pick(self.z), pick(self.mask), pick(self.z_mask))
+
+    def window(self, start: int, stop: int) -> Batch:
+        def cut(v: torch.Tensor | None) -> torch.Tensor | None:
+            return None if v is None else v[:, start:stop]
+
+        return Batch(self.x[:, start:stop], cut(self.z), cut(self.mask), cut(self.z_mask))
+
+
+def _evaluate_loss(model: SequenceModel, data: Batch, batch_size: int) -> dict[str, float]:
     model.eval()
     totals: dict[str, float] = {}
+    n = data.x.shape[0]
     with torch.no_grad():
-        for lo in range(0, x.shape[0], batch_size):
-            xb = x[lo : lo + batch_size]
-            zb = None if z is None else z[lo : lo + batch_size]
-            for key, value in model.loss(xb, zb).items():
-                totals[key] = totals.get(key, 0.0) + float(value) * xb.shape[0]
+        for lo in range(0, n, batch_size):
+            b = data.take(slice(lo, lo + batch_size))
+            for key, value in model.loss(b.x, b.z, b.mask, b.z_mask).items():
+                totals[key] = totals.get(key, 0.0) + float(value) * b.x.shape[0]
     model.train()
-    return {k: v / x.shape[0] for k, v in totals.items()}
+    return {k: v / n for k, v in totals.items()}
 
 
 def train(config: TrainConfig) -> TrainResult:
@@ -190,8 +212,8 @@ def train(config: TrainConfig) -> TrainResult:
     config.run_dir = str(run_dir)
     seed_everything(config.seed + ctx.rank)
 
-    x_norm = Standardizer.fit(train_set.x)
-    z_norm = Standardizer.fit(train_set.z) if supervised else None
+    x_norm = Standardizer.fit(train_set.x, train_set.mask)
+    z_norm = Standardizer.fit(train_set.z, train_set.z_mask) if supervised else None
     model = build_model(config.model, obs_dim, latent_dim).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
                                   weight_decay=config.weight_decay)
@@ -213,14 +235,18 @@ def train(config: TrainConfig) -> TrainResult:
         start_epoch = ckpt.step
         log.info("resuming %s from %s (epoch %d)", model.name, resume, start_epoch)
 
-    def tensors(ds: SequenceData) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def tensors(ds: SequenceData) -> Batch:
         x = torch.from_numpy(x_norm.transform(ds.x)).to(device)
         z = None if z_norm is None or ds.z is None else torch.from_numpy(
             z_norm.transform(ds.z)).to(device)
-        return x, z
+        mask = None if ds.mask is None else torch.from_numpy(ds.mask).to(device)
+        z_mask = None if z is None or ds.z_mask is None else torch.from_numpy(
+            ds.z_mask).to(device)
+        return Batch(x, z, mask, z_mask)
 
-    x_train, z_train = tensors(train_set)
-    x_val, z_val = tensors(val_set) if val_set is not None else (None, None)
+    train_batch = tensors(train_set)
+    val_batch = tensors(val_set) if val_set is not None else None
+    x_train = train_batch.x
     net = wrap_model(model, ctx)
     generator = torch.Generator()
 
@@ -243,12 +269,11 @@ def train(config: TrainConfig) -> TrainResult:
                 index = index[ctx.rank :: ctx.world_size]
                 if index.numel() == 0:
                     continue
-                xb, zb = x_train[index], None if z_train is None else z_train[index]
+                batch = train_batch.take(index)
                 if window < t_len:
                     start = int(torch.randint(0, t_len - window + 1, (1,), generator=generator))
-                    xb = xb[:, start : start + window]
-                    zb = None if zb is None else zb[:, start : start + window]
-                parts = net(xb, zb)
+                    batch = batch.window(start, start + window)
+                parts = net(batch.x, batch.z, batch.mask, batch.z_mask)
                 optimizer.zero_grad(set_to_none=True)
                 parts["loss"].backward()
                 if config.grad_clip > 0:
@@ -262,9 +287,9 @@ def train(config: TrainConfig) -> TrainResult:
             epoch_times.append(elapsed)
             metrics = {f"train/{k}": all_reduce_mean(v / max(count, 1), ctx)
                        for k, v in sums.items()}
-            if x_val is not None:
+            if val_batch is not None:
                 metrics.update({f"val/{k}": v for k, v in
-                                _evaluate_loss(model, x_val, z_val, 4 * config.batch_size).items()})
+                                _evaluate_loss(model, val_batch, 4 * config.batch_size).items()})
             metrics["lr"] = optimizer.param_groups[0]["lr"]
             metrics["epoch_seconds"] = elapsed
             if not all(math.isfinite(v) for v in metrics.values()):

@@ -11,6 +11,7 @@ from .dataset import (
     save_sequences,
 )
 from .lorenz import integrate_lorenz, lorenz_rhs, minmax_scale
+from .reference import ReferenceLorenzConfig, simulate_reference_lorenz
 from .simulate import LorenzConfig, simulate_lorenz
 from .spikes import NeuronPopulation, preprocess_spikes, simulate_spikes, stack_history
 
@@ -20,6 +21,7 @@ __all__ = [
     "SPLITS",
     "LorenzConfig",
     "NeuronPopulation",
+    "ReferenceLorenzConfig",
     "SequenceData",
     "Standardizer",
     "default_split",
@@ -30,6 +32,7 @@ __all__ = [
     "preprocess_spikes",
     "save_sequences",
     "simulate_lorenz",
+    "simulate_reference_lorenz",
     "simulate_spikes",
     "stack_history",
 ]

@@ -2,8 +2,11 @@
 
 Any HDF5 file holding observations ``x`` of shape (N, T, Dx) - N sequences of T steps - is
 accepted; latents ``z`` (N, T, Dz), a ``split`` label per sequence (0 train, 1 validation,
-2 test), raw ``spikes`` (N, T, M) and an observation ``mask`` (N, T; 1 = observed) are optional.
-Files are read and written through :mod:`physml_core.hdf5`, which checks shapes and refuses NaN.
+2 test), raw ``spikes`` (N, T, M) and masks of observed values are optional: ``x_mask``
+(N, T, Dx) per feature, or ``mask`` (N, T) per step (1 = observed), and ``z_mask`` (N, T, Dz).
+Files are read and written through :mod:`physml_core.hdf5`, which checks shapes and refuses NaN:
+missing values are stored as 0 with a 0 in the mask.  In memory, NaN in ``x`` or ``z`` becomes a
+mask (see :class:`SequenceData`).
 """
 
 from __future__ import annotations
@@ -42,7 +45,13 @@ SEQUENCE_SCHEMA = Schema(
         DatasetSpec("spikes", (None, None, None), dtype="uint8", optional=True, unit="spikes/bin",
                     description="raw spike trains (N, T, M)"),
         DatasetSpec("mask", (None, None), dtype="uint8", optional=True,
-                    description="1 where x is observed, 0 where missing (N, T)"),
+                    description="1 where x is observed, 0 where missing, per step (N, T)"),
+        DatasetSpec("x_mask", (None, None, None), dtype="uint8", optional=True,
+                    description="1 where x is observed, 0 where missing, per feature (N, T, Dx)"),
+        DatasetSpec("z_mask", (None, None, None), dtype="uint8", optional=True,
+                    description="1 where z is known, 0 where missing (N, T, Dz)"),
+        DatasetSpec("lengths", (None,), dtype="int64", optional=True,
+                    description="true length of each (padded) sequence, steps"),
     ),
     description="sequences of observations with optional latent states",
 )
@@ -57,7 +66,9 @@ PREDICTION_SCHEMA = Schema(
         DatasetSpec("z_samples", (None, None, None, None),
                     description="latent samples (N, S, T, Dz)"),
         DatasetSpec("mask", (None, None), dtype="uint8", optional=True,
-                    description="1 where x was observed by the model (N, T)"),
+                    description="1 where every feature of x was observed by the model (N, T)"),
+        DatasetSpec("x_mask", (None, None, None), dtype="uint8", optional=True,
+                    description="1 where x was observed by the model, per feature (N, T, Dx)"),
         DatasetSpec("x_true", (None, None, None), optional=True,
                     description="the observations given (N, T, Dx)"),
         DatasetSpec("z_true", (None, None, None), optional=True,
@@ -82,15 +93,31 @@ def default_split(n: int, val_fraction: float = 0.1, test_fraction: float = 0.1)
     return labels
 
 
+def _as_feature_mask(mask: Any, shape: tuple[int, int, int], what: str,
+                     where: str) -> np.ndarray:
+    mask = np.asarray(mask).astype(bool)
+    n, t_len, d = shape
+    if mask.shape == (n, t_len):
+        mask = mask[..., None]
+    if mask.ndim != 3 or mask.shape[:2] != (n, t_len) or mask.shape[2] not in (1, d):
+        raise DataFormatError(f"{where}: {what} must have shape ({n}, {t_len}) or "
+                              f"({n}, {t_len}, {d}), got {mask.shape}")
+    return np.broadcast_to(mask, shape).copy()
+
+
 @dataclass
 class SequenceData:
     """In-memory sequences.
 
-    x: (N, T, Dx) float32 observations.
-    z: (N, T, Dz) float32 latents or None.
+    x: (N, T, Dx) float32 observations (0 where missing).
+    z: (N, T, Dz) float32 latents or None (0 where missing).
     split: (N,) int8 labels (0 train, 1 val, 2 test).
-    mask: (N, T) bool, True where x is observed, or None (all observed).
+    mask: (N, T, Dx) bool, True where x is observed, or None (all observed).  A (N, T) mask
+        per step is accepted and broadcast; NaN entries of x are added to the mask.
+    z_mask: (N, T, Dz) bool, True where z is known, or None (all known); NaN entries of z are
+        added to it.
     spikes: (N, T, M) uint8 raw spikes or None.
+    lengths: (N,) true lengths of padded sequences (steps after them are masked) or None.
     attrs: file attributes (simulation parameters, units, provenance).
     """
 
@@ -101,6 +128,8 @@ class SequenceData:
     spikes: np.ndarray | None = None
     attrs: dict[str, Any] = field(default_factory=dict)
     source: str = "<memory>"
+    z_mask: np.ndarray | None = None
+    lengths: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.x = np.asarray(self.x, dtype=np.float32)
@@ -112,8 +141,12 @@ class SequenceData:
         n, t_len, dx = self.x.shape
         if n < 1 or t_len < 1 or dx < 1:
             raise DataFormatError(f"{where}: x has an empty axis: shape {self.x.shape}")
-        if not np.isfinite(self.x).all():
-            raise DataFormatError(f"{where}: observations x contain NaN/inf")
+        if np.isinf(self.x).any():
+            raise DataFormatError(f"{where}: observations x contain inf (mark missing values "
+                                  "with NaN or a mask)")
+        if self.mask is not None:
+            self.mask = _as_feature_mask(self.mask, self.x.shape, "mask", where)
+        self.mask, self.x = self._nan_to_mask(self.x, self.mask)
         if self.z is not None:
             self.z = np.asarray(self.z, dtype=np.float32)
             if self.z.ndim != 3 or self.z.shape[:2] != (n, t_len):
@@ -121,19 +154,43 @@ class SequenceData:
                     f"{where}: latents z must have shape ({n}, {t_len}, Dz) to match x, "
                     f"got {self.z.shape}"
                 )
-            if not np.isfinite(self.z).all():
-                raise DataFormatError(f"{where}: latents z contain NaN/inf")
+            if np.isinf(self.z).any():
+                raise DataFormatError(f"{where}: latents z contain inf")
+            if self.z_mask is not None:
+                self.z_mask = _as_feature_mask(self.z_mask, self.z.shape, "z_mask", where)
+            self.z_mask, self.z = self._nan_to_mask(self.z, self.z_mask)
+        elif self.z_mask is not None:
+            raise DataFormatError(f"{where}: z_mask given without latents z")
         if self.split is None:
             self.split = default_split(n)
         self.split = np.asarray(self.split, dtype=np.int8)
         if self.split.shape != (n,) or not np.isin(self.split, list(SPLITS.values())).all():
             raise DataFormatError(f"{where}: split must be ({n},) labels in {{0, 1, 2}}")
-        if self.mask is not None:
-            self.mask = np.asarray(self.mask).astype(bool)
-            if self.mask.shape != (n, t_len):
-                raise DataFormatError(
-                    f"{where}: mask must have shape ({n}, {t_len}), got {self.mask.shape}"
-                )
+        if self.lengths is not None:
+            self.lengths = np.asarray(self.lengths, dtype=np.int64)
+            if self.lengths.shape != (n,) or (self.lengths < 1).any() or \
+                    (self.lengths > t_len).any():
+                raise DataFormatError(f"{where}: lengths must be ({n},) values in 1..{t_len}")
+
+    @staticmethod
+    def _nan_to_mask(values: np.ndarray, mask: np.ndarray | None
+                     ) -> tuple[np.ndarray | None, np.ndarray]:
+        """Missing entries (NaN or masked) become 0 with False in the mask; a mask that is
+        all True becomes None."""
+        nan = np.isnan(values)
+        if nan.any():
+            mask = ~nan if mask is None else mask & ~nan
+        if mask is None:
+            return None, values
+        values = np.where(mask, values, 0.0).astype(np.float32)
+        return (None if mask.all() else mask), values
+
+    def observed(self, which: str = "x") -> np.ndarray:
+        """Bool mask (N, T, D) of known values of ``x`` or ``z`` (all True without a mask)."""
+        values, mask = (self.x, self.mask) if which == "x" else (self.z, self.z_mask)
+        if values is None:
+            raise ValueError("no latents in this data set")
+        return np.ones(values.shape, dtype=bool) if mask is None else mask
 
     @property
     def n_sequences(self) -> int:
@@ -171,6 +228,7 @@ class SequenceData:
         return SequenceData(
             x=self.x[index], z=pick(self.z), split=self.split[index], mask=pick(self.mask),
             spikes=pick(self.spikes), attrs=dict(self.attrs), source=self.source,
+            z_mask=pick(self.z_mask), lengths=pick(self.lengths),
         )
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -178,7 +236,11 @@ class SequenceData:
         if self.z is not None:
             out["z"] = self.z
         if self.mask is not None:
-            out["mask"] = self.mask.astype(np.uint8)
+            out["x_mask"] = self.mask.astype(np.uint8)
+        if self.z_mask is not None:
+            out["z_mask"] = self.z_mask.astype(np.uint8)
+        if self.lengths is not None:
+            out["lengths"] = self.lengths
         if self.spikes is not None:
             out["spikes"] = self.spikes
         return out
@@ -190,7 +252,7 @@ def save_sequences(path: str | Path, data: SequenceData) -> Path:
 
 
 def load_sequences(path: str | Path, *, require_latents: bool = False) -> SequenceData:
-    """Read any HDF5 file with ``x`` (N, T, Dx) and optional ``z``, ``split``, ``mask``.
+    """Read any HDF5 file with ``x`` (N, T, Dx) and optional ``z``, ``split``, masks.
 
     Raises :class:`~physml_core.errors.DataFormatError` (one line, naming file and key) for a
     missing file, wrong dimensions, NaN/inf or mismatching shapes.
@@ -201,9 +263,11 @@ def load_sequences(path: str | Path, *, require_latents: bool = False) -> Sequen
         attrs = {k: v for k, v in reader.attrs.items() if k != "physml_schema"}
     if require_latents and "z" not in arrays:
         raise DataFormatError(f"{path}: this task needs latents, but the file has no dataset 'z'")
+    mask = arrays.get("x_mask", arrays.get("mask"))
     return SequenceData(
-        x=arrays["x"], z=arrays.get("z"), split=arrays.get("split"), mask=arrays.get("mask"),
+        x=arrays["x"], z=arrays.get("z"), split=arrays.get("split"), mask=mask,
         spikes=arrays.get("spikes"), attrs=attrs, source=str(path),
+        z_mask=arrays.get("z_mask"), lengths=arrays.get("lengths"),
     )
 
 
@@ -218,12 +282,19 @@ class Standardizer:
     std: np.ndarray
 
     @classmethod
-    def fit(cls, values: np.ndarray, eps: float = 1e-6) -> Standardizer:
-        """Fit on (N, T, D) values (statistics over sequences and steps)."""
+    def fit(cls, values: np.ndarray, mask: np.ndarray | None = None,
+            eps: float = 1e-6) -> Standardizer:
+        """Fit on (N, T, D) values (statistics over sequences and steps), using only the
+        entries where ``mask`` (N, T, D) is True when given."""
         flat = values.reshape(-1, values.shape[-1]).astype(np.float64)
-        std = flat.std(0)
-        return cls(flat.mean(0).astype(np.float32),
-                   np.where(std > eps, std, 1.0).astype(np.float32))
+        if mask is None:
+            mean, std = flat.mean(0), flat.std(0)
+        else:
+            m = mask.reshape(flat.shape).astype(np.float64)
+            count = np.maximum(m.sum(0), 1.0)
+            mean = (flat * m).sum(0) / count
+            std = np.sqrt((((flat - mean) ** 2) * m).sum(0) / count)
+        return cls(mean.astype(np.float32), np.where(std > eps, std, 1.0).astype(np.float32))
 
     def transform(self, values: np.ndarray) -> np.ndarray:
         return ((values - self.mean) / self.std).astype(np.float32)

@@ -31,6 +31,8 @@ class LorenzConfig:
     substeps: RK4 sub-steps per interval; burn_in: discarded intervals before sampling.
     n_neurons: simulated neurons; min_spikes: neurons with fewer calibration spikes are dropped.
     smoothing_sigma: Gaussian smoothing of spike trains, in bins; history: stacked steps.
+    causal_smoothing: one-sided (causal) kernel, so forecasts see no future bins (default);
+    False: the centred kernel of earlier versions.
     latent_noise_std: optional Gaussian noise added to the scaled latents before spiking.
     """
 
@@ -44,6 +46,7 @@ class LorenzConfig:
     n_neurons: int = 100
     min_spikes: int = 10
     smoothing_sigma: float = 2.0
+    causal_smoothing: bool = True
     history: int = 2
     latent_noise_std: float = 0.0
     save_spikes: bool = True
@@ -134,7 +137,8 @@ def simulate_lorenz(config: LorenzConfig | None = None,
     indices = np.arange(start, stop)
     latents = minmax_scale(_raw_latents(config, indices), lo, hi)
     spikes = _spikes(config, latents, indices, population)
-    x = preprocess_spikes(spikes, keep, config.smoothing_sigma, config.history)
+    x = preprocess_spikes(spikes, keep, config.smoothing_sigma, config.history,
+                          causal=config.causal_smoothing)
     split = np.full(len(indices), SPLITS["test"], dtype=np.int8)
     split[indices < config.n_train + config.n_val] = SPLITS["val"]
     split[indices < config.n_train] = SPLITS["train"]
@@ -149,8 +153,10 @@ def simulate_lorenz(config: LorenzConfig | None = None,
         "latent_raw_min": lo.tolist(),
         "latent_raw_max": hi.tolist(),
         "kept_neurons": np.flatnonzero(keep).tolist(),
+        "setting": "heldout",
         "observation_model": "Gaussian tuning curves, spike history, Poisson clipped to {0,1}; "
-                             f"Gaussian smoothing sigma {config.smoothing_sigma} bins, "
+                             f"{'causal' if config.causal_smoothing else 'centred'} Gaussian "
+                             f"smoothing sigma {config.smoothing_sigma} bins, "
                              f"{config.history}-step history",
         "shard": f"{shard[0]}/{shard[1]}",
         "config": {k: getattr(config, k) for k in config.__dataclass_fields__},

@@ -10,7 +10,9 @@ centre ``c_m`` (uniform over the scaled state range), a width ``w_m`` and a base
 where the spike-history factor with ``h_m < 0`` makes the neuron refractory after a spike.  Spike
 counts are Poisson draws clipped to {0, 1}.  Preprocessing drops silent neurons, smooths each
 spike train with a Gaussian kernel (sigma 2 bins) and stacks a 2-step history, giving observations
-of dimension ``history * neurons``.
+of dimension ``history * neurons``.  The smoothing is causal by default (a one-sided half-Gaussian
+over the current and past bins), so that no observation carries information from future bins
+into a forecast's context; ``causal=False`` is the centred kernel.
 """
 
 from __future__ import annotations
@@ -20,7 +22,13 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
-__all__ = ["NeuronPopulation", "preprocess_spikes", "simulate_spikes", "stack_history"]
+__all__ = [
+    "NeuronPopulation",
+    "causal_smooth",
+    "preprocess_spikes",
+    "simulate_spikes",
+    "stack_history",
+]
 
 
 @dataclass(frozen=True)
@@ -119,8 +127,25 @@ def stack_history(signal: np.ndarray, history: int) -> np.ndarray:
     return np.concatenate(blocks, axis=-1)
 
 
+def causal_smooth(signal: np.ndarray, sigma: float) -> np.ndarray:
+    """One-sided Gaussian smoothing along axis 1: ``y_t = sum_k w_k s_{t-k}``, k = 0..ceil(4 sigma),
+    ``w_k`` proportional to exp(-k^2 / (2 sigma^2)) and summing to 1; steps before the start
+    repeat the first step.  ``signal`` (N, T, M), sigma in bins."""
+    lags = np.arange(int(np.ceil(4 * sigma)) + 1)
+    weights = np.exp(-0.5 * (lags / sigma) ** 2)
+    weights /= weights.sum()
+    t_len = signal.shape[1]
+    padded = np.concatenate([np.repeat(signal[:, :1], len(lags) - 1, axis=1), signal], axis=1)
+    out = np.zeros(signal.shape, dtype=np.float64)
+    for k, w in enumerate(weights):
+        start = len(lags) - 1 - k
+        out += w * padded[:, start : start + t_len]
+    return out
+
+
 def preprocess_spikes(
-    spikes: np.ndarray, keep: np.ndarray, smoothing_sigma: float = 2.0, history: int = 2
+    spikes: np.ndarray, keep: np.ndarray, smoothing_sigma: float = 2.0, history: int = 2,
+    causal: bool = True,
 ) -> np.ndarray:
     """Smooth the kept neurons' spike trains and stack history (reference preprocessing).
 
@@ -129,6 +154,7 @@ def preprocess_spikes(
     spikes: (N, T, M) spikes.
     keep: (M,) boolean mask of the neurons to keep (e.g. those with >= 10 training spikes).
     smoothing_sigma: Gaussian kernel width in time bins (0 disables smoothing).
+    causal: one-sided kernel over the current and past bins (default) or centred kernel.
 
     Returns
     -------
@@ -136,5 +162,6 @@ def preprocess_spikes(
     """
     kept = spikes[..., keep].astype(np.float64)
     if smoothing_sigma > 0:
-        kept = gaussian_filter1d(kept, smoothing_sigma, axis=1, mode="nearest")
+        kept = causal_smooth(kept, smoothing_sigma) if causal else gaussian_filter1d(
+            kept, smoothing_sigma, axis=1, mode="nearest")
     return stack_history(kept, history).astype(np.float32)

@@ -1,9 +1,10 @@
-"""Sequence models: the Alternator and the VRNN and GRU/LSTM baselines."""
+"""Sequence models: the Alternator, the VRNN and GRU/LSTM baselines and a memoryless floor."""
 
 from .alternator import AlphaSchedule, Alternator
-from .base import Prediction, SequenceModel, check_mask, check_observations
-from .bodies import ConvDecoder, ConvEncoder, make_body, mlp
+from .base import Prediction, SequenceModel, check_mask, check_observations, masked_mse
+from .bodies import AttentionBody, ConvDecoder, ConvEncoder, make_body, mlp
 from .factory import MODEL_NAMES, ModelConfig, build_model
+from .floor import MemorylessMLP
 from .rnn import RNNModel
 from .vrnn import VRNN
 
@@ -12,8 +13,10 @@ __all__ = [
     "VRNN",
     "AlphaSchedule",
     "Alternator",
+    "AttentionBody",
     "ConvDecoder",
     "ConvEncoder",
+    "MemorylessMLP",
     "ModelConfig",
     "Prediction",
     "RNNModel",
@@ -22,5 +25,6 @@ __all__ = [
     "check_mask",
     "check_observations",
     "make_body",
+    "masked_mse",
     "mlp",
 ]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = ["Prediction", "SequenceModel", "check_mask", "check_observations"]
+__all__ = ["Prediction", "SequenceModel", "check_mask", "check_observations", "masked_mse"]
 
 
 @dataclass
@@ -62,20 +62,45 @@ def check_observations(x: torch.Tensor, obs_dim: int) -> torch.Tensor:
     return x
 
 
-def check_mask(mask: torch.Tensor | None, n: int, t_len: int) -> torch.Tensor | None:
-    """Validate a mask of observed steps, (T,) or (N, T); return it as bool (N, T) or None."""
+def check_mask(mask: torch.Tensor | None, n: int, t_len: int,
+               n_features: int) -> torch.Tensor | None:
+    """Validate a mask of observed entries; return it as bool (N, T, D) or None.
+
+    Accepted shapes: (T,) per step for every sequence, (N, T) per step, (N, T, D) per feature.
+    True marks an observed value.
+    """
     if mask is None:
         return None
     if not isinstance(mask, torch.Tensor):
         raise TypeError(f"mask must be a torch.Tensor, got {type(mask).__name__}")
+    mask = mask.bool()
     if mask.ndim == 1:
         if mask.shape[0] != t_len:
             raise ValueError(f"mask has length {mask.shape[0]}, the sequences have {t_len} steps")
         mask = mask.expand(n, t_len)
-    if mask.shape != (n, t_len):
-        raise ValueError(f"mask must have shape ({t_len},) or ({n}, {t_len}), "
-                         f"got {tuple(mask.shape)}")
-    return mask.bool()
+    if mask.ndim == 2:
+        if mask.shape != (n, t_len):
+            raise ValueError(f"mask must have shape ({t_len},), ({n}, {t_len}) or "
+                             f"({n}, {t_len}, {n_features}), got {tuple(mask.shape)}")
+        mask = mask.unsqueeze(-1)
+    if mask.ndim != 3 or mask.shape[:2] != (n, t_len) or mask.shape[2] not in (1, n_features):
+        raise ValueError(f"mask must have shape ({t_len},), ({n}, {t_len}) or "
+                         f"({n}, {t_len}, {n_features}), got {tuple(mask.shape)}")
+    return mask.expand(n, t_len, n_features)
+
+
+def masked_mse(pred: torch.Tensor, target: torch.Tensor,
+               mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean squared error over the entries where ``mask`` (broadcastable bool) is True.
+
+    ``mask=None`` is the plain mean over all entries.  With no True entry the result is 0 (and
+    carries no gradient), so a batch without observations adds nothing to the loss.
+    """
+    if mask is None:
+        return nn.functional.mse_loss(pred, target)
+    mask = mask.expand_as(pred)
+    sq = torch.where(mask, (pred - target) ** 2, torch.zeros_like(pred))
+    return sq.sum() / mask.sum().clamp(min=1)
 
 
 class SequenceModel(nn.Module):
@@ -96,41 +121,65 @@ class SequenceModel(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def forward(self, x: torch.Tensor, z: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, z: torch.Tensor | None = None,
+                mask: torch.Tensor | None = None,
+                z_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Same as :meth:`loss` (so that a DDP-wrapped model synchronises gradients)."""
-        return self.loss(x, z)
+        return self.loss(x, z, mask, z_mask)
+
+    def prepare_loss_inputs(self, x: torch.Tensor, mask: torch.Tensor | None
+                            ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Validated mask (N, T, Dx) or None when all is observed; missing x entries zeroed
+        (so that no value hidden by the mask can reach the loss, not even a NaN)."""
+        mask = check_mask(mask, x.shape[0], x.shape[1], x.shape[2])
+        if mask is None or bool(mask.all()):
+            return x, None
+        return torch.where(mask, x, torch.zeros_like(x)), mask
 
     # ---------------------------------------------------------------- to be implemented
-    def loss(self, x: torch.Tensor, z: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def loss(self, x: torch.Tensor, z: torch.Tensor | None = None,
+             mask: torch.Tensor | None = None,
+             z_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Training loss on observations (N, T, Dx) and, if given, true latents (N, T, Dz).
 
-        Returns a dict with the total under "loss" and its parts.
+        ``mask`` (N, T, Dx) bool marks observed entries of x (None: all); missing entries take
+        no part in the loss and their values are never read.  ``z_mask`` (N, T, Dz) does the
+        same for the latents.  Returns a dict with the total under "loss" and its parts.
         """
         raise NotImplementedError
 
     def _run(self, x: torch.Tensor, mask: torch.Tensor | None,
              generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One stochastic pass over a batch; returns (x_used, z, x_pred), each (B, T, D)."""
+        """One stochastic pass over a batch; returns (x_used, z, x_pred), each (B, T, D).
+
+        ``mask``: None (all observed) or bool (B, T, Dx), True where x is observed.
+        """
         raise NotImplementedError
 
     # ---------------------------------------------------------------- public inference
     def run(self, x: torch.Tensor, mask: torch.Tensor | None = None, n_samples: int = 1,
             generator: torch.Generator | None = None) -> Prediction:
-        """Run over ``x`` (N, T, Dx), reading x where ``mask`` (T,) or (N, T) is True.
+        """Run over ``x`` (N, T, Dx), reading x where ``mask`` is True.
 
-        ``mask=None`` means every step is observed.  Values of ``x`` at unobserved steps are
-        ignored (they may be anything finite).  Returns ``n_samples`` stochastic passes.
+        ``mask``: (T,), (N, T) or per feature (N, T, Dx); None means everything is observed.
+        Values of ``x`` at unobserved entries are ignored (NaN allowed there).  Returns
+        ``n_samples`` stochastic passes.
         """
+        n_feat = x.shape[-1] if isinstance(x, torch.Tensor) and x.ndim == 3 else self.obs_dim
+        if isinstance(x, torch.Tensor) and x.ndim == 3:
+            mask = check_mask(mask, x.shape[0], x.shape[1], n_feat)
+            if mask is not None:
+                x = torch.where(mask, x, torch.zeros_like(x))
         x = check_observations(x, self.obs_dim)
         n, t_len, _ = x.shape
-        mask = check_mask(mask, n, t_len)
         if mask is not None and bool(mask.all()):
             mask = None
         if n_samples < 1:
             raise ValueError(f"n_samples must be at least 1, got {n_samples}")
         s = 1 if self.deterministic else n_samples
         xs = x.unsqueeze(0).expand(s, *x.shape).reshape(s * n, t_len, -1)
-        ms = None if mask is None else mask.unsqueeze(0).expand(s, n, t_len).reshape(s * n, t_len)
+        ms = None if mask is None else mask.unsqueeze(0).expand(s, *mask.shape).reshape(
+            s * n, t_len, -1)
         x_used, z, x_pred = self._run(xs, ms, generator)
 
         def split(v: torch.Tensor) -> torch.Tensor:
@@ -173,7 +222,8 @@ class SequenceModel(nn.Module):
     @torch.no_grad()
     def impute(self, x: torch.Tensor, mask: torch.Tensor, n_samples: int = 10,
                generator: torch.Generator | None = None) -> Prediction:
-        """Fill the steps of ``x`` where ``mask`` is False with the model's own observations."""
+        """Fill the entries of ``x`` where ``mask`` ((T,), (N, T) or (N, T, Dx)) is False with
+        the model's own observations."""
         if mask is None:
             raise ValueError("impute needs a mask (True where observed)")
         return self.run(x, mask, n_samples, generator)

@@ -1,6 +1,11 @@
 """Network bodies for the per-step maps of the sequence models.
 
-``mlp`` is the default body.  For image-like observations (flattened ``C*H*W`` vectors with a
+``mlp`` is the default body.  ``attention`` is the reference code's body (vertaix/Alternators,
+``Alt.py``): a linear projection to d_model 64, the sinusoidal position code of position 0, a
+stack of post-norm transformer encoder layers (4 heads, feed-forward 4 x d_model, dropout 0.1,
+ReLU) and a linear read-out, applied to each time step as a sequence of length one (so the
+attention reduces to its value and output maps), with the reference's uniform(-0.05, 0.05)
+initialisation of every parameter.  For image-like observations (flattened ``C*H*W`` vectors with a
 known ``obs_shape``) :class:`ConvEncoder` maps an observation to a vector and
 :class:`ConvDecoder` maps a vector to an observation.
 """
@@ -13,7 +18,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["ConvDecoder", "ConvEncoder", "make_body", "mlp"]
+__all__ = ["AttentionBody", "ConvDecoder", "ConvEncoder", "make_body", "mlp"]
 
 
 def mlp(in_dim: int, out_dim: int, hidden: int = 128, layers: int = 3,
@@ -80,18 +85,49 @@ class ConvDecoder(nn.Module):
         return out.reshape(*lead, -1)
 
 
+class AttentionBody(nn.Module):
+    """The reference's per-step self-attention network: (..., in_dim) -> (..., out_dim)."""
+
+    def __init__(self, in_dim: int, out_dim: int, d_model: int = 64, heads: int = 4,
+                 layers: int = 3, dropout: float = 0.1, init_range: float = 0.05) -> None:
+        super().__init__()
+        if in_dim < 1 or out_dim < 1 or layers < 1 or d_model % heads or d_model % 2:
+            raise ValueError("attention body needs positive dims, layers >= 1 and an even "
+                             "d_model divisible by heads")
+        self.input_proj = nn.Linear(in_dim, d_model)
+        layer = nn.TransformerEncoderLayer(d_model, heads, dim_feedforward=4 * d_model,
+                                           dropout=dropout, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.output_proj = nn.Linear(d_model, out_dim)
+        # sinusoidal code of position 0: sin(0) = 0 on even, cos(0) = 1 on odd features
+        position0 = torch.zeros(d_model)
+        position0[1::2] = 1.0
+        self.register_buffer("position0", position0, persistent=False)
+        if init_range > 0:
+            for param in self.parameters():
+                nn.init.uniform_(param, -init_range, init_range)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-1]
+        tokens = (self.input_proj(x.reshape(-1, 1, x.shape[-1])) + self.position0)
+        return self.output_proj(self.encoder(tokens)).reshape(*lead, -1)
+
+
 def make_body(kind: str, in_dim: int, out_dim: int, *, role: str, hidden: int = 128,
               layers: int = 3, obs_shape: Sequence[int] | None = None) -> nn.Module:
     """Build a per-step network.
 
-    kind: "mlp" or "conv".  role: "encoder" (observation -> vector) or "decoder"
+    kind: "mlp", "attention" (the reference's self-attention body; ``layers`` encoder layers,
+    ``hidden`` unused) or "conv".  role: "encoder" (observation -> vector) or "decoder"
     (vector -> observation); only the conv body distinguishes them, and needs ``obs_shape``
     (C, H, W) with ``C*H*W`` equal to the observation dimension.
     """
     if kind == "mlp":
         return mlp(in_dim, out_dim, hidden, layers)
+    if kind == "attention":
+        return AttentionBody(in_dim, out_dim, layers=layers)
     if kind != "conv":
-        raise ValueError(f"unknown body {kind!r}: use mlp or conv")
+        raise ValueError(f"unknown body {kind!r}: use mlp, attention or conv")
     if obs_shape is None:
         raise ValueError("the conv body needs obs_shape (channels, height, width)")
     c, h, w = _check_shape(obs_shape)

@@ -1,4 +1,4 @@
-"""Model configuration and construction by name ("alternator", "vrnn", "rnn")."""
+"""Model configuration and construction by name ("alternator", "vrnn", "rnn", "mlp")."""
 
 from __future__ import annotations
 
@@ -6,23 +6,27 @@ from dataclasses import dataclass
 
 from .alternator import AlphaSchedule, Alternator
 from .base import SequenceModel
+from .floor import MemorylessMLP
 from .rnn import RNNModel
 from .vrnn import VRNN
 
 __all__ = ["MODEL_NAMES", "ModelConfig", "build_model"]
 
-MODEL_NAMES = ("alternator", "vrnn", "rnn")
+MODEL_NAMES = ("alternator", "vrnn", "rnn", "mlp")
 
 
 @dataclass
 class ModelConfig:
     """Hyper-parameters of every model (each model reads the ones it uses).
 
-    name: alternator | vrnn | rnn.  hidden, layers: body width and depth.
-    body: mlp | conv (Alternator; conv needs obs_shape (C, H, W)).
+    name: alternator | vrnn | rnn | mlp (memoryless floor).  hidden, layers: body width, depth.
+    body: mlp | attention (the reference's self-attention body) | conv (Alternator; conv
+    needs obs_shape (C, H, W)).
     sigma_x, alpha, sigma_z (None: alpha * sigma_x), alpha_schedule (constant | linear |
     cosine), alpha_end, alpha_steps: the Alternator's noise and mixing coefficients.
     latent_weight, obs_weight, consistency_weight, kl_weight: loss weights.
+    loss_weighting: reference (Alternator: sigma_x^2 on the latent term, sigma_z^2 on the
+    observation term, as the reference code) | plain (no sigma factors; ablation).
     latent_dim: for unsupervised training (otherwise the data's Dz is used).
     stochastic_dim: VRNN stochastic state.  cell: gru | lstm (RNN baseline).
     """
@@ -39,8 +43,9 @@ class ModelConfig:
     alpha_end: float = 0.7
     alpha_steps: int = 100
     latent_weight: float = 1.0
-    obs_weight: float = 0.5
-    consistency_weight: float = 0.1
+    obs_weight: float = 1.0
+    loss_weighting: str = "reference"
+    consistency_weight: float = 0.0
     kl_weight: float = 1.0
     latent_dim: int = 3
     stochastic_dim: int = 16
@@ -63,8 +68,11 @@ def build_model(config: ModelConfig, obs_dim: int, latent_dim: int) -> SequenceM
             obs_dim, latent_dim, sigma_x=config.sigma_x, alpha=schedule, sigma_z=config.sigma_z,
             body=config.body, hidden=config.hidden, layers=config.layers,
             obs_shape=config.obs_shape, latent_weight=config.latent_weight,
-            obs_weight=config.obs_weight, consistency_weight=config.consistency_weight,
+            obs_weight=config.obs_weight, loss_weighting=config.loss_weighting,
+            consistency_weight=config.consistency_weight,
         )
+    if config.name == "mlp":
+        return MemorylessMLP(obs_dim, latent_dim, hidden=config.hidden, layers=config.layers)
     if config.name == "vrnn":
         return VRNN(obs_dim, latent_dim, hidden=config.hidden,
                     stochastic_dim=config.stochastic_dim, layers=max(config.layers, 1),

@@ -3,7 +3,8 @@
     h_t = RNN(x_t, h_{t-1}),   z_t = r(h_t),   x_hat_{t+1} = p(h_t)
 
 trained with ``latent_weight * MSE(z_t, z_true_t) + obs_weight * MSE(x_hat_t, x_t)`` (one-step
-prediction).  At unobserved steps the prediction ``x_hat_t`` is fed back in place of ``x_t``.  The
+prediction).  At unobserved entries the prediction ``x_hat_t`` is fed back in place of ``x_t``
+(also in training, where missing entries take no part in the loss).  The
 model is deterministic: all "samples" are identical.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import SequenceModel
+from .base import SequenceModel, masked_mse
 from .bodies import mlp
 
 __all__ = ["RNNModel"]
@@ -54,7 +55,7 @@ class RNNModel(SequenceModel):
         x_hat = self._first_prediction(x)
         used, hidden, preds = [], [], []
         for t in range(x.shape[1]):
-            x_t = torch.where(mask[:, t, None, None], x[:, t : t + 1], x_hat)
+            x_t = torch.where(mask[:, t : t + 1], x[:, t : t + 1], x_hat)
             out, state = self.rnn(x_t, state)
             used.append(x_t)
             hidden.append(out)
@@ -63,13 +64,16 @@ class RNNModel(SequenceModel):
         hs = torch.cat(hidden, 1)
         return torch.cat(used, 1), self.readout(hs), torch.cat(preds, 1)
 
-    def loss(self, x: torch.Tensor, z: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        _, z_hat, x_pred = self._run(x, None, None)
-        obs = nn.functional.mse_loss(x_pred, x)
+    def loss(self, x: torch.Tensor, z: torch.Tensor | None = None,
+             mask: torch.Tensor | None = None,
+             z_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        x, mask = self.prepare_loss_inputs(x, mask)
+        _, z_hat, x_pred = self._run(x, mask, None)
+        obs = masked_mse(x_pred, x, mask)
         result = {"obs_mse": obs}
         total = self.obs_weight * obs
         if z is not None:
-            lat = nn.functional.mse_loss(z_hat, z)
+            lat = masked_mse(z_hat, torch.nan_to_num(z), z_mask)
             result["latent_mse"] = lat
             total = total + self.latent_weight * lat
         result["loss"] = total

@@ -11,7 +11,8 @@ ELBO per observation feature; in the supervised (decoding) setting a readout ``z
 trained with ``latent_weight * MSE(z_t, z_true_t)``.  Without latent supervision the reported
 latent is the readout too, which is then untrained and meaningless (use the Alternator).
 At unobserved steps the stochastic state comes from the prior and the observation from the
-emission, fed back into the recurrence.
+emission, fed back into the recurrence; at partly observed steps the missing features take
+the prior's one-step prediction (a step counts as observed when any feature is).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import SequenceModel, randn
+from .base import SequenceModel, masked_mse, randn
 from .bodies import mlp
 
 __all__ = ["VRNN"]
@@ -57,13 +58,16 @@ class VRNN(SequenceModel):
         s_prior = mu_p + sd_p * randn((b, self.stochastic_dim), h, generator) if sample else mu_p
         x_pred = self.decoder(torch.cat([self.phi_s(mu_p), h], -1))
         out = {"mu_p": mu_p, "sd_p": sd_p, "x_pred": x_pred}
+        if observed is not None and x_t is not None:
+            x_t = torch.where(observed, x_t, x_pred)  # missing features: the prior prediction
+            observed_any = observed.any(-1)
         if x_t is None:
             s = s_prior
         else:
             mu_q, sd_q = self._gauss(self.encoder(torch.cat([self.phi_x(x_t), h], -1)))
             s_post = mu_q + sd_q * randn((b, self.stochastic_dim), h, generator)
             out.update(mu_q=mu_q, sd_q=sd_q)
-            s = s_post if observed is None else torch.where(observed[:, None], s_post, s_prior)
+            s = s_post if observed is None else torch.where(observed_any[:, None], s_post, s_prior)
         phi_s = self.phi_s(s)
         mu_x = self.decoder(torch.cat([phi_s, h], -1))
         x_gen = mu_x + self.log_sd_x.exp() * randn(tuple(mu_x.shape), h, generator)
@@ -72,25 +76,32 @@ class VRNN(SequenceModel):
         elif observed is None:
             x_used = x_t
         else:
-            x_used = torch.where(observed[:, None], x_t, x_gen)
+            x_used = torch.where(observed, x_t, x_gen)
         h = self.cell(torch.cat([self.phi_x(x_used), phi_s], -1), h)
         out.update(mu_x=mu_x, x_used=x_used, h=h, z=self.readout(h))
         return out
 
-    def _observed_pass(self, x: torch.Tensor, generator: torch.Generator | None
-                       ) -> dict[str, torch.Tensor]:
-        """Fully observed pass: only the posterior sample and the recurrence run step by step;
-        prior, emission and readout are applied to all steps at once afterwards."""
+    def _observed_pass(self, x: torch.Tensor, generator: torch.Generator | None,
+                       mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Teacher-forced pass: only the posterior sample and the recurrence run step by step;
+        prior, emission and readout are applied to all steps at once afterwards.  With a mask
+        (training on data with gaps), missing features take the prior's one-step prediction."""
         b, t_len, _ = x.shape
-        px = self.phi_x(x)
+        px = self.phi_x(x) if mask is None else None
         eps = randn((b, t_len, self.stochastic_dim), x, generator)
         h = x.new_zeros(b, self.hidden)
         prev, phis, hs, mus, sds = [], [], [], [], []
         for t in range(t_len):
-            mu_q, sd_q = self._gauss(self.encoder(torch.cat([px[:, t], h], -1)))
+            if mask is None:
+                px_t = px[:, t]
+            else:
+                mu_prior = self._gauss(self.prior(h))[0]
+                x_fill = self.decoder(torch.cat([self.phi_s(mu_prior), h], -1))
+                px_t = self.phi_x(torch.where(mask[:, t], x[:, t], x_fill))
+            mu_q, sd_q = self._gauss(self.encoder(torch.cat([px_t, h], -1)))
             phi_s = self.phi_s(mu_q + sd_q * eps[:, t])
             prev.append(h)
-            h = self.cell(torch.cat([px[:, t], phi_s], -1), h)
+            h = self.cell(torch.cat([px_t, phi_s], -1), h)
             phis.append(phi_s)
             hs.append(h)
             mus.append(mu_q)
@@ -120,11 +131,19 @@ class VRNN(SequenceModel):
             preds.append(out["x_pred"])
         return torch.stack(used, 1), torch.stack(states, 1), torch.stack(preds, 1)
 
-    def loss(self, x: torch.Tensor, z: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def loss(self, x: torch.Tensor, z: torch.Tensor | None = None,
+             mask: torch.Tensor | None = None,
+             z_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         dx = x.shape[-1]
-        out = self._observed_pass(x, None)
+        x, mask = self.prepare_loss_inputs(x, mask)
+        out = self._observed_pass(x, None, mask)
         log_sd = self.log_sd_x
-        nll = (0.5 * ((x - out["mu_x"]) / log_sd.exp()) ** 2 + log_sd).sum(-1).mean()
+        nll_terms = 0.5 * ((x - out["mu_x"]) / log_sd.exp()) ** 2 + log_sd
+        if mask is None:
+            nll = nll_terms.sum(-1).mean()
+        else:  # per observed feature, scaled back to a full step
+            nll = torch.where(mask, nll_terms, torch.zeros_like(nll_terms)).sum() \
+                / mask.sum().clamp(min=1) * dx
         kl = (torch.log(out["sd_p"] / out["sd_q"])
               + (out["sd_q"] ** 2 + (out["mu_q"] - out["mu_p"]) ** 2) / (2 * out["sd_p"] ** 2)
               - 0.5).sum(-1).mean()
@@ -133,7 +152,7 @@ class VRNN(SequenceModel):
         result = {"nll": nll, "kl": kl}
         total = nll + self.kl_weight * kl
         if z is not None:
-            lat = nn.functional.mse_loss(out["z"], z)
+            lat = masked_mse(out["z"], torch.nan_to_num(z), z_mask)
             result["latent_mse"] = lat
             total = total + self.latent_weight * lat
         result["loss"] = total
