@@ -57,7 +57,7 @@ def test_file_is_chunked_per_run_and_module(tiny_h5):
         assert handle["energy_MeV"].attrs["unit"] == "MeV"
     with PhaseSpaceFile(tiny_h5) as f:
         names = f.attrs["projection_names"]
-        assert len(names) == 15 and names[0] == "x-y" and names[11] == "phi-dW"
+        assert len(names) == 15 and names[1] == "x-y" and names[11] == "dW-phi"
         assert len(f.attrs["coordinate_ranges"]) == 6
 
 

@@ -9,7 +9,9 @@ images         (R, M, 15, H, W)       15 pairwise projections of (x, y, z, x', y
                                       of M modules; chunked per (run, module)
 settings       (R, S)                 per-run machine settings ("labels"): RF amplitudes and
                                       phases per module, focusing, initial beam (optional)
-energy_MeV     (R, M)                 reference kinetic energy at each module exit (optional)
+energy_MeV     (R, M)                 mean kinetic energy of the beam at each module exit (optional)
+lost_fraction  (R, M)                 cumulative fraction of particles lost (optional, simulated)
+outside_frac.  (R, M)                 surviving particles outside the image window (optional)
 run_index      (R,)                   global run number (for shards and held-out splits)
 =============  =====================  ========================================================
 
@@ -52,6 +54,12 @@ PHASE_SPACE_SCHEMA = Schema(
                     optional=True, description="per-run machine settings (labels)"),
         DatasetSpec("energy_MeV", (None, None), "float32", unit="MeV", optional=True,
                     description="reference kinetic energy at each module exit"),
+        DatasetSpec("lost_fraction", (None, None), "float32", unit="1", optional=True,
+                    description="cumulative fraction of macroparticles lost (bore or RF "
+                                "bucket) by each module exit"),
+        DatasetSpec("outside_fraction", (None, None), "float32", unit="1", optional=True,
+                    description="fraction of surviving macroparticles outside the image "
+                                "window at each module exit"),
         DatasetSpec("run_index", (None,), "int64", description="global run number"),
     ),
     required_attrs=("modules", "resolution", "projection_names"),
