@@ -265,7 +265,7 @@ def test_benchmark_smoke():
     from lstm_td3.bench import run_benchmark
 
     out = run_benchmark(quick=True, hidden=8, capacity=4000, train_steps=150, threads=1,
-                        modes=("eager",))  # the compiled path: test_agent.py (compiling: slow)
+                        modes=("eager",), peers=False)  # compiled path: test_agent.py
     assert out["replay"]["loop_and_vectorised_agree"] is True
     assert out["replay"]["history_speedup_vs_python_loop"] > 1
     fig = out["hidden_8"]
@@ -278,6 +278,17 @@ def test_benchmark_smoke():
         run_benchmark(quick=True, hidden=8, modes=("jit",))
     assert set(out["goals"]) == {"train_steps_per_s_ge_300", "history_speedup_ge_20x",
                                  "per_overhead_le_2x", "300_steps_per_s_possible_at_roofline"}
+
+
+@pytest.mark.slow
+def test_peer_benchmark_smoke():
+    pytest.importorskip("stable_baselines3")
+    from lstm_td3.bench import run_peer_benchmark
+
+    out = run_peer_benchmark(quick=True, threads=1, steps=200, lstm_steps=110, repeats=1)
+    # same schedule: both TD3s make the same number of updates
+    assert out["ours_td3_hist0"]["updates"] == out["sb3_td3"]["updates"] > 0
+    assert out["ratios_vs_sb3"]["ours_td3_hist0"]["env_steps_per_s"] > 0
 
 
 def test_flop_count_known_answer():

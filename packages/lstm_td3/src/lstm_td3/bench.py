@@ -23,7 +23,8 @@ from .buffers import PrioritizedReplayBuffer, ReplayBuffer
 from .config import TrainConfig
 from .networks import NetworkConfig
 
-__all__ = ["loop_gather", "matmul_gflops", "network_flops", "run_benchmark", "update_flops"]
+__all__ = ["loop_gather", "matmul_gflops", "network_flops", "run_benchmark", "run_peer_benchmark",
+           "update_flops"]
 
 
 def loop_gather(buffer: ReplayBuffer, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -186,7 +187,8 @@ def _update_figures(t_up: float, flops: float, floor: float) -> dict[str, float]
 def run_benchmark(quick: bool = False, seed: int = 0, hidden: int | None = None,
                   capacity: int | None = None, train_steps: int | None = None,
                   threads: int | None = None,
-                  modes: tuple[str, ...] = ("eager", "compiled")) -> dict[str, Any]:
+                  modes: tuple[str, ...] = ("eager", "compiled"),
+                  peers: bool = True) -> dict[str, Any]:
     """Measure and return the figures as a JSON-ready dict.
 
     ``quick`` uses fewer steps/repeats (CI smoke); ``hidden`` measures only that layer width
@@ -194,7 +196,8 @@ def run_benchmark(quick: bool = False, seed: int = 0, hidden: int | None = None,
     (replay size for the sampling figures, default 1e6) and ``train_steps`` (env steps of the
     1-env training measurement; 4 envs run twice as many) shrink the run further; ``threads``
     is the torch thread count (default: all cores); ``modes`` the update paths measured side by
-    side: ``eager`` and/or ``compiled`` (``TD3Config.compile``, inductor).
+    side: ``eager`` and/or ``compiled`` (``TD3Config.compile``, inductor); ``peers`` adds
+    :func:`run_peer_benchmark` (our TD3 and LSTM-TD3 against Stable-Baselines3's TD3).
 
     For each width the update cost is compared with the compute roofline: FLOPs per update
     counted from the layer sizes (:func:`update_flops`) over the fp32 matmul throughput measured
@@ -303,6 +306,8 @@ def run_benchmark(quick: bool = False, seed: int = 0, hidden: int | None = None,
             for n in (1, 4)
         }
         out[f"hidden_{width}"] = fig
+    if peers:
+        out["peers"] = run_peer_benchmark(quick=quick, seed=seed, threads=threads)
     out["goals"] = {
         # best of the measured update paths, 1 env, per width
         "train_steps_per_s_ge_300": {
@@ -319,4 +324,137 @@ def run_benchmark(quick: bool = False, seed: int = 0, hidden: int | None = None,
             for w in widths
         },
     }
+    return out
+
+
+# ---------------------------------------------------------------------------- peers
+def _ours_run(env_id: str, pomdp: str, steps: int, start: int, hist_len: int, batch: int,
+              seed: int, threads: int, net: NetworkConfig | None = None) -> dict[str, Any]:
+    """One whole training run of ours; env steps/s over the loop (collection + updates, no
+    evaluation or checkpoint) and its update count."""
+    from .train import train
+
+    cfg = TrainConfig(
+        env_id=env_id, pomdp=pomdp, n_envs=1, total_steps=steps, steps_per_epoch=steps,
+        start_steps=start, update_after=start, update_every=50, batch_size=batch,
+        replay_size=max(steps, 1000), num_test_episodes=1, seed=seed, device="cpu",
+        torch_threads=threads, save_replay=False,
+        agent=TD3Config(max_hist_len=hist_len, **({"actor": net, "critic": net} if net else {})),
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        result = train(cfg, tmp, resume=False, show_progress=False, tensorboard=False)
+    return {"env_steps_per_s": round(result.steps_per_s, 2), "updates": result.updates}
+
+
+def _sb3_model(steps: int, start: int, batch: int, seed: int, width: int):
+    import gymnasium as gym
+    from stable_baselines3 import TD3 as SB3TD3
+    from stable_baselines3.common.noise import NormalActionNoise
+
+    env = gym.make("Pendulum-v1")
+    # SB3 adds its noises to the action rescaled to [-1, 1]: the same half-range fractions
+    noise = NormalActionNoise(np.zeros(1), 0.1 * np.ones(1) * float(env.action_space.high[0]))
+    return SB3TD3(
+        "MlpPolicy", env, learning_rate=1e-3, buffer_size=max(steps, 1000),
+        learning_starts=start, batch_size=batch, tau=0.005, gamma=0.99,
+        train_freq=(50, "step"), gradient_steps=50, action_noise=noise, policy_delay=2,
+        target_policy_noise=0.2, target_noise_clip=0.5,
+        policy_kwargs={"net_arch": [width] * 3}, seed=seed, device="cpu", verbose=0,
+    )
+
+
+def _sb3_run(steps: int, start: int, batch: int, seed: int, width: int) -> tuple[dict, Any]:
+    """One whole SB3 TD3 run; env steps/s between its training start and end callbacks."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class _Clock(BaseCallback):
+        def _on_training_start(self) -> None:
+            self.t0 = time.perf_counter()
+
+        def _on_step(self) -> bool:
+            return True
+
+        def _on_training_end(self) -> None:
+            self.t1 = time.perf_counter()
+
+    model = _sb3_model(steps, start, batch, seed, width)
+    clock = _Clock()
+    model.learn(total_timesteps=steps, callback=clock)
+    return ({"env_steps_per_s": round(steps / (clock.t1 - clock.t0), 2),
+             "updates": int(model._n_updates)}, model)
+
+
+def run_peer_benchmark(quick: bool = False, seed: int = 0, threads: int | None = None,
+                       steps: int | None = None, lstm_steps: int | None = None,
+                       repeats: int | None = None) -> dict[str, Any]:
+    """Our plain TD3 (``max_hist_len`` 0), Stable-Baselines3's TD3 and our LSTM-TD3 at the
+    paper's settings, measured in this process with the same update schedule: 1k uniform random
+    steps, then every 50 env steps 50 updates (UTD 1), batch 100, policy delay 2, noises
+    0.1/0.2/0.5 of the half-range, Adam 1e-3, 128-unit layers (TD3: three hidden layers of 128
+    for actor and critics, which is our default network without its memory branch).
+
+    TD3s on Pendulum-v1; LSTM-TD3 (``L`` = 5, the original's default network) on Pendulum-v1
+    with velocity removed, as in the paper's experiment.  Figures: env steps/s of whole runs
+    (``steps`` env steps each, best of ``repeats`` alternating runs; the clock covers the
+    training loop only) and ms per update (best of 5 interleaved blocks of 30 updates on a
+    filled buffer, sampling included), with ratios against SB3.
+    """
+    threads = threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    steps = steps or (1200 if quick else 4000)
+    start = min(1000, steps // 2)
+    lstm_steps = lstm_steps or (1200 if quick else 2000)
+    repeats = repeats or (1 if quick else 2)
+    batch, width = 100, 128
+    out: dict[str, Any] = {"settings": {
+        "td3_env": "Pendulum-v1", "lstm_env": "Pendulum-v1 remove_velocity", "steps": steps,
+        "lstm_steps": lstm_steps, "random_start_steps": start, "update_every": 50,
+        "updates_per_env_step": 1, "batch_size": batch, "width": width, "repeats": repeats,
+        "torch_threads": torch.get_num_threads()}}
+    try:
+        import stable_baselines3
+    except ImportError:
+        out["sb3"] = "stable-baselines3 is not installed (a dev dependency): not measured"
+        stable_baselines3 = None
+    runs: dict[str, list[dict[str, Any]]] = {"ours_td3_hist0": [], "sb3_td3": []}
+    model = None
+    for _ in range(repeats):  # alternate, so both see the same machine load
+        runs["ours_td3_hist0"].append(_ours_run("Pendulum-v1", "", steps, start, 0, batch,
+                                                seed, threads))
+        if stable_baselines3 is not None:
+            fig, model = _sb3_run(steps, start, batch, seed, width)
+            runs["sb3_td3"].append(fig)
+    lstm = _ours_run("Pendulum-v1", "remove_velocity", lstm_steps, min(1000, lstm_steps // 2),
+                     5, batch, seed, threads)
+    best = {k: max(v, key=lambda r: r["env_steps_per_s"]) for k, v in runs.items() if v}
+    best["ours_lstm_td3_paper"] = lstm
+    # ---- ms per update on a filled buffer, interleaved blocks
+    n_up, blocks = (10, 2) if quick else (30, 5)
+    fns: dict[str, Any] = {}
+    for name, L in (("ours_td3_hist0", 0), ("ours_lstm_td3_paper", 5)):
+        buf = _filled(ReplayBuffer, 10_000, 2 if L else 3, L, seed)
+        agent = LSTMTD3(buf.obs_dim, 1, np.array([-2.0]), np.array([2.0]),
+                        TD3Config(max_hist_len=L), seed=seed)
+        fns[name] = lambda agent=agent, buf=buf: agent.update(buf.sample(batch),
+                                                               return_td=False)
+    if model is not None:
+        fns["sb3_td3"] = lambda: model.train(gradient_steps=1, batch_size=batch)
+    t = {k: float("inf") for k in fns}
+    for _ in range(blocks):
+        for name, fn in fns.items():
+            t[name] = min(t[name], _timeit(fn, n_up, 1))
+    for name, fig in best.items():
+        fig["ms_per_update"] = round(t[name] * 1e3, 3)
+    out.update(best)
+    if "sb3_td3" in best:
+        sb3 = best["sb3_td3"]
+        out["ratios_vs_sb3"] = {
+            name: {"env_steps_per_s": round(fig["env_steps_per_s"] / sb3["env_steps_per_s"], 3),
+                   "update_speed": round(sb3["ms_per_update"] / fig["ms_per_update"], 3)}
+            for name, fig in best.items() if name != "sb3_td3"
+        }
+        out["goals"] = {"hist0_env_steps_per_s_ge_sb3":
+                        best["ours_td3_hist0"]["env_steps_per_s"] >= sb3["env_steps_per_s"]}
+    out["original_code"] = ("not measured: the original LSTM-TD3 code was not run in this "
+                            "process (needs its own checkout and the retired gym)")
     return out

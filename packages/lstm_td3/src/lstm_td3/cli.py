@@ -208,16 +208,22 @@ def plot_cmd(groups: tuple[Path, ...], output: Path, metric: str, labels: tuple[
               help="torch CPU threads (default: all cores).")
 @click.option("--mode", type=click.Choice(["both", "eager", "compiled"]), default="both",
               show_default=True, help="Update paths to measure (compiled: TD3Config.compile).")
+@click.option("--peers", type=click.Choice(["with", "only", "without"]), default="with",
+              show_default=True, help="Our TD3 / SB3's TD3 / our paper-setting LSTM-TD3 section.")
 @output_option(required=False, help="Also write the JSON here.")
-def bench_cmd(quick: bool, hidden: int | None, threads: int | None, mode: str,
+def bench_cmd(quick: bool, hidden: int | None, threads: int | None, mode: str, peers: str,
               output: Path | None) -> None:
     """Throughput figures as JSON (training steps/s, updates/s, replay sampling)."""
     from physml_core.config import save_json
 
-    from .bench import run_benchmark
+    from .bench import run_benchmark, run_peer_benchmark
 
     modes = ("eager", "compiled") if mode == "both" else (mode,)
-    figures = run_benchmark(quick=quick, hidden=hidden, threads=threads, modes=modes)
+    if peers == "only":
+        figures = run_peer_benchmark(quick=quick, threads=threads)
+    else:
+        figures = run_benchmark(quick=quick, hidden=hidden, threads=threads, modes=modes,
+                                peers=peers == "with")
     if output is not None:
         save_json(output, figures)
     click.echo(json.dumps(figures, indent=2))
