@@ -144,7 +144,15 @@ def _save(run_dir: Path, cfg: TrainConfig, agent: LSTMTD3, buffer: ReplayBuffer,
 def _restore(ckpt, agent: LSTMTD3, buffer: ReplayBuffer) -> dict[str, Any]:
     import json
 
-    ckpt.restore(model=agent.modules(), optimizer=agent.optimizers(), rng=True)
+    try:
+        ckpt.restore(model=agent.modules(), optimizer=agent.optimizers(), rng=True)
+    except (ValueError, RuntimeError, KeyError) as exc:
+        # e.g. a hist-0 run written with a memory branch (before it was folded away): its
+        # weights load (evaluation works), its optimizer states do not fit the smaller network
+        raise CheckpointError(
+            f"{ckpt.path}: cannot resume this run with the current network layout ({exc}); "
+            "it can still be evaluated"
+        ) from None
     state = ckpt.extra["agent"]
     agent.n_updates = int(state["n_updates"])
     agent.rng.bit_generator.state = json.loads(state["rng"])
