@@ -15,6 +15,10 @@ from calo.models import CaloGANConfig
 from calo.train import TrainConfig, train
 from physml_core.checkpoint import save_checkpoint
 
+#: A fast classifier / KPD for tests (the defaults are CaloChallenge's 50 epochs, 5 seeds).
+FAST = ("--classifier-seeds", 2, "--classifier-epochs", 2, "--kpd-batch-size", 200,
+        "--fpd-min-samples", 100)
+
 
 def _run(*args: str, expect: int = 0):
     result = CliRunner().invoke(cli, [str(a) for a in args])
@@ -58,14 +62,24 @@ def test_simulate_train_generate_evaluate(pipeline):
     assert gen["overflow"].shape == (200, 3) and not gen["overflow"].any()
     assert (gen["layer_0"] == 0).any()
     assert 1.0 <= gen["energy"].min() and gen["energy"].max() <= 100.0
+    # A clean reference (another seed) is accepted with --checkpoint.
     result = _run("evaluate", "--reference", root / "ref.h5", "--generated", root / "gen.h5",
-                  "-o", root / "eval", "--max-showers", 200)
+                  "-o", root / "eval", "--max-showers", 200, *FAST, "--checkpoint", run)
     report = json.loads((root / "eval" / "report.json").read_text())
-    assert 0.0 <= report["auc_high_level"] <= 1.0 and 0.0 <= report["auc_low_level"] <= 1.0
-    assert "E_tot_over_E_inc" in report["observables"]
+    assert report["held_out_check"]["status"].startswith("held out")
+    assert report["n_showers"] == 100  # the second half of ref.h5 is the floor sample
+    for key in ("classifier_high_level", "classifier_low_level"):
+        assert 0.0 <= report[key]["auc"] <= 1.0 and len(report[key]["runs"]) == 2
+        assert "auc" in report[key]["floor"] and "auc_sd" in report[key]
+    for key in ("fpd_x1e3", "fpd_x1e3_error", "kpd_x1e3", "mean_separation_power"):
+        assert key in report and f"{key}_floor" in report
+    entry = report["observables"]["E_tot_over_E_inc"]
+    assert {"separation_power", "separation_power_floor", "separation_power_quantile",
+            "separation_power_quantile_floor"} <= set(entry)
+    assert "width_x_0" in report["observables"] and "occupancy_1" in report["observables"]
     assert (root / "eval" / "average_showers.png").stat().st_size > 1000
     assert (root / "eval" / "observables.png").is_file()
-    assert "auc_high_level" in result.output
+    assert "floor" in result.output
 
 
 def test_resume_continues_the_run(pipeline):
@@ -80,10 +94,32 @@ def test_reference_against_itself_is_indistinguishable(pipeline):
     root = pipeline
     _run("simulate", "-n", 200, "-o", root / "ref2.h5", "--seed", 3)
     _run("evaluate", "--reference", root / "ref.h5", "--generated", root / "ref2.h5",
-         "-o", root / "self", "--no-plots")
+         "--reference-2", root / "ref2.h5", "-o", root / "self", "--no-plots", *FAST)
     report = json.loads((root / "self" / "report.json").read_text())
-    sep = report["observables"]["E_tot_over_E_inc"]["separation_power"]
-    assert sep < 0.15 and report["auc_high_level"] < 0.75
+    # The independent sample is the generated file here: every figure equals its floor.
+    for key in ("fpd_x1e3", "kpd_x1e3", "mean_separation_power"):
+        assert report[key] == pytest.approx(report[f"{key}_floor"])
+    assert report["classifier_high_level"]["auc"] == pytest.approx(
+        report["classifier_high_level"]["floor"]["auc"])
+
+
+def test_overlapping_reference_is_refused(pipeline):
+    root = pipeline
+    # The training file itself (rows 0..200 of seed 1) overlaps the checkpoint's training rows.
+    bad = _run("evaluate", "--reference", root / "train.h5", "--generated", root / "ref.h5",
+               "--checkpoint", root / "vae", "-o", root / "bad", expect=2)
+    assert "overlaps the training data" in _error_line(bad)
+    # A generated file carries its checkpoint's training rows: refused without --checkpoint too.
+    _run("generate", "--checkpoint", root / "vae", "-n", 40, "-o", root / "gen2.h5",
+         "--device", "cpu")
+    bad = _run("evaluate", "--reference", root / "train.h5", "--generated", root / "gen2.h5",
+               "-o", root / "bad2", expect=2)
+    assert "overlaps the training data" in _error_line(bad)
+    # The same seed for the other particle is an independent stream: accepted.
+    _run("simulate", "-n", 200, "-o", root / "gamma1.h5", "--seed", 1, "--particle", "gamma")
+    _run("evaluate", "--reference", root / "gamma1.h5", "--generated", root / "gen2.h5",
+         "-o", root / "ok", "--no-classifier", "--no-plots", "--kpd-batch-size", 50,
+         "--fpd-min-samples", 20)
 
 
 @pytest.mark.slow
@@ -104,12 +140,25 @@ def test_gan_checkpoint_generates_through_the_cli(pipeline, tmp_path):
 
 
 def test_shard_and_merge_cli(tmp_path):
+    from calo.sim import file_provenance
+
     for i in range(2):
-        _run("simulate", "-n", 300, "-o", tmp_path / f"s{i}.h5", "--shard", f"{i}/2")
+        _run("simulate", "-n", 300, "-o", tmp_path / f"s{i}.h5", "--shard", f"{i}/2",
+             "--seed", 5)
     _run("merge", tmp_path / "s0.h5", tmp_path / "s1.h5", "-o", tmp_path / "all.h5")
-    _run("simulate", "-n", 300, "-o", tmp_path / "one.h5")
+    _run("simulate", "-n", 300, "-o", tmp_path / "one.h5", "--seed", 5)
     np.testing.assert_array_equal(read_showers(tmp_path / "all.h5")["layer_1"],
                                   read_showers(tmp_path / "one.h5")["layer_1"])
+    (merged,) = file_provenance(tmp_path / "all.h5")
+    assert (merged.seed, merged.start, merged.stop) == (5, 0, 300)
+    # Shards need an explicit seed; without --seed a fresh seed is drawn each time.
+    bad = _run("simulate", "-n", 10, "-o", tmp_path / "x.h5", "--shard", "0/2", expect=2)
+    assert "seed" in _error_line(bad)
+    first = _run("simulate", "-n", 20, "-o", tmp_path / "a.h5")
+    _run("simulate", "-n", 20, "-o", tmp_path / "b.h5")
+    assert "drew seed" in first.output
+    assert not np.array_equal(read_showers(tmp_path / "a.h5")["layer_1"],
+                              read_showers(tmp_path / "b.h5")["layer_1"])
 
 
 def test_bench_prints_json():

@@ -122,3 +122,15 @@ def test_bad_energies():
         simulate_showers(2, energies_gev=np.array([10.0, -1.0]))
     with pytest.raises(ValueError):
         simulate_showers(-3)
+
+
+def test_random_stream_depends_on_particle_and_files_carry_provenance(tmp_path):
+    from calo.sim import file_provenance
+
+    e = simulate_showers(20, SimConfig(seed=1, particle="eplus"))["energy"]
+    g = simulate_showers(20, SimConfig(seed=1, particle="gamma"))["energy"]
+    assert not np.allclose(e, g)  # e+ and gamma of one seed are independent streams
+    simulate_to_file(tmp_path / "g.h5", 30, SimConfig(seed=4, particle="gamma"), shard=(1, 3))
+    (prov,) = file_provenance(tmp_path / "g.h5")
+    assert (prov.source, prov.seed, prov.setting, prov.start, prov.stop, prov.shard) == (
+        "calo.sim", 4, "gamma", 10, 20, "1/3")

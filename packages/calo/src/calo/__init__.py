@@ -13,15 +13,17 @@ from .data import CALO_SCHEMA, iter_showers, read_showers, write_showers
 from .evaluate import EvaluateConfig, evaluate
 from .generate import GenerateConfig, generate
 from .metrics import (
-    classifier_auc,
-    frechet_distance,
-    kernel_distance,
+    ClassifierConfig,
+    calochallenge_edges,
+    classifier_test,
+    fpd,
+    kpd,
     ks_statistic,
     separation_power,
     wasserstein1,
 )
 from .models import CaloGAN, CaloGANConfig, CaloVAE, CaloVAEConfig
-from .observables import high_level_features, shower_observables
+from .observables import high_level_features, high_level_features_cc, shower_observables
 from .preprocessing import ShowerPreprocessor
 from .sim import SimConfig, merge_files, simulate_showers, simulate_to_file
 from .train import TrainConfig, apply_preset, load_model, train
@@ -37,6 +39,7 @@ __all__ = [
     "CaloGANConfig",
     "CaloVAE",
     "CaloVAEConfig",
+    "ClassifierConfig",
     "EvaluateConfig",
     "GenerateConfig",
     "ShowerPreprocessor",
@@ -44,13 +47,15 @@ __all__ = [
     "TrainConfig",
     "__version__",
     "apply_preset",
-    "classifier_auc",
+    "calochallenge_edges",
+    "classifier_test",
     "evaluate",
-    "frechet_distance",
+    "fpd",
     "generate",
     "high_level_features",
+    "high_level_features_cc",
     "iter_showers",
-    "kernel_distance",
+    "kpd",
     "ks_statistic",
     "load_model",
     "merge_files",

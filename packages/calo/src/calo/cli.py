@@ -50,17 +50,28 @@ def _energy(ctx: click.Context, param: click.Parameter, value: str | None
               show_default=True, help="Incident particle: positron or photon.")
 @click.option("--energy", callback=_energy, default="1:100", show_default=True,
               help="Incident energy range MIN:MAX in GeV (uniform), or one value.")
-@seed_option()
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=None,
+              help="Random seed. Without it a fresh seed is drawn (printed and stored in the "
+                   "file), so a held-out file never silently repeats a training file; shards "
+                   "of one file need the same explicit --seed.")
 @shard_option()
-def simulate(num: int, output: Path, particle: str, energy: tuple[float, float], seed: int,
-             shard: tuple[int, int]) -> None:
+def simulate(num: int, output: Path, particle: str, energy: tuple[float, float],
+             seed: int | None, shard: tuple[int, int]) -> None:
     """Simulate showers with the GFlash-style parametric simulator."""
+    import secrets
+
     from .sim import SimConfig, simulate_to_file
 
+    if seed is None:
+        if shard[1] > 1:
+            raise click.BadParameter("shards of one file need the same explicit --seed",
+                                     param_hint="--seed")
+        seed = secrets.randbits(32)
+        click.echo(f"no --seed given: drew seed {seed} (pass --seed {seed} to reproduce)")
     cfg = SimConfig(particle=particle, energy_min_gev=energy[0], energy_max_gev=energy[1],
                     seed=seed)
     rows = simulate_to_file(output, num, cfg, shard=shard, progress_bar=True)
-    click.echo(f"wrote {rows} {particle} showers to {output}")
+    click.echo(f"wrote {rows} {particle} showers (seed {seed}) to {output}")
 
 
 @cli.command()
@@ -144,28 +155,77 @@ def generate(checkpoint: Path, num: int | None, output: Path, energy: tuple[floa
               required=True, help="Reference showers (CaloGAN HDF5), e.g. held-out simulation.")
 @click.option("--generated", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               required=True, help="Generated showers (CaloGAN HDF5).")
+@click.option("--reference-2", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="Independent reference sample for the floor (default: the "
+                                 "second half of --reference).")
+@click.option("--checkpoint", type=click.Path(exists=True, path_type=Path), default=None,
+              help="Refuse reference files that share rows with this checkpoint's training data.")
 @output_option(help="Folder for report.json and the PNG plots.", default="calo_eval")
-@click.option("--max-showers", type=click.IntRange(10), default=20000, show_default=True)
-@click.option("--no-classifier", is_flag=True, help="Skip the classifier AUC tests.")
+@click.option("--max-showers", type=click.IntRange(10), default=20000, show_default=True,
+              help="Showers per sample (all samples are cut to one size).")
+@click.option("--no-classifier", is_flag=True, help="Skip the classifier tests.")
+@click.option("--classifier-seeds", type=click.IntRange(1), default=5, show_default=True,
+              help="Classifier runs (seeds 0..N-1); mean and sd are reported.")
+@click.option("--classifier-epochs", type=click.IntRange(1), default=50, show_default=True,
+              help="Classifier epochs (CaloChallenge: 50).")
+@click.option("--threads", type=click.IntRange(1), default=None,
+              help="torch CPU threads for the classifier (default: torch's setting).")
+@click.option("--fpd-min-samples", type=click.IntRange(2), default=10000, show_default=True,
+              help="Smallest FPD batch (JetNet's min_samples; CaloChallenge uses 10000).")
+@click.option("--kpd-batch-size", type=click.IntRange(2), default=10000, show_default=True,
+              help="KPD batch size (CaloChallenge uses 10000).")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
 @seed_option()
-def evaluate(reference: Path, generated: Path, output: Path, max_showers: int,
-             no_classifier: bool, no_plots: bool, seed: int) -> None:
-    """Compare generated with reference showers: observables, AUC, FPD/KPD, plots."""
+def evaluate(reference: Path, generated: Path, reference_2: Path | None,
+             checkpoint: Path | None, output: Path, max_showers: int, no_classifier: bool,
+             classifier_seeds: int, classifier_epochs: int, threads: int | None,
+             fpd_min_samples: int, kpd_batch_size: int, no_plots: bool, seed: int) -> None:
+    """Compare generated with reference showers, each figure beside its floor (an independent
+    reference sample): separation powers, FPD/KPD, classifier AUC/JSD, plots."""
     from .evaluate import EvaluateConfig
     from .evaluate import evaluate as run_evaluate
+    from .metrics import ClassifierConfig
 
-    cfg = EvaluateConfig(reference=str(reference), generated=str(generated), output=str(output),
-                         max_showers=max_showers, classifier=not no_classifier,
+    cls = ClassifierConfig(epochs=classifier_epochs, seeds=tuple(range(classifier_seeds)),
+                           threads=threads)
+    cfg = EvaluateConfig(reference=str(reference), generated=str(generated),
+                         reference_2=str(reference_2) if reference_2 else None,
+                         checkpoint=str(checkpoint) if checkpoint else None,
+                         output=str(output), max_showers=max_showers,
+                         classifier=not no_classifier, classifier_config=cls,
+                         fpd_min_samples=fpd_min_samples, kpd_batch_size=kpd_batch_size,
                          plots=not no_plots, seed=seed)
     report = run_evaluate(cfg)
-    summary = {k: report[k] for k in ("auc_high_level", "auc_low_level", "fpd_x1e3",
-                                      "kpd_x1e3", "sparsity_reference", "sparsity_generated",
-                                      "mean_separation_power") if k in report}
-    summary["separation_power_E_tot_over_E_inc"] = (
-        report["observables"]["E_tot_over_E_inc"]["separation_power"])
-    click.echo(json.dumps(summary, indent=2))
+    click.echo(json.dumps(summary_lines(report), indent=2))
     click.echo(f"report: {Path(output) / 'report.json'}")
+
+
+def summary_lines(report: dict) -> dict[str, str]:
+    """Headline figures of an evaluation report as "value (floor ...)" strings."""
+    def fmt(x: float | None) -> str:
+        return "n/a" if x is None else f"{x:.4g}"
+
+    out = {"showers per sample": str(report["n_showers"]),
+           "held-out check": report["held_out_check"]["status"]}
+    for key in ("fpd_x1e3", "kpd_x1e3"):
+        out[key] = (f"{fmt(report[key])} +- {fmt(report[key + '_error'])} (floor "
+                    f"{fmt(report[key + '_floor'])} +- {fmt(report[key + '_error_floor'])})")
+    for key in ("classifier_low_level", "classifier_high_level"):
+        if key in report:
+            c, f = report[key], report[key]["floor"]
+            out[key + " AUC"] = (f"{fmt(c['auc'])} +- {fmt(c['auc_sd'])} (floor "
+                                 f"{fmt(f['auc'])} +- {fmt(f['auc_sd'])})")
+            out[key + " JSD"] = (f"{fmt(c['jsd'])} +- {fmt(c['jsd_sd'])} (floor "
+                                 f"{fmt(f['jsd'])} +- {fmt(f['jsd_sd'])})")
+    obs = report["observables"]["E_tot_over_E_inc"]
+    out["separation power E_tot/E_inc"] = (f"{fmt(obs['separation_power'])} (floor "
+                                           f"{fmt(obs['separation_power_floor'])})")
+    out["mean separation power"] = (f"{fmt(report['mean_separation_power'])} (floor "
+                                    f"{fmt(report['mean_separation_power_floor'])})")
+    out["empty cell fraction"] = (f"{report['empty_fraction_generated']:.4f} (reference "
+                                  f"{report['empty_fraction_reference']:.4f}, independent "
+                                  f"{report['empty_fraction_independent']:.4f})")
+    return out
 
 
 @cli.command()

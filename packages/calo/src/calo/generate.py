@@ -16,7 +16,10 @@ from physml_core.logging import progress
 from .data import CALO_SCHEMA, H5Appender
 from .train import load_model
 
-__all__ = ["ENERGY_SCHEMA", "OVERFLOW_NOTE", "GenerateConfig", "generate", "parse_energy_range"]
+#: Attribute of generated files: the provenance records of the checkpoint's training rows.
+TRAIN_PROVENANCE_ATTR = "train_provenance"
+
+__all__ = ["ENERGY_SCHEMA", "OVERFLOW_NOTE", "TRAIN_PROVENANCE_ATTR", "GenerateConfig", "generate", "parse_energy_range"]
 
 #: Any file with an ``energy`` (N, 1) GeV dataset (e.g. a CaloGAN file) can drive generation.
 ENERGY_SCHEMA = Schema("calo-energies", (DatasetSpec("energy", (None, 1), unit="GeV"),))
@@ -101,7 +104,8 @@ def generate(config: GenerateConfig, progress_bar: bool = True) -> int:
     torch_gen = torch.Generator(device=device).manual_seed(config.seed)
     attrs = {"generator": f"calo.{ckpt.model_name}", "checkpoint": str(ckpt.path),
              "checkpoint_step": ckpt.step, "generate_config": to_dict(config),
-             "overflow_modelled": 0, "overflow_note": OVERFLOW_NOTE}
+             "overflow_modelled": 0, "overflow_note": OVERFLOW_NOTE,
+             TRAIN_PROVENANCE_ATTR: ckpt.extra.get("data_provenance")}
     with H5Appender(config.output, CALO_SCHEMA, attrs=attrs) as out:
         bar = progress(total=n, desc="generate", disable=None if progress_bar else True)
         for start in range(0, n, config.batch_size):

@@ -33,7 +33,9 @@ from scipy.special import gammainc
 
 from physml_core.cli import shard_bounds
 from physml_core.config import to_dict
+from physml_core.hdf5 import H5Reader
 from physml_core.logging import progress
+from physml_core.provenance import Provenance, from_attrs, to_attrs
 
 from .data import CALO_SCHEMA, H5Appender, concat_h5
 from .geometry import LAYERS, X0_EFF_MM
@@ -41,6 +43,7 @@ from .geometry import LAYERS, X0_EFF_MM
 __all__ = [
     "PARTICLES",
     "SimConfig",
+    "file_provenance",
     "merge_files",
     "simulate_batches",
     "simulate_showers",
@@ -48,6 +51,11 @@ __all__ = [
 ]
 
 PARTICLES = ("eplus", "gamma")
+#: Stable integer of each particle in the seed sequence, so that e+ and gamma files of one seed
+#: are independent streams.
+PARTICLE_CODES = {"eplus": 1, "gamma": 2}
+#: ``source`` of the provenance records of simulated files (physml_core.provenance).
+SIM_SOURCE = "calo.sim"
 #: Rows simulated per independently seeded block; shard files are cut from these blocks, so the
 #: merged shards equal the unsharded file exactly.
 BLOCK_ROWS = 1024
@@ -61,7 +69,9 @@ class SimConfig:
     ----------
     particle: ``"eplus"`` (positron) or ``"gamma"`` (photon).
     energy_min_gev, energy_max_gev: incident energies are uniform in this range (GeV).
-    seed: base seed; block ``b`` of rows uses ``numpy.random.default_rng([seed, b])``.
+    seed: base seed; block ``b`` of rows (rows ``1024 b .. 1024 b + 1023``) uses
+        ``numpy.random.default_rng([seed, particle_code, b])``: the random stream depends on
+        (seed, particle, row), so e+ and gamma files of one seed are independent.
     z_eff: effective atomic number used in the GFlash formulas.
     critical_energy_mev: critical energy E_c of the mix (y = E / E_c).
     moliere_radius_mm: Moliere radius R_M converting the lateral radii to mm.
@@ -200,7 +210,8 @@ def simulate_showers(
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
         raise ValueError(f"number of showers must be a non-negative integer, got {n!r}")
     if not isinstance(rng, np.random.Generator):
-        rng = np.random.default_rng(cfg.seed if rng is None else rng)
+        rng = np.random.default_rng([PARTICLE_CODES[cfg.particle],
+                                     cfg.seed if rng is None else int(rng)])
     if energies_gev is None:
         e_gev = rng.uniform(cfg.energy_min_gev, cfg.energy_max_gev, size=n)
     else:
@@ -257,8 +268,8 @@ def simulate_showers(
     return out
 
 
-def _block_rng(seed: int, block: int) -> np.random.Generator:
-    return np.random.default_rng([int(seed), int(block)])
+def _block_rng(seed: int, particle: str, block: int) -> np.random.Generator:
+    return np.random.default_rng([int(seed), PARTICLE_CODES[particle], int(block)])
 
 
 def simulate_batches(
@@ -274,7 +285,7 @@ def simulate_batches(
     block = start // BLOCK_ROWS
     while block * BLOCK_ROWS < stop:
         lo = block * BLOCK_ROWS
-        rows = simulate_showers(BLOCK_ROWS, cfg, rng=_block_rng(cfg.seed, block))
+        rows = simulate_showers(BLOCK_ROWS, cfg, rng=_block_rng(cfg.seed, cfg.particle, block))
         a, b = max(start, lo) - lo, min(stop, lo + BLOCK_ROWS) - lo
         yield {k: v[a:b] for k, v in rows.items()}
         block += 1
@@ -301,8 +312,9 @@ def simulate_to_file(
         raise ValueError(f"number of showers must be positive, got {n}")
     lo, hi = shard_bounds(n, i, k)
 
+    prov = Provenance(SIM_SOURCE, int(cfg.seed), cfg.particle, lo, hi, f"{i}/{k}")
     attrs = {"generator": "calo.sim", "sim_config": to_dict(cfg), "shard": f"{i}/{k}",
-             "rows_of_total": [lo, hi, n]}
+             "rows_of_total": [lo, hi, n], **to_attrs([prov])}
     with H5Appender(path, CALO_SCHEMA, attrs=attrs) as out:
         bar = progress(total=hi - lo, desc="simulate", disable=None if progress_bar else True)
         for batch in simulate_batches(hi - lo, cfg, start=lo):
@@ -314,6 +326,34 @@ def simulate_to_file(
         return out.rows
 
 
+def file_provenance(path: str | Path) -> list[Provenance] | None:
+    """The provenance records of a CaloGAN file (None if it records none)."""
+    with H5Reader(path, CALO_SCHEMA) as reader:
+        return from_attrs(reader.attrs)
+
+
 def merge_files(inputs: list[str | Path], output: str | Path) -> int:
-    """Concatenate CaloGAN files (e.g. simulation shards) into ``output``; returns the rows."""
-    return concat_h5(list(inputs), output, CALO_SCHEMA, attrs={"merged_from": len(inputs)})
+    """Concatenate CaloGAN files (e.g. simulation shards) into ``output``; returns the rows.
+
+    The output's provenance lists every input's records in order (contiguous ranges of one
+    stream are joined); if any input records none, the output records none.
+    """
+    records: list[Provenance] | None = []
+    for path in inputs:
+        found = file_provenance(path)
+        if found is None or records is None:
+            records = None
+            continue
+        for p in found:
+            if records and records[-1].stream == p.stream and records[-1].stop == p.start:
+                last = records.pop()
+                p = Provenance(p.source, p.seed, p.setting, last.start, p.stop, "merged")
+            records.append(p)
+    # The first input's attributes are copied: clear its provenance before writing the merged one.
+    attrs: dict[str, object] = {"merged_from": len(inputs), "provenance": None,
+                                **dict.fromkeys(("provenance_source", "provenance_seed",
+                                                 "provenance_setting", "provenance_rows",
+                                                 "provenance_shard"))}
+    if records is not None:
+        attrs.update(to_attrs(records))
+    return concat_h5(list(inputs), output, CALO_SCHEMA, attrs=attrs)

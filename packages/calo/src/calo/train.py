@@ -22,14 +22,17 @@ from physml_core.checkpoint import checkpoint_path, latest, load_checkpoint, sav
 from physml_core.config import from_dict, to_dict
 from physml_core.device import resolve_device, seed_everything
 from physml_core.errors import CheckpointError, ConfigError
+from physml_core.hdf5 import H5Reader
 from physml_core.logging import RunLogger, default_run_dir, get_logger, progress
+from physml_core.provenance import Provenance, from_attrs, from_records, select_rows, to_records
 
-from .data import LAYER_KEYS, count_showers, iter_showers
+from .data import CALO_SCHEMA, LAYER_KEYS, count_showers, iter_showers
 from .models import MODEL_NAMES, CaloGAN, CaloGANConfig, CaloVAE, CaloVAEConfig, vae_loss
 from .preprocessing import ShowerPreprocessor, flatten_cells
 from .stream import ShowerStream, split_rows
 
-__all__ = ["PRESETS", "TrainConfig", "TrainResult", "apply_preset", "load_model", "train"]
+__all__ = ["PRESETS", "TrainConfig", "TrainResult", "apply_preset", "load_model", "train",
+           "training_provenance"]
 
 PACKAGE = "calo"
 log = get_logger("calo.train")
@@ -315,6 +318,24 @@ class _VaeTrainer:
                 "val_occupancy_real": float(torch.cat(occ_real).mean()) if occ_real else math.nan}
 
 
+def _used_provenance(data: Path, *ranges: tuple[int, int]) -> list[Provenance] | None:
+    """Stream rows (physml_core.provenance) of the file rows a run trains and validates on;
+    None when the file records no provenance."""
+    with H5Reader(data, CALO_SCHEMA) as reader:
+        records = from_attrs(reader.attrs)
+    if records is None:
+        log.warning("%s records no provenance: evaluations cannot check that a reference file "
+                    "is held out from this training data", data)
+        return None
+    return [p for lo, hi in ranges if hi > lo for p in select_rows(records, lo, hi)]
+
+
+def training_provenance(ckpt: Any) -> list[Provenance] | None:
+    """The rows a checkpoint was trained and validated on (None if it does not record them)."""
+    records = ckpt.extra.get("data_provenance")
+    return None if records is None else from_records(records)
+
+
 # --------------------------------------------------------------------------------------- train
 
 def train(config: TrainConfig, progress_bar: bool = True) -> TrainResult:
@@ -364,13 +385,15 @@ def train(config: TrainConfig, progress_bar: bool = True) -> TrainResult:
         step, start_epoch = resume.step, int(resume.extra.get("epoch", 0))
         log.info("resuming %s from %s (step %d, epoch %d)", model_name, resume.path, step,
                  start_epoch)
+    used_rows = _used_provenance(data, (tr_lo, tr_hi), (va_lo, min(va_hi, va_lo + 4096)))
     val_batches = [_to_torch(b, device) for b in
                    iter_showers(data, 1024, keys=["energy", *LAYER_KEYS], start=va_lo,
                                 stop=min(va_hi, va_lo + 4096))] if va_hi > va_lo else []
 
     def save(epoch_next: int) -> Path:
         extra = {"epoch": epoch_next, "energy_range_gev": list(energy_range),
-                 "rows": [tr_lo, tr_hi, va_lo, va_hi]}
+                 "rows": [tr_lo, tr_hi, va_lo, va_hi],
+                 "data_provenance": to_records(used_rows) if used_rows is not None else None}
         if prep is not None:
             extra["preprocessing"] = prep.state_dict()
         return save_checkpoint(checkpoint_path(run_dir, step), package=PACKAGE,
