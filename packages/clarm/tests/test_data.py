@@ -99,3 +99,64 @@ def test_checks():
         check_images(np.full((1, 15, 32, 32), np.nan))
     with pytest.raises(DataFormatError, match="32x32"):
         check_images(np.zeros((1, 15, 64, 64)), resolution=32)
+
+
+def _zenodo_tree(root, rng):
+    """A small tree in the public layout: images/ and labels/, three files, the last the
+    official test split (the reference code tests on the third file)."""
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    arrays = {}
+    for name, runs in (("train_part1.npy", 3), ("train_part2.npy", 2), ("test.npy", 2)):
+        images = rng.random((runs, 4, 15, 64, 64)).astype(np.float32)
+        labels = rng.random((runs, 10)).astype(np.float32)
+        np.save(root / "images" / name, images)
+        np.save(root / "labels" / name, labels)
+        arrays[name] = (images, labels)
+    return arrays
+
+
+def test_import_zenodo_keeps_the_official_split(tmp_path):
+    from clarm.data import downsample, import_zenodo
+    from clarm.train import held_out_runs, train_splits
+
+    arrays = _zenodo_tree(tmp_path / "zenodo", np.random.default_rng(0))
+    out = import_zenodo(tmp_path / "zenodo", tmp_path / "z.h5", resolution=32)
+    order = ["test.npy", "train_part1.npy", "train_part2.npy"]  # sorted names
+    with PhaseSpaceFile(out) as f:
+        assert f.runs == 7 and f.modules == 4 and f.resolution == 32
+        np.testing.assert_array_equal(f.run_index(), np.arange(7))  # global run numbers
+        assert f.attrs["test_file"] == "train_part2.npy"  # the last in sorted order
+        np.testing.assert_array_equal(f.split(), [0, 0, 0, 0, 0, 1, 1])
+        np.testing.assert_allclose(f.images([0]), downsample(arrays[order[0]][0][:1], 32),
+                                   rtol=1e-6)
+        np.testing.assert_allclose(f.settings()[2:5], arrays["train_part1.npy"][1])
+        assert f.attrs["projection_names"][11] == "z-pz"
+        train, val = train_splits(f, 0.25, seed=0)
+        assert set(train) | set(val) == {0, 1, 2, 3, 4} and not set(train) & set(val)
+
+        class _Fake:  # a CVAE trained on this file
+            dataset_id = f.attrs["dataset_id"]
+            train_runs, val_runs = train, val
+
+        np.testing.assert_array_equal(held_out_runs(_Fake, f), [5, 6])
+    chosen = import_zenodo(tmp_path / "zenodo", tmp_path / "z2.h5", test_file="test.npy")
+    with PhaseSpaceFile(chosen) as f:
+        np.testing.assert_array_equal(f.split(), [1, 1, 0, 0, 0, 0, 0])
+
+
+def test_import_zenodo_cli_and_errors(tmp_path):
+    from click.testing import CliRunner
+
+    from clarm.cli import cli
+
+    _zenodo_tree(tmp_path / "zenodo", np.random.default_rng(1))
+    runner = CliRunner()
+    res = runner.invoke(cli, ["import-zenodo", str(tmp_path / "zenodo"), "--resolution", "32",
+                              "-o", str(tmp_path / "z.h5")])
+    assert res.exit_code == 0, res.output
+    assert "7 runs (2 official test)" in res.output
+    (tmp_path / "bad").mkdir()
+    res = runner.invoke(cli, ["import-zenodo", str(tmp_path / "bad"), "-o",
+                              str(tmp_path / "b.h5")])
+    assert res.exit_code == 2 and "images/ and labels/" in res.output

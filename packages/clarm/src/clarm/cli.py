@@ -88,6 +88,26 @@ def convert(images: Path, labels: Path | None, resolution: int | None, output: P
     click.echo(str(output))
 
 
+@cli.command("import-zenodo")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--resolution", type=int, default=None,
+              help="Block-sum the 256 x 256 images down to this size (e.g. 64).")
+@click.option("--test-file", default=None,
+              help="Name of the images/ file that is the official test split (default: the "
+                   "last in sorted order, as in the reference code).")
+@output_option()
+def import_zenodo_cmd(folder: Path, resolution: int | None, test_file: str | None,
+                      output: Path) -> None:
+    """Convert the public CLARM data (FOLDER with images/ and labels/) into one HDF5 file."""
+    from .data import PhaseSpaceFile, import_zenodo
+
+    import_zenodo(folder, output, resolution=resolution, test_file=test_file)
+    with PhaseSpaceFile(output) as f:
+        split = f.split()
+        n_test = int((split == 1).sum()) if split is not None else 0
+        click.echo(f"{output}: {f.runs} runs ({n_test} official test)")
+
+
 @cli.group()
 def train() -> None:
     """Train the CVAE or the latent LSTM."""
@@ -114,12 +134,15 @@ def train() -> None:
 @click.option("--val-fraction", type=float, default=0.15, show_default=True)
 @click.option("--max-train-runs", type=click.IntRange(0), default=0,
               help="Use at most this many training runs (0: all).")
+@click.option("--block-runs", type=click.IntRange(1), default=16, show_default=True,
+              help="Runs read from the file at a time (training streams; memory ~ this).")
 @seed_option()
 @device_option()
 def train_cvae_cmd(data: Path, run_dir: Path | None, epochs: int, batch_size: int, lr: float,
                    lr_min: float, schedule: str, beta: float, latent_dim: int, cond_decoder: bool,
                    condition_on_settings: bool, prior: str, base_filters: int,
-                   val_fraction: float, max_train_runs: int, seed: int, device: str) -> None:
+                   val_fraction: float, max_train_runs: int, block_runs: int, seed: int,
+                   device: str) -> None:
     """Train the conditional VAE on a phase-space file."""
     from .train import CVAETrainConfig, train_cvae
 
@@ -128,7 +151,8 @@ def train_cvae_cmd(data: Path, run_dir: Path | None, epochs: int, batch_size: in
                           beta=beta, latent_dim=latent_dim,
                           cond_decoder=cond_decoder, condition_on_settings=condition_on_settings,
                           prior=prior, base_filters=base_filters, val_fraction=val_fraction,
-                          max_train_runs=max_train_runs, seed=seed, device=device)
+                          max_train_runs=max_train_runs, block_runs=block_runs, seed=seed,
+                          device=device)
     click.echo(str(train_cvae(cfg)))
 
 

@@ -39,6 +39,7 @@ __all__ = [
     "check_resolution",
     "convert_npy",
     "downsample",
+    "import_zenodo",
 ]
 
 NUM_PROJECTIONS = 15
@@ -60,6 +61,8 @@ PHASE_SPACE_SCHEMA = Schema(
         DatasetSpec("outside_fraction", (None, None), "float32", unit="1", optional=True,
                     description="fraction of surviving macroparticles outside the image "
                                 "window at each module exit"),
+        DatasetSpec("split", (None,), "int8", unit="0 train/validation, 1 official test",
+                    optional=True, description="official split of imported public data"),
         DatasetSpec("run_index", (None,), "int64", description="global run number"),
     ),
     required_attrs=("modules", "resolution", "projection_names"),
@@ -155,6 +158,10 @@ class PhaseSpaceFile:
     def run_index(self) -> np.ndarray:
         return self._reader.read("run_index")
 
+    def split(self) -> np.ndarray | None:
+        """Official split per run (0 train/validation, 1 test) of imported data, else None."""
+        return self._reader.read("split") if "split" in self._reader else None
+
     def close(self) -> None:
         self._reader.close()
 
@@ -234,3 +241,104 @@ def convert_npy(
                 batch["energy_MeV"] = np.repeat(energy[None], hi - lo, axis=0)
             out.append(batch)
     return Path(output)
+
+
+#: Channel names of the public CLARM data (lanl/clarm, ``allprojnames``), in channel order.
+ZENODO_PROJECTION_NAMES: tuple[str, ...] = (
+    "x-px", "x-y", "x-py", "x-z", "x-pz", "y-px", "y-py", "y-z", "y-pz", "z-px", "z-py",
+    "z-pz", "px-py", "px-pz", "pz-py")
+
+
+def _npy_files(folder: Path) -> list[Path]:
+    files = sorted(p for p in folder.iterdir() if p.suffix == ".npy" and p.is_file())
+    if not files:
+        raise DataFormatError(f"{folder}: no .npy files")
+    return files
+
+
+def import_zenodo(
+    folder: str | Path,
+    output: str | Path,
+    resolution: int | None = None,
+    test_file: str | None = None,
+    batch_runs: int = 2,
+) -> Path:
+    """Convert the public CLARM data (Zenodo 10.5281/zenodo.10819001) into one HDF5 file.
+
+    ``folder`` holds ``images/`` and ``labels/``, each with the same number of ``.npy`` files
+    (images (runs, 48, 15, 256, 256), labels (runs, ...)); files are paired in sorted-name
+    order.  The reference code (lanl/clarm) trains on the first two files and tests on the
+    third, so the last file (or ``test_file``, a name in ``images/``) is the official test
+    split: its runs get ``split`` = 1.  Run numbers are global (0 .. total - 1 in file order),
+    so nothing needs merging.  Every file is memory-mapped and copied ``batch_runs`` runs at
+    a time (optionally block-summed to ``resolution``): the full 283 GB set never sits in RAM.
+    """
+    import hashlib
+
+    folder = Path(folder)
+    if not (folder / "images").is_dir() or not (folder / "labels").is_dir():
+        raise DataFormatError(f"{folder}: expected the Zenodo layout with images/ and labels/")
+    image_files, label_files = _npy_files(folder / "images"), _npy_files(folder / "labels")
+    if len(image_files) != len(label_files):
+        raise DataFormatError(f"{folder}: {len(image_files)} image files but "
+                              f"{len(label_files)} label files")
+    names = [p.name for p in image_files]
+    test_name = names[-1] if test_file is None else test_file
+    if test_name not in names:
+        raise DataFormatError(f"{folder}/images: no file {test_name!r} (have {names})")
+    arrays, labels = [], []
+    for img_path, lab_path in zip(image_files, label_files, strict=True):
+        try:
+            arr = np.load(img_path, mmap_mode="r")
+            lab = np.load(lab_path, mmap_mode="r")
+        except (OSError, ValueError) as exc:
+            raise DataFormatError(f"{img_path}: not a readable .npy array ({exc})") from None
+        if arr.ndim != 5 or arr.shape[2] != NUM_PROJECTIONS or arr.shape[3] != arr.shape[4]:
+            raise DataFormatError(f"{img_path}: expected (runs, modules, 15, H, H), got "
+                                  f"{arr.shape}")
+        lab = lab.reshape(lab.shape[0], -1)
+        if lab.shape[0] != arr.shape[0]:
+            raise DataFormatError(f"{lab_path}: {lab.shape[0]} label rows for {arr.shape[0]} "
+                                  "runs")
+        arrays.append(arr)
+        labels.append(lab)
+    shapes = {a.shape[1:] for a in arrays}
+    widths = {lab.shape[1] for lab in labels}
+    if len(shapes) > 1 or len(widths) > 1:
+        raise DataFormatError(f"{folder}: files differ in shape {sorted(shapes)} or label "
+                              f"width {sorted(widths)}")
+    modules, _, h, _ = arrays[0].shape[1:]
+    resolution = check_resolution(resolution if resolution is not None else h)
+    ident = hashlib.sha256(json_dumps([(n, a.shape) for n, a in zip(names, arrays,
+                                                                     strict=True)]).encode())
+    meta = {
+        "source": f"CLARM public data (Zenodo 10.5281/zenodo.10819001) from {folder}",
+        "modules": int(modules),
+        "resolution": resolution,
+        "projection_names": list(ZENODO_PROJECTION_NAMES),
+        "image_axes": "as stored in the public .npy files (runs, modules, 15, H, W)",
+        "files": names,
+        "test_file": test_name,
+        "dataset_id": "zenodo:" + ident.hexdigest()[:16],
+    }
+    offset = 0
+    with H5Appender(output, PHASE_SPACE_SCHEMA, attrs=meta, chunk_rows=1) as out:
+        for name, arr, lab in zip(names, arrays, labels, strict=True):
+            runs = arr.shape[0]
+            is_test = np.int8(name == test_name)
+            for lo in range(0, runs, batch_runs):
+                hi = min(runs, lo + batch_runs)
+                block = downsample(np.asarray(arr[lo:hi], dtype=np.float32), resolution)
+                check_images(block, what=f"{name} runs {lo}..{hi - 1}")
+                out.append({"images": block,
+                            "settings": np.asarray(lab[lo:hi], dtype=np.float32),
+                            "split": np.full(hi - lo, is_test, np.int8),
+                            "run_index": np.arange(offset + lo, offset + hi, dtype=np.int64)})
+            offset += runs
+    return Path(output)
+
+
+def json_dumps(obj: Any) -> str:
+    import json
+
+    return json.dumps(obj, sort_keys=True, default=str)

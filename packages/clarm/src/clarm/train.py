@@ -68,12 +68,15 @@ class CVAETrainConfig:
     base_filters: int = 32
     val_fraction: float = 0.15
     max_train_runs: int = 0
+    block_runs: int = 16
     seed: int = 0
     device: str = "auto"
 
     def validate(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
             raise ValueError("epochs and batch_size must be >= 1 and lr > 0")
+        if self.block_runs < 1:
+            raise ValueError(f"block_runs must be >= 1, got {self.block_runs}")
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
         if self.beta < 0:
@@ -184,11 +187,23 @@ class LoadedCVAE:
         return torch.as_tensor((settings - self.settings_mean) / self.settings_std).float()
 
 
-def _load_images(f: PhaseSpaceFile, runs: np.ndarray, norm: Normalizer) -> torch.Tensor:
-    out = np.empty((len(runs), f.modules, 15, f.resolution, f.resolution), np.float32)
-    for lo in range(0, len(runs), 8):
-        out[lo:lo + 8] = norm(f.images(runs[lo:lo + 8]))
-    return torch.from_numpy(out)
+def iter_blocks(f: PhaseSpaceFile, runs: np.ndarray, norm: Normalizer,
+                block_runs: int) -> Any:
+    """Yield (run positions, normalised images (b, M, 15, H, W) tensor) for consecutive
+    blocks of ``runs`` read from the file (only one block is in memory at a time)."""
+    for lo in range(0, len(runs), block_runs):
+        pos = np.arange(lo, min(len(runs), lo + block_runs))
+        yield pos, torch.from_numpy(np.ascontiguousarray(norm(f.images(runs[pos]))))
+
+
+def train_splits(f: PhaseSpaceFile, val_fraction: float, seed: int) -> tuple[np.ndarray,
+                                                                             np.ndarray]:
+    """(train, validation) runs of ``f``: a random split of the runs outside the official
+    test split (imported public data keeps its test runs out of training entirely)."""
+    split = f.split()
+    pool = np.arange(f.runs) if split is None else np.flatnonzero(split == 0)
+    tr, va = split_runs(len(pool), val_fraction, seed)
+    return pool[tr], pool[va]
 
 
 def _resume(run_dir: Path, package_model: str, config_obj: Any) -> Any:
@@ -206,8 +221,9 @@ def train_cvae(config: CVAETrainConfig) -> Path:
     seed_everything(config.seed)
     device = resolve_device(config.device)
     run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(PACKAGE, "cvae")
-    with PhaseSpaceFile(config.data) as f:
-        train_runs, val_runs = split_runs(f.runs, config.val_fraction, config.seed)
+    f = PhaseSpaceFile(config.data)
+    try:
+        train_runs, val_runs = train_splits(f, config.val_fraction, config.seed)
         if config.max_train_runs:
             train_runs = train_runs[:config.max_train_runs]
         norm = Normalizer.fit(f, train_runs)
@@ -215,77 +231,90 @@ def train_cvae(config: CVAETrainConfig) -> Path:
         smean = sstd = None
         if config.condition_on_settings:
             smean, sstd = _settings_stats(settings, train_runs)
-        x_train = _load_images(f, train_runs, norm)
-        x_val = _load_images(f, val_runs, norm)
         modules, resolution = f.modules, f.resolution
         data_id = str(f.attrs.get("dataset_id", ""))
-    s_all = None
-    if smean is not None:
-        s_all = torch.as_tensor((settings - smean) / sstd).float()
-    model_cfg = CVAEConfig(resolution=resolution, modules=modules, latent_dim=config.latent_dim,
-                           settings_dim=0 if s_all is None else s_all.shape[1],
-                           cond_decoder=config.cond_decoder, prior=config.prior,
-                           base_filters=config.base_filters)
-    model = CVAE(model_cfg).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
-    start_epoch = 0
-    ckpt = _resume(run_dir, "cvae", config)
-    if ckpt is not None:
-        ckpt.restore(model=model, optimizer=opt)
-        start_epoch = ckpt.step
-    pairs = np.array([(r, m) for r in range(len(train_runs)) for m in range(modules)])
-    gen = np.random.default_rng(config.seed + start_epoch)
-    extra_base = {"normalizer_scale": norm.scale, "train_runs": train_runs, "val_runs": val_runs,
-                  "dataset_id": data_id, "model_config": asdict(model_cfg)}
-    if smean is not None:
-        extra_base.update(settings_mean=smean, settings_std=sstd)
-    if ckpt is not None and start_epoch >= config.epochs and "latents_min" not in ckpt.extra:
-        # an interrupted run finished by resuming with --epochs <= done: add the latent box
-        extra = dict(extra_base)
-        extra["latents_min"], extra["latents_max"] = _latent_box(model, x_train, train_runs,
-                                                                 s_all, device)
-        save_checkpoint(checkpoint_path(run_dir, start_epoch), package=PACKAGE,
-                        model_name="cvae", model=model, optimizer=opt, step=start_epoch,
-                        config=config, extra=extra)
-    with RunLogger(run_dir, config=config) as logger:
-        for epoch in range(start_epoch, config.epochs):
-            model.train()
-            order = pairs[gen.permutation(len(pairs))]
-            t0, tot, tot_rec, tot_kl, seen = time.perf_counter(), 0.0, 0.0, 0.0, 0
-            lr = scheduled_lr(config, epoch / config.epochs)
-            bar = progress(range(0, len(order), config.batch_size), desc=f"cvae {epoch + 1}")
-            for lo in bar:
-                idx = order[lo:lo + config.batch_size]
-                if len(idx) < 2:
-                    continue
-                lr = scheduled_lr(config, (epoch + lo / len(order)) / config.epochs)
-                for group in opt.param_groups:
-                    group["lr"] = lr
-                x = x_train[idx[:, 0], idx[:, 1]].to(device)
-                mod = torch.as_tensor(idx[:, 1], device=device)
-                s = None if s_all is None else s_all[train_runs[idx[:, 0]]].to(device)
-                out = model(x, mod, s)
-                loss, rec, kl = cvae_loss(out, x, config.beta)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                n = len(idx)
-                tot, tot_rec, tot_kl, seen = tot + loss.item() * n, tot_rec + rec.item() * n, \
-                    tot_kl + kl.item() * n, seen + n
-            rate = seen / max(time.perf_counter() - t0, 1e-9)
-            val = _val_cvae(model, x_val, val_runs, s_all, config.beta, device)
-            scalars = {"loss": tot / max(seen, 1), "recon": tot_rec / max(seen, 1),
-                       "kl": tot_kl / max(seen, 1), "images_per_s": rate, "lr": lr, **val}
-            logger.log_scalars(epoch + 1, scalars)
-            log.info("epoch %d: %s", epoch + 1,
-                     ", ".join(f"{k}={v:.4g}" for k, v in scalars.items()))
+        s_all = None
+        if smean is not None:
+            s_all = torch.as_tensor((settings - smean) / sstd).float()
+        model_cfg = CVAEConfig(resolution=resolution, modules=modules,
+                               latent_dim=config.latent_dim,
+                               settings_dim=0 if s_all is None else s_all.shape[1],
+                               cond_decoder=config.cond_decoder, prior=config.prior,
+                               base_filters=config.base_filters)
+        model = CVAE(model_cfg).to(device)
+        opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+        start_epoch = 0
+        ckpt = _resume(run_dir, "cvae", config)
+        if ckpt is not None:
+            ckpt.restore(model=model, optimizer=opt)
+            start_epoch = ckpt.step
+        extra_base = {"normalizer_scale": norm.scale, "train_runs": train_runs,
+                      "val_runs": val_runs, "dataset_id": data_id,
+                      "model_config": asdict(model_cfg)}
+        if smean is not None:
+            extra_base.update(settings_mean=smean, settings_std=sstd)
+        if ckpt is not None and start_epoch >= config.epochs and "latents_min" not in ckpt.extra:
+            # an interrupted run finished by resuming with --epochs <= done: add the latent box
             extra = dict(extra_base)
-            if epoch + 1 == config.epochs:  # the min/max latent box of the reference sampler
-                extra["latents_min"], extra["latents_max"] = _latent_box(
-                    model, x_train, train_runs, s_all, device)
-            save_checkpoint(checkpoint_path(run_dir, epoch + 1), package=PACKAGE,
-                            model_name="cvae", model=model, optimizer=opt, step=epoch + 1,
+            extra["latents_min"], extra["latents_max"] = _latent_box(
+                model, f, train_runs, norm, s_all, device, config.block_runs)
+            save_checkpoint(checkpoint_path(run_dir, start_epoch), package=PACKAGE,
+                            model_name="cvae", model=model, optimizer=opt, step=start_epoch,
                             config=config, extra=extra)
+        steps_per_epoch = -(-len(train_runs) * modules // config.batch_size)
+        with RunLogger(run_dir, config=config) as logger:
+            for epoch in range(start_epoch, config.epochs):
+                model.train()
+                gen = np.random.default_rng([config.seed, epoch])
+                order = train_runs[gen.permutation(len(train_runs))]
+                t0, tot, tot_rec, tot_kl, seen, step = time.perf_counter(), 0.0, 0.0, 0.0, 0, 0
+                lr = scheduled_lr(config, epoch / config.epochs)
+                bar = progress(total=steps_per_epoch, desc=f"cvae {epoch + 1}")
+                # stream blocks of runs; shuffle the (run, module) pairs inside each block
+                for pos, block in iter_blocks(f, order, norm, config.block_runs):
+                    pairs = np.array([(i, m) for i in range(len(pos)) for m in range(modules)])
+                    pairs = pairs[gen.permutation(len(pairs))]
+                    for lo in range(0, len(pairs), config.batch_size):
+                        idx = pairs[lo:lo + config.batch_size]
+                        if len(idx) < 2:
+                            continue
+                        frac = (epoch + min(step / steps_per_epoch, 1.0)) / config.epochs
+                        lr = scheduled_lr(config, frac)
+                        for group in opt.param_groups:
+                            group["lr"] = lr
+                        x = block[idx[:, 0], idx[:, 1]].to(device)
+                        mod = torch.as_tensor(idx[:, 1], device=device)
+                        s = None if s_all is None else s_all[order[pos[idx[:, 0]]]].to(device)
+                        out = model(x, mod, s)
+                        loss, rec, kl = cvae_loss(out, x, config.beta)
+                        opt.zero_grad(set_to_none=True)
+                        loss.backward()
+                        opt.step()
+                        n = len(idx)
+                        tot, tot_rec, tot_kl, seen = (tot + loss.item() * n,
+                                                      tot_rec + rec.item() * n,
+                                                      tot_kl + kl.item() * n, seen + n)
+                        step += 1
+                        bar.update(1)
+                    del block
+                bar.close()
+                rate = seen / max(time.perf_counter() - t0, 1e-9)
+                val = _val_cvae(model, f, val_runs, norm, s_all, config.beta, device,
+                                config.block_runs)
+                scalars = {"loss": tot / max(seen, 1), "recon": tot_rec / max(seen, 1),
+                           "kl": tot_kl / max(seen, 1), "images_per_s": rate, "lr": lr, **val}
+                logger.log_scalars(epoch + 1, scalars)
+                log.info("epoch %d: %s", epoch + 1,
+                         ", ".join(f"{k}={v:.4g}" for k, v in scalars.items()))
+                extra = dict(extra_base)
+                if epoch + 1 == config.epochs:  # the min/max latent box of the reference sampler
+                    extra["latents_min"], extra["latents_max"] = _latent_box(
+                        model, f, train_runs, norm, s_all, device, config.block_runs)
+                save_checkpoint(checkpoint_path(run_dir, epoch + 1), package=PACKAGE,
+                                model_name="cvae", model=model, optimizer=opt, step=epoch + 1,
+                                config=config, extra=extra)
+    finally:
+        f.close()
     return run_dir
 
 
@@ -307,31 +336,39 @@ def _encode(model: CVAE, x: torch.Tensor, runs: np.ndarray, s_all: torch.Tensor 
     return torch.cat(out).view(r, m, -1)
 
 
-def _latent_box(model: CVAE, x: torch.Tensor, runs: np.ndarray, s_all: torch.Tensor | None,
-                device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-    z = _encode(model, x, runs, s_all, device)
-    return z.amin(dim=0).numpy(), z.amax(dim=0).numpy()
+def _latent_box(model: CVAE, f: PhaseSpaceFile, runs: np.ndarray, norm: Normalizer,
+                s_all: torch.Tensor | None, device: torch.device,
+                block_runs: int) -> tuple[np.ndarray, np.ndarray]:
+    lo_box = hi_box = None
+    for pos, block in iter_blocks(f, runs, norm, block_runs):
+        z = _encode(model, block, runs[pos], s_all, device)
+        zmin, zmax = z.amin(dim=0), z.amax(dim=0)
+        lo_box = zmin if lo_box is None else torch.minimum(lo_box, zmin)
+        hi_box = zmax if hi_box is None else torch.maximum(hi_box, zmax)
+    return lo_box.numpy(), hi_box.numpy()
 
 
 @torch.no_grad()
-def _val_cvae(model: CVAE, x_val: torch.Tensor, val_runs: np.ndarray,
-              s_all: torch.Tensor | None, beta: float, device: torch.device) -> dict[str, float]:
+def _val_cvae(model: CVAE, f: PhaseSpaceFile, val_runs: np.ndarray, norm: Normalizer,
+              s_all: torch.Tensor | None, beta: float, device: torch.device,
+              block_runs: int) -> dict[str, float]:
     model.eval()
-    r, m = x_val.shape[:2]
-    flat = x_val.reshape(r * m, *x_val.shape[2:])
-    mods = torch.arange(m).repeat(r)
-    run_of = np.repeat(np.arange(r), m)
     tot, mse, ssim, n = 0.0, 0.0, 0.0, 0
-    for lo in range(0, r * m, 64):
-        x = flat[lo:lo + 64].to(device)
-        s = None if s_all is None else s_all[val_runs[run_of[lo:lo + 64]]].to(device)
-        out = model(x, mods[lo:lo + 64].to(device), s)
-        loss, _, _ = cvae_loss(out, x, beta)
-        rec = torch.sigmoid(out["logits"])
-        tot += loss.item() * len(x)
-        mse += F.mse_loss(rec, x, reduction="sum").item() / x[0].numel()
-        ssim += float(ssim_per_channel(rec.cpu(), x.cpu()).mean(dim=1).sum())
-        n += len(x)
+    for pos, block in iter_blocks(f, val_runs, norm, block_runs):
+        r, m = block.shape[:2]
+        flat = block.reshape(r * m, *block.shape[2:])
+        mods = torch.arange(m).repeat(r)
+        run_of = val_runs[pos][np.repeat(np.arange(r), m)]
+        for lo in range(0, r * m, 64):
+            x = flat[lo:lo + 64].to(device)
+            s = None if s_all is None else s_all[run_of[lo:lo + 64]].to(device)
+            out = model(x, mods[lo:lo + 64].to(device), s)
+            loss, _, _ = cvae_loss(out, x, beta)
+            rec = torch.sigmoid(out["logits"])
+            tot += loss.item() * len(x)
+            mse += F.mse_loss(rec, x, reduction="sum").item() / x[0].numel()
+            ssim += float(ssim_per_channel(rec.cpu(), x.cpu()).mean(dim=1).sum())
+            n += len(x)
     return {"val_loss": tot / n, "val_mse": mse / n, "val_ssim": ssim / n}
 
 
@@ -385,9 +422,12 @@ def check_compatible(cvae: LoadedCVAE, f: PhaseSpaceFile) -> None:
 
 
 def held_out_runs(cvae: LoadedCVAE, f: PhaseSpaceFile) -> np.ndarray:
-    """Runs of ``f`` never used in training: the held-out split if ``f`` is the training file,
-    all runs of another simulation."""
+    """Runs of ``f`` never used in training: the official test split of imported public data,
+    else the held-out split if ``f`` is the training file, all runs of another simulation."""
     same = cvae.dataset_id and str(f.attrs.get("dataset_id", "")) == cvae.dataset_id
+    split = f.split()
+    if same and split is not None and (split == 1).any():
+        return np.flatnonzero(split == 1)  # the official test split of imported public data
     if same and f.runs == len(cvae.train_runs) + len(cvae.val_runs):
         return np.asarray(cvae.val_runs, dtype=np.int64)
     if same:
