@@ -1,8 +1,10 @@
 """Benchmark figures: env step time per fidelity, BLonD turns/s, env overhead, vector scaling.
 
 The baseline is plain BLonD tracking of the same beam in the same process: the Ring, RFStation,
-Beam, Profile, induced voltage and tracker objects built once and ``track()`` called turn after
-turn.  ``overhead = (env step time) / (plain BLonD time for the same turns) - 1``.
+Beam, Profile, induced voltage and tracker objects built once (outside the timing) and
+``track()`` called turn after turn, induced voltage every ``induced_voltage_every`` turns as in
+the env.  ``overhead = (env step time) / (plain BLonD time for the same turns) - 1``, medians of
+interleaved measurements, so both see the same machine load.
 """
 
 from __future__ import annotations
@@ -40,27 +42,51 @@ def _plain_blond_seconds(env: Any, n_turns: int) -> float:
 
 
 def _step_time(fidelity: str, n_steps: int, intensity: float) -> dict[str, float]:
+    """Median env step time against plain BLonD, interleaved (same load for both).
+
+    One full warm-up episode runs first: it builds the BLonD objects of every stretch and the
+    buckets met by Phi_2 = pi, which is the state of the caches after the first episode of a
+    training run (every episode passes the same stretches).  Then ``n_steps`` steps with
+    Phi_2 = pi (bucket tables from the cache) and ``n_steps`` with random Phi_2 (new bucket
+    tables every step) are timed, each next to a plain BLonD tracking of the same turns.
+    """
     from .envs.cycle import PSBPhaseCycleEnv
 
-    env = PSBPhaseCycleEnv(fidelity=fidelity, intensity=intensity)
+    env = PSBPhaseCycleEnv(fidelity=fidelity, intensity=intensity, randomize=False)
+    rng = np.random.default_rng(0)
+    cold: list[float] = []
     env.reset(seed=0)
-    env.step(np.zeros(1, np.float32))  # warm-up
-    times, plain = [], []
-    for _ in range(n_steps):
-        plain.append(_plain_blond_seconds(env, env.fidelity.turns_per_step))
+    done = False
+    while not done:  # warm-up episode (cold caches: timed for the record)
         start = time.perf_counter()
         _, _, terminated, truncated, _ = env.step(np.zeros(1, np.float32))
-        times.append(time.perf_counter() - start)
-        if terminated or truncated:
-            break
-    step_s = float(np.median(times))
-    plain_s = float(np.median(plain))
+        cold.append(time.perf_counter() - start)
+        done = terminated or truncated
+    out: dict[str, float] = {}
+    for policy in ("zero", "random"):
+        env.reset(seed=1)
+        times, plain = [], []
+        for _ in range(n_steps):
+            plain.append(_plain_blond_seconds(env, env.fidelity.turns_per_step))
+            action = (np.zeros(1, np.float32) if policy == "zero"
+                      else rng.uniform(-0.3, 0.3, size=1).astype(np.float32))
+            start = time.perf_counter()
+            _, _, terminated, truncated, _ = env.step(action)
+            times.append(time.perf_counter() - start)
+            if terminated or truncated:
+                break
+        step_s, plain_s = float(np.median(times)), float(np.median(plain))
+        suffix = "" if policy == "zero" else "_random_phase"
+        out[f"step_ms{suffix}"] = 1e3 * step_s
+        out[f"plain_blond_ms{suffix}"] = 1e3 * plain_s
+        out[f"env_overhead{suffix}"] = step_s / plain_s - 1.0
     fid = env.fidelity
-    return {"step_ms": 1e3 * step_s, "plain_blond_ms": 1e3 * plain_s,
-            "env_overhead": step_s / plain_s - 1.0,
-            "blond_turns_per_s": fid.turns_per_step / plain_s,
-            "n_macroparticles": fid.n_macroparticles, "turns_per_step": fid.turns_per_step,
-            "n_slices": fid.n_slices}
+    out.update({"step_ms_first_episode": 1e3 * float(np.median(cold)),
+                "blond_turns_per_s": fid.turns_per_step / (out["plain_blond_ms"] / 1e3),
+                "n_macroparticles": fid.n_macroparticles, "turns_per_step": fid.turns_per_step,
+                "real_turns_per_step": env.programs.number_of_turns(env.ring) / env.n_steps,
+                "n_slices": fid.n_slices})
+    return out
 
 
 def _vector_scaling(n_envs_list: tuple[int, ...], n_steps: int) -> dict[str, float]:

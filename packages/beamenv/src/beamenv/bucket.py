@@ -22,12 +22,18 @@ cycle into a few tracked stretches.
 from __future__ import annotations
 
 import dataclasses
+from collections import OrderedDict
 
 import numpy as np
 
 from .machine import PROTON_MASS_EV, PSBRing
 
-__all__ = ["Bucket", "RFState", "bunching_factor", "line_density", "transfer_beam"]
+__all__ = ["BUCKET_CACHE_SIZE", "Bucket", "RFState", "bunching_factor", "cached_bucket",
+           "line_density", "transfer_beam"]
+
+#: Buckets (with their area tables) kept per process, keyed by the machine state.
+BUCKET_CACHE_SIZE = 256
+_BUCKETS: OrderedDict[RFState, Bucket] = OrderedDict()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,10 +104,10 @@ class Bucket:
         eta = state.eta
         self.a = abs(eta) * t_rev / (2.0 * state.beta**2 * state.energy_eV)
         t = np.linspace(-0.5 * t_rev, 1.5 * t_rev, n_points)
-        force = state.kick_eV(t)
         dt_step = t[1] - t[0]
-        w_int = np.concatenate([[0.0], np.cumsum(0.5 * (force[1:] + force[:-1]) * dt_step)])
-        u = -np.sign(eta) * w_int
+        self._sign = -float(np.sign(eta))
+        self._t0 = float(t[0])
+        u = self._u_exact(t)  # the integral of the kick, in closed form
         self.t = t
         self.dt_step = dt_step
         self.u = u
@@ -120,7 +126,8 @@ class Bucket:
             self.left = self.right = self.i_min
             self.levels = np.array([self.h_sep, self.h_sep + 1e-30])
             self.area = np.zeros(2)
-            self._cum = np.zeros((2, 1))
+            self._cum = np.zeros((2, 1), dtype=np.int32)
+            self.single = False
             return
         _, i_min, h_sep = best
         self.i_min = int(i_min)
@@ -136,7 +143,17 @@ class Bucket:
         diff = self.levels[:, None] - uw[None, :]
         inside = diff > 0
         self.area = 2.0 * np.sum(np.sqrt(np.where(inside, diff, 0.0) / self.a), axis=1) * dt_step
-        self._cum = np.cumsum(inside, axis=1).astype(float)  # measure of {U < H} left of t
+        # measure of {U < H} left of t (grid cells; int32 keeps cached buckets small)
+        self._cum = np.cumsum(inside, axis=1, dtype=np.int32)
+        # single well: {U < H} is one interval [lo(H), hi(H)] at every level (the fast map)
+        count = self._cum[:, -1]
+        first = np.argmax(inside, axis=1)
+        last = inside.shape[1] - 1 - np.argmax(inside[:, ::-1], axis=1)
+        self.single = bool(np.all((count == 0) | (count == last - first + 1)))
+        tw = t[self.left: self.right + 1]
+        centre = float(t[self.i_min])
+        self._lo = np.where(count > 0, tw[first] - 0.5 * dt_step, centre)
+        self._hi = np.where(count > 0, tw[last] + 0.5 * dt_step, centre)
 
     @property
     def t_left_s(self) -> float:
@@ -158,17 +175,35 @@ class Bucket:
     def centre_s(self) -> float:
         return float(self.t[self.i_min])
 
+    def _u_exact(self, dt_s: np.ndarray) -> np.ndarray:
+        """U(t) = -sign(eta) (W(t) - W(t0)), W the antiderivative of the kick (closed form)."""
+        st = self.state
+        w = 2.0 * np.pi / st.t_rev_s
+
+        def antiderivative(x: np.ndarray) -> np.ndarray:
+            return (-st.v1_V / w * np.cos(w * x + st.phi1_rad)
+                    - st.v2_V / (2.0 * w) * np.cos(2.0 * w * x + st.phi2_rad)
+                    - st.energy_gain_eV * x)
+
+        return self._sign * (antiderivative(np.asarray(dt_s, dtype=float))
+                             - antiderivative(np.array(self._t0)))
+
     def potential(self, dt_s: np.ndarray) -> np.ndarray:
-        return np.interp(dt_s, self.t, self.u)
+        """Potential well U (eV s per turn units, as ``u``) at times ``dt_s`` (closed form:
+        faster than interpolating the table for unsorted particles, and exact)."""
+        return self._u_exact(dt_s)
 
     def hamiltonian(self, dt_s: np.ndarray, de_eV: np.ndarray) -> np.ndarray:
         return self.a * np.asarray(de_eV) ** 2 + self.potential(dt_s)
 
-    def inside(self, dt_s: np.ndarray, de_eV: np.ndarray) -> np.ndarray:
-        """Boolean mask of particles inside the separatrix."""
+    def inside(self, dt_s: np.ndarray, de_eV: np.ndarray, h: np.ndarray | None = None
+               ) -> np.ndarray:
+        """Boolean mask of particles inside the separatrix (``h``: their Hamiltonian values,
+        if already computed)."""
         dt_s = np.asarray(dt_s)
-        return ((dt_s > self.t_left_s) & (dt_s < self.t_right_s)
-                & (self.hamiltonian(dt_s, de_eV) < self.h_sep))
+        if h is None:
+            h = self.hamiltonian(dt_s, de_eV)
+        return (dt_s > self.t_left_s) & (dt_s < self.t_right_s) & (h < self.h_sep)
 
     def separatrix(self, n: int = 400) -> tuple[np.ndarray, np.ndarray]:
         """(dt_s, dE_eV) of the upper separatrix branch, shape (n,) each."""
@@ -198,26 +233,51 @@ class Bucket:
         """
         if np.size(dt_s) == 0:
             return 0.0
-        areas = self.area_of(self.hamiltonian(dt_s, de_eV))
-        outside = ~self.inside(dt_s, de_eV)
-        areas = np.where(outside, self.bucket_area_eVs, areas)
-        return float(np.quantile(areas, fraction))
+        h = self.hamiltonian(dt_s, de_eV)
+        return self.emittance_from_h(h, self.inside(dt_s, de_eV, h), fraction)
+
+    def emittance_from_h(self, h: np.ndarray, inside: np.ndarray, fraction: float = 0.9
+                         ) -> float:
+        """:meth:`emittance_eVs` from Hamiltonian values ``h`` and the ``inside`` mask."""
+        if np.size(h) == 0:
+            return 0.0
+        areas = np.where(inside, self.area_of(h), self.bucket_area_eVs)
+        k = min(int(np.ceil(fraction * areas.size)) - 1, areas.size - 1)
+        return float(np.partition(areas, max(k, 0))[max(k, 0)])
 
     def emittance_to_fill(self, filling_factor: float) -> float:
         """Emittance (eV s) that fills ``filling_factor`` of the bucket area."""
         return float(filling_factor * self.bucket_area_eVs)
 
 
+def cached_bucket(state: RFState) -> Bucket:
+    """``Bucket(state)`` from a process-wide LRU cache keyed by the machine state (the area
+    tables cost about 1 ms each; the environments meet the same states in every episode)."""
+    bucket = _BUCKETS.get(state)
+    if bucket is None:
+        bucket = Bucket(state)
+        _BUCKETS[state] = bucket
+        while len(_BUCKETS) > BUCKET_CACHE_SIZE:
+            _BUCKETS.popitem(last=False)
+    else:
+        _BUCKETS.move_to_end(state)
+    return bucket
+
+
 def transfer_beam(dt_s: np.ndarray, de_eV: np.ndarray, old: Bucket, new: Bucket,
+                  h_old: np.ndarray | None = None,
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Carry particles from bucket ``old`` to bucket ``new`` conserving each one's area.
 
     Each particle keeps its enclosed phase-space area (adiabatic invariant) and its relative
     position along the allowed time range of its orbit, and the sign of dE.  Exact in action for
-    single wells; for double wells the islands share one area table (an approximation).
+    single wells (where the allowed range at each level is one interval, interpolated between
+    table levels: a few interpolations per particle); for double wells the islands share one
+    area table (an approximation) and the position is found in the cumulative cell counts.
 
     Args:
         dt_s, de_eV: particle coordinates, shape (N,).
+        h_old: their Hamiltonian in ``old``, shape (N,), if already computed.
 
     Returns:
         ``(dt_new, de_new, alive)``, shape (N,) each; ``alive`` is False for particles outside
@@ -226,18 +286,31 @@ def transfer_beam(dt_s: np.ndarray, de_eV: np.ndarray, old: Bucket, new: Bucket,
     """
     dt_s = np.asarray(dt_s, dtype=float)
     de_eV = np.asarray(de_eV, dtype=float)
-    alive = old.inside(dt_s, de_eV) & new.valid
+    if h_old is None:
+        h_old = old.hamiltonian(dt_s, de_eV)
+    alive = old.inside(dt_s, de_eV, h_old) & new.valid
     dt_new = dt_s.copy()
     de_new = de_eV.copy()
     idx = np.flatnonzero(alive)
     if idx.size == 0:
         return dt_new, de_new, alive
-    h_old = old.hamiltonian(dt_s[idx], de_eV[idx])
+    order = np.argsort(h_old[idx])  # sorted queries: interpolation and search are faster
+    idx = idx[order]
+    h_old = h_old[idx]
     area = old.area_of(h_old)
     fits = area < new.area[-1]
     alive[idx[~fits]] = False
     idx, h_old, area = idx[fits], h_old[fits], area[fits]
     h_new = new.level_of_area(area)
+    if old.single and new.single:  # both single wells: map interval to interval
+        lo, hi = np.interp(h_old, old.levels, old._lo), np.interp(h_old, old.levels, old._hi)
+        frac = np.clip((dt_s[idx] - lo) / np.maximum(hi - lo, 1e-30), 0.0, 1.0)
+        lo, hi = np.interp(h_new, new.levels, new._lo), np.interp(h_new, new.levels, new._hi)
+        dt_out = lo + frac * (hi - lo)
+        de_abs = np.sqrt(np.clip(h_new - new.potential(dt_out), 0.0, None) / new.a)
+        dt_new[idx] = dt_out
+        de_new[idx] = np.where(de_eV[idx] >= 0, de_abs, -de_abs)
+        return dt_new, de_new, alive
     # relative position of the particle within {U_old < H} (cumulative measure along dt)
     lev_old = np.clip(np.searchsorted(old.levels, h_old), 1, len(old.levels) - 1)
     pos = np.clip(np.round((dt_s[idx] - old.t[old.left]) / old.dt_step).astype(int),
@@ -254,7 +327,7 @@ def transfer_beam(dt_s: np.ndarray, de_eV: np.ndarray, old: Bucket, new: Bucket,
     x = frac * n_allowed
     i0 = np.minimum(np.floor(x), np.maximum(n_allowed - 1, 0))
     flat = (new._cum + (np.arange(new._cum.shape[0]) * (width + 1))[:, None]).ravel()
-    pos = np.searchsorted(flat, i0 + 1 + lev_new * (width + 1), side="left")
+    pos = np.searchsorted(flat, (i0 + 1).astype(np.int64) + lev_new * (width + 1), side="left")
     col = np.clip(pos - lev_new * width, 0, width - 1)
     dt_out = t_window[col] + (x - i0 - 0.5) * new.dt_step
     empty = n_allowed < 1

@@ -1,10 +1,13 @@
 """BLonD tracking of a PSB bunch through stretches of the machine programs.
 
-:class:`BeamSimulator` owns no BLonD state between calls: a stretch of ``n`` turns starting at
-cycle time ``t`` builds BLonD's ``Ring`` / ``RFStation`` / ``Beam`` / ``Profile`` / tracker (and
-the induced-voltage objects) for exactly those turns, with the real per-turn momentum and voltage
-programs (so the synchronous phase and energy gain are the real ones), tracks the given particles
-and returns them.  The environments chain stretches with :func:`beamenv.bucket.transfer_beam`.
+A stretch of ``n`` turns starting at cycle time ``t`` uses BLonD's ``Ring`` / ``RFStation`` /
+``Beam`` / ``Profile`` / tracker (and the induced-voltage objects) for exactly those turns, with
+the real per-turn momentum and voltage programs (so the synchronous phase and energy gain are
+the real ones), tracks the given particles and returns them.  Nothing in those objects depends
+on the action except the Phi_2 row of ``RFStation.phi_rf`` and the particles, so they are built
+once per (programme, start time, turns) and kept in a process-wide LRU cache
+(:data:`STRETCH_CACHE_SIZE` entries); a reuse rewinds the turn counter, writes Phi_2 and loads
+the particles.  The environments chain stretches with :func:`beamenv.bucket.transfer_beam`.
 
 BLonD is imported lazily (it takes about 5 s) after :func:`beamenv.backend.ensure_backend`.
 """
@@ -14,20 +17,28 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import itertools
 import signal
 import threading
 import warnings
+from collections import OrderedDict
 from collections.abc import Iterator
 
 import numpy as np
 
 from .backend import ensure_backend
-from .bucket import Bucket, RFState, bunching_factor, line_density
+from .bucket import Bucket, RFState, bunching_factor, cached_bucket, line_density
 from .errors import BeamEnvError, MatchingTimeoutError
 from .fidelity import Fidelity
 from .machine import PROTON_MASS_EV, Z0_OHM, CyclePrograms, PSBRing
 
-__all__ = ["BeamSimulator", "IntensityEffects", "StretchResult"]
+__all__ = ["STRETCH_CACHE_SIZE", "BeamSimulator", "IntensityEffects", "StretchResult"]
+
+#: BLonD object sets (one per stretch) kept per process, least recently used dropped first.
+#: About 0.15 MB each (the particle arrays are not kept).
+STRETCH_CACHE_SIZE = 512
+_STRETCHES: OrderedDict[tuple, dict] = OrderedDict()
+_SIM_IDS = itertools.count()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +84,7 @@ class StretchResult:
         end_bucket: its bucket (used for the loss check).
         emittance_eVs: emittance of the surviving particles in ``end_bucket``
             (:meth:`beamenv.bucket.Bucket.emittance_eVs`, 90 % of the particles).
+        h_end: their Hamiltonian values in ``end_bucket``, shape (N_alive,).
     """
 
     dt_s: np.ndarray
@@ -83,6 +95,7 @@ class StretchResult:
     end_state: RFState
     end_bucket: Bucket
     emittance_eVs: float = 0.0
+    h_end: np.ndarray | None = None
 
 
 @contextlib.contextmanager
@@ -131,6 +144,7 @@ class BeamSimulator:
         self._de_dt = np.gradient(energy, t)  # eV/s
         self.intensity = ring.intensity
         self._blond = _import_blond()
+        self._token = next(_SIM_IDS)  # cache key of this simulator's stretches
 
     @property
     def intensity(self) -> float:
@@ -202,6 +216,41 @@ class BeamSimulator:
         return {"ring": ring, "rf": rf, "beam": beam, "profile": profile, "tiv": tiv,
                 "tracker": tracker, "t_rev": t_rev}
 
+    def _stretch(self, t_start_s: float, phi2_rad: float, n_turns: int, dt_s: np.ndarray,
+                 de_eV: np.ndarray, with_effects: bool) -> dict:
+        """The BLonD objects of a stretch, from the cache when they exist, loaded with the
+        particles ``(dt_s, de_eV)`` and Phi_2, with the turn counter at 0."""
+        effects = with_effects and self.collective
+        key = (self._token, float(t_start_s), int(n_turns), effects)
+        objs = _STRETCHES.get(key)
+        n = int(dt_s.size)
+        if objs is None:
+            objs = self._objects(t_start_s, phi2_rad, n_turns, n, with_effects=effects)
+            _STRETCHES[key] = objs
+            while len(_STRETCHES) > STRETCH_CACHE_SIZE:
+                _STRETCHES.popitem(last=False)
+        else:
+            _STRETCHES.move_to_end(key)
+            rf = objs["rf"]
+            rf.counter[0] = 0
+            rf.phi_rf[1, :] = phi2_rad
+            rf.dphi_rf[:] = 0.0
+        beam, rf = objs["beam"], objs["rf"]
+        beam.dt = np.array(dt_s, dtype=float)
+        beam.dE = np.array(de_eV, dtype=float)
+        beam.n_macroparticles = n
+        beam.id = np.arange(1, n + 1, dtype=int)
+        beam.intensity = max(self.ratio * n, 1.0)  # lost particles take their charge along
+        beam.ratio = self.ratio
+        beam.beta, beam.gamma = rf.beta[0], rf.gamma[0]
+        beam.energy, beam.momentum = rf.energy[0], rf.momentum[0]
+        return objs
+
+    @staticmethod
+    def _release(objs: dict) -> None:
+        """Drop the particle arrays of a cached stretch (they are copied out)."""
+        objs["beam"].dt = objs["beam"].dE = np.empty(0)
+
     # ------------------------------------------------------------------ matching
     def matched_beam(self, t_s: float, phi2_rad: float, emittance_eVs: float, n_particles: int,
                      seed: int, timeout_s: float | None = 30.0,
@@ -257,17 +306,16 @@ class BeamSimulator:
         Returns:
             ``(dt_s, de_eV)`` histories, shape (n_turns + 1, N) each (row 0 = input).
         """
-        objs = self._objects(t_start_s, phi2_rad, int(n_turns), int(dt_s.size),
+        objs = self._stretch(t_start_s, phi2_rad, int(n_turns), dt_s, de_eV,
                              with_effects=False)
         beam, tracker = objs["beam"], objs["tracker"]
-        beam.dt[:] = dt_s
-        beam.dE[:] = de_eV
         dts = np.empty((n_turns + 1, dt_s.size))
         des = np.empty_like(dts)
         dts[0], des[0] = dt_s, de_eV
         for turn in range(1, n_turns + 1):
             tracker.track()
             dts[turn], des[turn] = beam.dt, beam.dE
+        self._release(objs)
         return dts, des
 
     def track(self, dt_s: np.ndarray, de_eV: np.ndarray, t_start_s: float, phi2_rad: float,
@@ -279,10 +327,8 @@ class BeamSimulator:
         n = int(dt_s.size)
         if n == 0:
             raise BeamEnvError("no particles left to track")
-        objs = self._objects(t_start_s, phi2_rad, n_turns, n, with_effects=True)
+        objs = self._stretch(t_start_s, phi2_rad, n_turns, dt_s, de_eV, with_effects=True)
         beam, profile, tracker, tiv = objs["beam"], objs["profile"], objs["tracker"], objs["tiv"]
-        beam.dt[:] = dt_s
-        beam.dE[:] = de_eV
         first = max(n_turns // 2, n_turns - n_snap * max(n_turns // (2 * n_snap), 1))
         snap_turns = set(np.linspace(first, n_turns, n_snap, endpoint=True).astype(int).tolist())
         profiles = []
@@ -295,20 +341,22 @@ class BeamSimulator:
             if turn in snap_turns:  # fixed binning: observables comparable across fidelities
                 profiles.append(line_density(np.asarray(beam.dt), objs["t_rev"],
                                              self.reward_bins))
-        dt_out = np.array(beam.dt, dtype=float)
-        de_out = np.array(beam.dE, dtype=float)
+        dt_out, de_out = beam.dt, beam.dE
+        self._release(objs)
         if not (np.all(np.isfinite(dt_out)) and np.all(np.isfinite(de_out))):
             raise FloatingPointError("BLonD produced non-finite particle coordinates")
         t_end = t_start_s + n_turns * objs["t_rev"]
         end_state = self.state_at(t_end, phi2_rad)
-        end_bucket = Bucket(end_state)
-        alive = end_bucket.inside(dt_out, de_out)
+        end_bucket = cached_bucket(end_state)
+        h = end_bucket.hamiltonian(dt_out, de_out)
+        alive = end_bucket.inside(dt_out, de_out, h)
         prof = np.array(profiles)
-        dt_alive, de_alive = dt_out[alive], de_out[alive]
-        return StretchResult(dt_alive, de_alive, prof,
+        h_alive = h[alive]
+        return StretchResult(dt_out[alive], de_out[alive], prof,
                              np.array([bunching_factor(p) for p in prof]),
                              int(n - alive.sum()), end_state, end_bucket,
-                             end_bucket.emittance_eVs(dt_alive, de_alive))
+                             end_bucket.emittance_from_h(h_alive, np.ones(h_alive.size, bool)),
+                             h_alive)
 
 
 def _import_blond():

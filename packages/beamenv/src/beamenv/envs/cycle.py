@@ -59,7 +59,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from ..bucket import Bucket, transfer_beam
+from ..bucket import Bucket, cached_bucket, transfer_beam
 from ..errors import BeamEnvError
 from ..fidelity import Fidelity, get_fidelity
 from ..machine import CyclePrograms, PSBRing, default_cycle, ek_from_momentum, load_program
@@ -290,7 +290,7 @@ class PSBPhaseCycleEnv(gym.Env):
 
     def _bucket(self, k: int, phi2: float) -> Bucket:
         t = min(self.step_times_s[k], self.programs.duration_s)
-        return Bucket(self.simulator.state_at(t, phi2))
+        return cached_bucket(self.simulator.state_at(t, phi2))
 
     def _observation(self, dt: np.ndarray, k: int, phi2: float) -> np.ndarray:
         t = self.step_times_s[min(k, self.n_steps)]
@@ -329,7 +329,7 @@ class PSBPhaseCycleEnv(gym.Env):
         if k + 1 < self.n_steps and dt_next.size:
             old = res.end_bucket
             new = self._bucket(k + 1, phi2)
-            dt_next, de_next, alive = transfer_beam(dt_next, de_next, old, new)
+            dt_next, de_next, alive = transfer_beam(dt_next, de_next, old, new, res.h_end)
             n_lost += int((~alive).sum())
             dt_next, de_next = dt_next[alive], de_next[alive]
         return {"dt": dt_next, "de": de_next, "bunching": res.bunching,
