@@ -171,3 +171,39 @@ def test_energy_head_targets_and_rescaling_known_answer():
     assert int((out == 0).sum()) == 501
     empty = _rescale_total(torch.zeros(1, 504), energy, torch.tensor([0.5]))
     assert not empty.any()  # an empty shower stays empty
+
+
+def test_calogan_initialisers_and_attention_bias_follow_the_original():
+    torch.manual_seed(0)
+    gan = CaloGAN(CaloGANConfig(latent_dim=16, d_conv_channels=8))
+    g, d = gan.generator, gan.discriminator
+    # In-painting attention: bias 0 on the primary channel, -10 on the carry-over channel only.
+    for attn in (g.attn01, g.attn12):
+        assert torch.all(attn.lc.bias[0] == 0) and torch.all(attn.lc.bias[1] == -10.0)
+    stream = g.streams[1]
+    # Keras: zero biases; Dense glorot_uniform; the generator's Conv2D he_uniform.
+    assert not stream.dense.bias.any() and not stream.conv.bias.any() and not d.out.bias.any()
+    fan_in, fan_out = stream.dense.in_features, stream.dense.out_features
+    assert stream.dense.weight.abs().max() <= np.sqrt(6.0 / (fan_in + fan_out))
+    assert stream.conv.weight.abs().max() <= np.sqrt(6.0 / (stream.conv.in_channels * 4))
+    assert stream.conv.weight.abs().max() > np.sqrt(3.0 / (stream.conv.in_channels * 4))
+
+
+def test_gan_step_makes_two_discriminator_and_two_generator_adam_steps():
+    from calo.train import TrainConfig, _GanTrainer
+
+    torch.manual_seed(0)
+    cfg = TrainConfig(model="gan", data="x.h5", batch_size=4,
+                      gan=CaloGANConfig(latent_dim=16, d_conv_channels=8))
+    gan = CaloGAN(cfg.gan)
+    trainer = _GanTrainer(gan, cfg, torch.device("cpu"), (1.0, 100.0))
+    batch = {"energy": torch.full((4, 1), 50.0),
+             **{k: torch.rand(4, *s) for k, s in (("layer_0", (3, 96)), ("layer_1", (12, 12)),
+                                                  ("layer_2", (12, 6)))}}
+    trainer.step(batch)
+
+    def adam_steps(opt: torch.optim.Optimizer) -> int:
+        return int(next(iter(opt.state.values()))["step"])
+
+    assert adam_steps(trainer.opt["discriminator"]) == 2  # all-real batch, then all-fake batch
+    assert adam_steps(trainer.opt["generator"]) == 2

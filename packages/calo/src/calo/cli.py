@@ -174,12 +174,16 @@ def generate(checkpoint: Path, num: int | None, output: Path, energy: tuple[floa
               help="Smallest FPD batch (JetNet's min_samples; CaloChallenge uses 10000).")
 @click.option("--kpd-batch-size", type=click.IntRange(2), default=10000, show_default=True,
               help="KPD batch size (CaloChallenge uses 10000).")
+@click.option("--min-energy-mev", type=click.FloatRange(min=0, min_open=True), default=1.0,
+              show_default=True, help="Lower edge of the log-binned layer-energy histograms "
+                                      "(CaloChallenge: the minimal readout).")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
 @seed_option()
 def evaluate(reference: Path, generated: Path, reference_2: Path | None,
              checkpoint: Path | None, output: Path, max_showers: int, no_classifier: bool,
              classifier_seeds: int, classifier_epochs: int, threads: int | None,
-             fpd_min_samples: int, kpd_batch_size: int, no_plots: bool, seed: int) -> None:
+             fpd_min_samples: int, kpd_batch_size: int, min_energy_mev: float, no_plots: bool,
+             seed: int) -> None:
     """Compare generated with reference showers, each figure beside its floor (an independent
     reference sample): separation powers, FPD/KPD, classifier AUC/JSD, plots."""
     from .evaluate import EvaluateConfig
@@ -194,6 +198,7 @@ def evaluate(reference: Path, generated: Path, reference_2: Path | None,
                          output=str(output), max_showers=max_showers,
                          classifier=not no_classifier, classifier_config=cls,
                          fpd_min_samples=fpd_min_samples, kpd_batch_size=kpd_batch_size,
+                         min_energy_mev=min_energy_mev,
                          plots=not no_plots, seed=seed)
     report = run_evaluate(cfg)
     click.echo(json.dumps(summary_lines(report), indent=2))

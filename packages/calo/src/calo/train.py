@@ -220,17 +220,21 @@ class _GanTrainer:
         n = batch["energy"].shape[0]
         real = _gan_images(batch)
         e_real = batch["energy"]
-        # Discriminator: one all-real and one all-fake batch, as in the original code.
+        # Discriminator: two Adam steps, one on an all-real batch then one on an all-fake batch
+        # (the original's two train_on_batch calls: batch norm and minibatch discrimination see
+        # batches of one kind only).  The fake batch is generated before either step.
         e_fake = self._sample_energy(n)
         with torch.no_grad():
             fake = g(torch.randn(n, g.config.latent_dim, device=self.device), e_fake)
-        logit_real, _ = d(real, e_real)
-        logit_fake, _ = d(fake, e_fake)
-        loss_d = (F.binary_cross_entropy_with_logits(logit_real, torch.ones_like(logit_real))
-                  + F.binary_cross_entropy_with_logits(logit_fake, torch.zeros_like(logit_fake)))
-        self.opt["discriminator"].zero_grad(set_to_none=True)
-        loss_d.backward()
-        self.opt["discriminator"].step()
+        d_losses = []
+        for images, energies, target in ((real, e_real, 1.0), (fake, e_fake, 0.0)):
+            logit, _ = d(images, energies)
+            loss = F.binary_cross_entropy_with_logits(logit, torch.full_like(logit, target))
+            self.opt["discriminator"].zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt["discriminator"].step()
+            d_losses.append(loss.detach())
+        loss_d = d_losses[0] + d_losses[1]
         # Generator: g_steps updates; adversarial BCE + MAE on the total energy (weight 0.05).
         for _ in range(cfg.g_steps):
             e_gen = self._sample_energy(n)

@@ -73,6 +73,19 @@ class CaloGANConfig:
             raise ValueError(f"CaloGAN sizes must be positive (d_lc_channels: three), got {self}")
 
 
+def _keras_init(module: nn.Linear | nn.Conv2d, kernel: str = "glorot_uniform") -> None:
+    """Keras' initialisers: kernel ``glorot_uniform`` (Keras' default) or ``he_uniform``
+    (uniform with limit sqrt(6 / fan_in)), bias zero."""
+    if kernel == "glorot_uniform":
+        nn.init.xavier_uniform_(module.weight)
+    elif kernel == "he_uniform":
+        nn.init.kaiming_uniform_(module.weight, nonlinearity="relu")  # limit sqrt(6 / fan_in)
+    else:
+        raise ValueError(f"unknown initialiser {kernel!r}")
+    if module.bias is not None:
+        nn.init.zeros_(module.bias)
+
+
 class _GeneratorStream(nn.Module):
     def __init__(self, config: CaloGANConfig, rows: int, cols: int) -> None:
         super().__init__()
@@ -80,8 +93,9 @@ class _GeneratorStream(nn.Module):
         dense, conv, lc = config.g_dense_channels, config.g_conv_channels, config.g_lc_channels
         self.dense_channels = dense
         self.dense = nn.Linear(config.latent_dim, (rows + 2) * (cols + 2) * dense)
+        _keras_init(self.dense)  # Keras Dense: glorot_uniform, zero bias
         self.conv = nn.Conv2d(dense, conv, 2)
-        nn.init.kaiming_uniform_(self.conv.weight, nonlinearity="linear")
+        _keras_init(self.conv, "he_uniform")  # as the original's Conv2D(16, kernel he_uniform)
         self.bn = nn.BatchNorm2d(conv, **_BN)
         self.lc1 = LocallyConnected2d(conv, lc, (rows + 2, cols + 2), (2, 2))
         self.lc2 = LocallyConnected2d(lc, 1, (rows + 1, cols + 1), (2, 2), bias=False,
@@ -103,7 +117,10 @@ class _InpaintingAttention(nn.Module):
         self.lc = LocallyConnected2d(2, 2, (size[0] + 2, size[1] + 2), (3, 3),
                                      init="glorot_uniform")
         with torch.no_grad():
-            self.lc.bias.fill_(bias_init)
+            # As the original's bias initialiser: 0 for the primary channel, ``bias_init`` (-10)
+            # only for the carry-over channel, so training starts from the layer's own image.
+            self.lc.bias.zero_()
+            self.lc.bias[1].fill_(bias_init)
 
     def forward(self, primary: torch.Tensor, carryover: torch.Tensor) -> torch.Tensor:
         x = torch.cat([primary, carryover], dim=1)
@@ -183,6 +200,7 @@ class _DiscriminatorStream(nn.Module):
         self.config = config
         c0, (c1, c2, c3) = config.d_conv_channels, config.d_lc_channels
         self.conv = nn.Conv2d(1, c0, 2)
+        _keras_init(self.conv)
         self.lc1 = LocallyConnected2d(c0, c1, (rows + 2, cols + 2), (3, 3), stride=(1, 2),
                                       init="glorot_uniform")
         h, w = self.lc1.out_size
@@ -230,6 +248,7 @@ class CaloGANDiscriminator(nn.Module):
         self.mbd_energy = MinibatchDiscrimination(3, self.config.mbd_kernels, self.config.mbd_dims)
         n_in = sum(s.n_features for s in self.streams) + 3 + 1 + 1 + 1 + self.config.mbd_kernels
         self.out = nn.Linear(n_in, 1)
+        _keras_init(self.out)
 
     def forward(self, images: list[torch.Tensor], energy_gev: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
