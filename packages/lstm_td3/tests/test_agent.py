@@ -16,6 +16,7 @@ from lstm_td3 import (
     TD3Config,
     TwinCritic,
 )
+from lstm_td3.agent import stats_dict
 
 SMALL = NetworkConfig((8,), 8, 1, (8,), (8,), (8,))
 
@@ -218,8 +219,82 @@ def test_bad_config():
         LSTMTD3(2, 1, [1.0], [-1.0])
 
 
+def test_update_without_host_transfer_gives_the_same_values():
+    buf = _filled(PrioritizedReplayBuffer)
+    a = LSTMTD3(2, 1, [-2.0], [2.0], _cfg(), seed=4)
+    b = LSTMTD3(2, 1, [-2.0], [2.0], _cfg(), seed=4)
+    b.load_state_dict(a.state_dict())
+    for _ in range(4):
+        batch = buf.sample(16, 0.5)
+        host = a.update(batch)
+        dev = b.update(batch, to_host=False)
+        assert isinstance(dev["stats"], torch.Tensor) and isinstance(dev["td_error"], torch.Tensor)
+        assert stats_dict(dev["stats"].tolist()) == {k: v for k, v in host.items()
+                                                     if k != "td_error"}
+        np.testing.assert_array_equal(dev["td_error"].numpy(), host["td_error"])
+        buf.update_priorities(batch.indices, dev["td_error"])  # tensors are accepted
+
+
+def test_cuda_graph_config_checks():
+    with pytest.raises(ValueError, match="cannot be combined"):
+        TD3Config(cuda_graph=True, compile=True)
+    # without CUDA the flag is ignored: plain eager updates
+    agent = LSTMTD3(2, 1, [-2.0], [2.0], _cfg(cuda_graph=True), seed=0)
+    assert agent.use_graph is (agent.device.type == "cuda")
+
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@CUDA
+def test_cuda_graph_update_matches_eager():
+    buf = _filled(L=3)
+    torch.manual_seed(5)  # the same initial weights, the same noise generators
+    eager = LSTMTD3(2, 1, [-2.0], [2.0], _cfg(), device="cuda", seed=5)
+    torch.manual_seed(5)
+    graph = LSTMTD3(2, 1, [-2.0], [2.0], _cfg(cuda_graph=True, graph_warmup=2),
+                    device="cuda", seed=5)
+    assert graph.use_graph and graph.q_opt.param_groups[0]["capturable"]
+    for k in range(9):  # 2 eager warm-up updates, then both graphs captured and replayed
+        batch = buf.sample(16)
+        e, g = eager.update(batch), graph.update(batch)
+        for key in ("q_loss", "q1", "q2"):
+            assert g[key] == pytest.approx(e[key], rel=1e-4, abs=1e-6), (k, key)
+        assert (g["pi_loss"] is None) == (e["pi_loss"] is None)
+        np.testing.assert_allclose(g["td_error"], e["td_error"], rtol=1e-4, atol=1e-5)
+    assert set(graph._graphs) == {False, True}
+    for name, m in eager.modules().items():
+        for (k, p), q in zip(m.state_dict().items(), graph.modules()[name].state_dict().values(),
+                             strict=True):
+            torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-5, msg=f"{name}.{k}")
+
+
+@pytest.mark.gpu
+@CUDA
+def test_cuda_device_replay_and_graph_training_smoke(tmp_path):
+    from lstm_td3.config import TrainConfig
+    from lstm_td3.train import train
+
+    buf = _filled(L=3)
+    buf.attach_device("cuda")
+    flat = np.arange(len(buf))
+    for name, a, b in zip(type(buf.gather(flat))._fields, buf.gather(flat),
+                          buf.gather_device(flat), strict=True):
+        np.testing.assert_array_equal(b.cpu().numpy() if hasattr(b, "cpu") else b, a,
+                                      err_msg=name)
+    cfg = TrainConfig(env_id="Pendulum-v1", pomdp="remove_velocity", total_steps=200,
+                      steps_per_epoch=100, start_steps=50, update_after=50, update_every=25,
+                      batch_size=32, replay_size=1000, num_test_episodes=1,
+                      max_episode_steps=50, device="cuda", use_per=True,
+                      per_batch_priorities=True,
+                      agent=_cfg(max_hist_len=3, cuda_graph=True))
+    result = train(cfg, tmp_path / "r", show_progress=False, tensorboard=False)
+    assert result.steps == 200 and result.updates == 150
+
+
+@pytest.mark.gpu
+@CUDA
 def test_cuda_update_and_act_match_cpu_shapes():
     agent = LSTMTD3(2, 1, [-2.0], [2.0], _cfg(), device="cuda", seed=0)
     out = agent.update(_filled().sample(16))

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from lstm_td3.bench import loop_gather
-from lstm_td3.buffers import PrioritizedReplayBuffer, ReplayBuffer, SumTree, beta_schedule
+from lstm_td3.buffers import (
+    Batch,
+    PrioritizedReplayBuffer,
+    ReplayBuffer,
+    SumTree,
+    beta_schedule,
+)
 
 
 def _fill_known(buf: ReplayBuffer, n_steps: int, ends: set[int], terminal: set[int] = frozenset()):
@@ -213,3 +220,31 @@ def test_save_load_roundtrip(tmp_path, cls):
         np.testing.assert_array_equal(x, y)
     with pytest.raises(ValueError, match="max_hist_len"):
         cls(2, 1, capacity=10, n_envs=2, max_hist_len=2).load(tmp_path / "r.npz")
+
+
+@pytest.mark.parametrize("L", [0, 3])
+def test_device_gather_matches_host_gather(L):
+    # the torch index arithmetic of gather_device against the NumPy gather (device "cpu" here;
+    # the same code runs on CUDA, see the gpu test in test_agent.py)
+    buf = ReplayBuffer(2, 1, capacity=40, n_envs=2, max_hist_len=L, seed=0)
+    rng = np.random.default_rng(1)
+
+    def add(k):
+        buf.add(rng.normal(size=(2, 2)), rng.normal(size=(2, 1)), rng.normal(size=2),
+                rng.normal(size=(2, 2)), [k % 9 == 8, False], [False, k % 5 == 4])
+
+    for k in range(7):
+        add(k)
+    buf.attach_device("cpu")  # copies what is stored, then mirrors every add
+    for k in range(7, 33):  # wraps around (20 rows per env)
+        add(k)
+    flat = np.arange(len(buf))
+    host, dev = buf.gather(flat), buf.gather_device(flat)
+    for name, a, b in zip(Batch._fields, host, dev, strict=True):
+        np.testing.assert_array_equal(np.asarray(b), a, err_msg=name)
+    state = buf.rng.bit_generator.state
+    on_device = buf.sample_device(16)
+    buf.rng.bit_generator.state = state  # same draws: the same batch
+    for name, a, b in zip(Batch._fields, buf.sample(16), on_device, strict=True):
+        np.testing.assert_array_equal(np.asarray(b), a, err_msg=name)
+    assert isinstance(on_device.obs, torch.Tensor)

@@ -22,7 +22,7 @@ from .buffers.replay import Batch
 from .history import ActingHistory
 from .networks import Actor, NetworkConfig, TwinCritic
 
-__all__ = ["LSTMTD3", "TD3Config"]
+__all__ = ["LSTMTD3", "TD3Config", "stats_dict"]
 
 
 @dataclass
@@ -53,6 +53,13 @@ class TD3Config:
     #: checkpoints and update rule as eager (results agree to float rounding); the first calls
     #: compile (tens of seconds).  Off by default.
     compile: bool = False
+    #: On CUDA: capture the whole update (critic loss, backward and Adam step; every
+    #: ``policy_delay`` updates also the actor's and the Polyak averaging) as two CUDA graphs,
+    #: after ``graph_warmup`` eager updates, and replay them (no Python or kernel-launch cost
+    #: per op).  Adam then keeps its step count on the device (``capturable``).  Ignored on
+    #: other devices; cannot be combined with ``compile``.
+    cuda_graph: bool = False
+    graph_warmup: int = 3
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.gamma <= 1.0:
@@ -67,6 +74,17 @@ class TD3Config:
             raise ValueError(f"policy_delay must be >= 1, got {self.policy_delay}")
         if self.max_hist_len < 0:
             raise ValueError(f"max_hist_len must be >= 0, got {self.max_hist_len}")
+        if self.cuda_graph and self.compile:
+            raise ValueError("cuda_graph and compile cannot be combined")
+        if self.graph_warmup < 1:
+            raise ValueError(f"graph_warmup must be >= 1, got {self.graph_warmup}")
+
+
+def stats_dict(values: list[float]) -> dict[str, Any]:
+    """``[q_loss, q1, q2, pi_loss or NaN]`` (host floats) -> the dict :meth:`LSTMTD3.update`
+    returns (``pi_loss`` ``None`` when the policy was not updated)."""
+    q_loss, q1, q2, pi = (float(v) for v in values)
+    return {"q_loss": q_loss, "q1": q1, "q2": q2, "pi_loss": None if pi != pi else pi}
 
 
 class LSTMTD3:
@@ -119,8 +137,11 @@ class LSTMTD3:
         self.critic_targ = copy.deepcopy(self.critic).requires_grad_(False)
         # fused Adam: one kernel per step instead of a loop over ~20 parameter tensors
         fused = self.device.type in ("cpu", "cuda")
-        self.pi_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.pi_lr, fused=fused)
-        self.q_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.q_lr, fused=fused)
+        self.use_graph = bool(cfg.cuda_graph and self.device.type == "cuda")
+        opt = {"fused": fused, "capturable": self.use_graph}
+        self.pi_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.pi_lr, **opt)
+        self.q_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.q_lr, **opt)
+        self._graphs: dict[bool, Any] = {}  # with_actor -> (graph, static batch, noise, outputs)
         self._src = list(self.actor.parameters()) + list(self.critic.parameters())
         self._tgt = list(self.actor_targ.parameters()) + list(self.critic_targ.parameters())
         self._critic_params = list(self.critic.parameters())
@@ -185,9 +206,11 @@ class LSTMTD3:
 
     # ------------------------------------------------------------------ learning
     def to_tensors(self, batch: Batch) -> Batch:
-        """The batch as tensors on the agent's device."""
+        """The batch as tensors on the agent's device (``indices`` stays as given: it is only
+        for the replay buffer).  Tensors already there are used as they are."""
         dev = self.device
-        return Batch(*(torch.as_tensor(x).to(dev, non_blocking=True) for x in batch))
+        return Batch(*(torch.as_tensor(x).to(dev, non_blocking=True) for x in batch[:-1]),
+                     batch.indices)
 
     def _policy(self, obs, hist_obs, hist_act, hist_len) -> torch.Tensor:
         return self.actor(obs, hist_obs, hist_act, hist_len)
@@ -233,42 +256,92 @@ class LSTMTD3:
         pi = self.actor(b.obs, b.hist_obs, b.hist_act, b.hist_len)
         return -self.critic.q1(b.obs, pi, b.hist_obs, b.hist_act, b.hist_len).mean()
 
-    def update(self, batch: Batch, return_td: bool = True) -> dict[str, Any]:
-        """One critic update (and, every ``policy_delay`` calls, an actor + target update).
-
-        Returns a dict with ``q_loss``, ``q1``, ``q2`` (mean values), ``pi_loss`` (or ``None``
-        when the policy was not updated) as floats, and ``td_error`` (B,) NumPy array of
-        ``max(|delta_1|, |delta_2|)`` for prioritized replay (``None`` unless ``return_td``; skipping
-        it saves a device-to-host copy with uniform replay).
-        """
-        cfg = self.config
-        b = self.to_tensors(batch)
-        noise = self._target_noise(b.obs.shape[0])
+    def _step(self, b: Batch, noise: torch.Tensor, with_actor: bool,
+              zero_grads: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """The update's device work: critic step, and with ``with_actor`` the actor step and
+        Polyak averaging.  Returns ``stats`` (4,) = [q_loss, mean q1, mean q2, pi_loss (NaN
+        without actor step)] and ``td`` (B,) = max(|delta_1|, |delta_2|), both detached.
+        ``zero_grads`` zeroes the gradients in place instead of freeing them (graph capture)."""
         q_loss, stats, e1, e2 = self._run("critic_loss", b, noise)
-        self.q_opt.zero_grad(set_to_none=True)
+        self.q_opt.zero_grad(set_to_none=not zero_grads)
         q_loss.backward()
         self.q_opt.step()
-        self.n_updates += 1
-        out: dict[str, Any] = {"pi_loss": None}
-        if self.n_updates % cfg.policy_delay == 0:
+        if with_actor:
             for p in self._critic_params:
                 p.requires_grad_(False)
             pi_loss = self._run("actor_loss", b)
-            self.pi_opt.zero_grad(set_to_none=True)
+            self.pi_opt.zero_grad(set_to_none=not zero_grads)
             pi_loss.backward()
             self.pi_opt.step()
             for p in self._critic_params:
                 p.requires_grad_(True)
             self.soft_update()
-            stats = torch.cat([stats, pi_loss.detach().reshape(1)])
-        with torch.no_grad():  # one device-to-host transfer for all statistics
-            values = stats.tolist()
-            out["q_loss"], out["q1"], out["q2"] = values[:3]
-            if len(values) > 3:
-                out["pi_loss"] = values[3]
-            out["td_error"] = (
-                torch.maximum(e1.abs(), e2.abs()).cpu().numpy() if return_td else None
-            )
+            last = pi_loss.detach().reshape(1)
+        else:
+            last = torch.full((1,), float("nan"), device=stats.device)
+        with torch.no_grad():
+            td = torch.maximum(e1.abs(), e2.abs())
+        return torch.cat([stats, last]), td
+
+    def _graph_step(self, b: Batch, noise: torch.Tensor,
+                    with_actor: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`_step` through a CUDA graph (captured on first use per ``with_actor``): the
+        batch and the noise are copied into the graph's static inputs, then it is replayed."""
+        entry = self._graphs.get(with_actor)
+        if entry is None:
+            static_b = Batch(*(x.clone() for x in b[:-1]), b.indices)
+            static_noise = noise.clone()
+            # gradients must exist (outside the graph pool) and be zeroed in place inside it
+            for group in (self.q_opt.param_groups, self.pi_opt.param_groups):
+                for p in (p for g in group for p in g["params"]):
+                    if p.grad is None:
+                        p.grad = torch.zeros_like(p)
+            torch.cuda.synchronize(self.device)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                stats, td = self._step(static_b, static_noise, with_actor, zero_grads=True)
+            entry = (graph, static_b, static_noise, stats, td)
+            self._graphs[with_actor] = entry
+        graph, static_b, static_noise, stats, td = entry
+        for dst, src in zip(static_b[:-1], b[:-1], strict=True):
+            dst.copy_(src, non_blocking=True)
+        static_noise.copy_(noise)
+        graph.replay()
+        return stats.clone(), td.clone()
+
+    def update(self, batch: Batch, return_td: bool = True, to_host: bool = True
+               ) -> dict[str, Any]:
+        """One critic update (and, every ``policy_delay`` calls, an actor + target update).
+
+        With ``to_host`` (default) returns a dict with ``q_loss``, ``q1``, ``q2`` (mean values),
+        ``pi_loss`` (or ``None`` when the policy was not updated) as floats, and ``td_error``
+        (B,) NumPy array of ``max(|delta_1|, |delta_2|)`` for prioritized replay (``None``
+        unless ``return_td``).  With ``to_host=False`` nothing is copied to the host (no device
+        synchronisation): ``stats`` is the (4,) tensor ``[q_loss, q1, q2, pi_loss or NaN]`` and
+        ``td_error`` a (B,) tensor on the device; see :func:`stats_dict` to read them later in
+        one transfer.  With ``TD3Config.cuda_graph`` on CUDA the update runs as a replayed
+        CUDA graph after ``graph_warmup`` eager updates.
+        """
+        cfg = self.config
+        b = self.to_tensors(batch)
+        noise = self._target_noise(b.obs.shape[0])
+        with_actor = (self.n_updates + 1) % cfg.policy_delay == 0
+        if not self.use_graph:
+            stats, td = self._step(b, noise, with_actor)
+        elif self.n_updates >= max(cfg.graph_warmup, cfg.policy_delay):
+            # both Adam states exist by now (the first actor step was eager)
+            stats, td = self._graph_step(b, noise, with_actor)
+        else:  # eager warm-up on a side stream, as CUDA-graph capture wants
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(side):
+                stats, td = self._step(b, noise, with_actor)
+            torch.cuda.current_stream(self.device).wait_stream(side)
+        self.n_updates += 1
+        if not to_host:
+            return {"stats": stats, "td_error": td if return_td else None}
+        out = stats_dict(stats.tolist())  # one device-to-host transfer for all statistics
+        out["td_error"] = td.cpu().numpy() if return_td else None
         return out
 
     @torch.no_grad()
@@ -301,6 +374,13 @@ class LSTMTD3:
             "gen": self.gen.get_state(),
         }
 
+    def fix_optimizer_flags(self) -> None:
+        """After loading optimizer states: keep this agent's ``capturable`` setting (loading
+        takes the saved one, and a CUDA graph needs ``capturable``)."""
+        for opt in self.optimizers().values():
+            for group in opt.param_groups:
+                group["capturable"] = self.use_graph
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
         import json
 
@@ -308,6 +388,7 @@ class LSTMTD3:
             m.load_state_dict(state["modules"][k])
         for k, o in self.optimizers().items():
             o.load_state_dict(state["optimizers"][k])
+        self.fix_optimizer_flags()
         self.n_updates = int(state["n_updates"])
         self.rng.bit_generator.state = json.loads(state["rng"])
         self.gen.set_state(state["gen"].cpu() if hasattr(state["gen"], "cpu") else state["gen"])

@@ -43,6 +43,7 @@ _MAP = {
     "pi_lr": "agent.pi_lr", "q_lr": "agent.q_lr", "act_noise": "agent.act_noise",
     "target_noise": "agent.target_noise", "noise_clip": "agent.noise_clip",
     "policy_delay": "agent.policy_delay", "compile": "agent.compile",
+    "cuda_graph": "agent.cuda_graph",
 }
 
 
@@ -128,6 +129,8 @@ def build_config(preset_name: str, config_file: Path | None, options: dict[str, 
 @click.option("--compile/--no-compile", "compile", default=None,
               help="torch.compile the losses and acting (inductor; first updates compile for "
               "tens of seconds). [off]")
+@click.option("--cuda-graph/--no-cuda-graph", "cuda_graph", default=None,
+              help="On CUDA: replay the whole update as captured CUDA graphs. [off]")
 @click.option("--max-episode-steps", type=click.IntRange(min=1), default=None)
 @click.option("--env-kwargs", default=None, metavar="JSON",
               help='Keyword arguments for gymnasium.make, e.g. \'{"n_bins": 64}\'.')

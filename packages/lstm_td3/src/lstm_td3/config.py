@@ -52,6 +52,13 @@ class TrainConfig:
     #: cut the running episodes at every checkpoint (the earlier behaviour); resume is exact
     #: without it (episodes are re-entered from their seeds and actions)
     reset_at_checkpoint: bool = False
+    #: on a CUDA device, mirror the replay storage there and gather the history windows on the
+    #: device (only the sampled indices and weights cross, pinned and non-blocking)
+    device_replay: bool = True
+    #: with PER, write the priorities of an update block's batches after the block, from one
+    #: device-to-host copy, instead of after every update (which costs a device sync per update
+    #: on CUDA); priorities are then up to ``update_every * utd_ratio`` updates late
+    per_batch_priorities: bool = False
     preset: str = "paper"
     agent: TD3Config = field(default_factory=TD3Config)
 

@@ -34,7 +34,7 @@ from physml_core.device import resolve_device, seed_everything
 from physml_core.errors import CheckpointError, PhysmlWarning
 from physml_core.logging import RunLogger, default_run_dir, get_logger, progress
 
-from .agent import LSTMTD3
+from .agent import LSTMTD3, stats_dict
 from .buffers import PrioritizedReplayBuffer, ReplayBuffer, beta_schedule
 from .config import TrainConfig
 from .envs import final_observations, make_vector_env
@@ -153,6 +153,7 @@ def _restore(ckpt, agent: LSTMTD3, buffer: ReplayBuffer) -> dict[str, Any]:
             f"{ckpt.path}: cannot resume this run with the current network layout ({exc}); "
             "it can still be evaluated"
         ) from None
+    agent.fix_optimizer_flags()
     state = ckpt.extra["agent"]
     agent.n_updates = int(state["n_updates"])
     agent.rng.bit_generator.state = json.loads(state["rng"])
@@ -237,6 +238,8 @@ def train(
         if ckpt is not None:
             counters = _restore(ckpt, agent, buffer)
             _log.info("resumed %s at step %d", run_dir, counters["step"])
+        if cfg.device_replay and torch.device(device).type == "cuda":
+            buffer.attach_device(device)  # windows gathered on the GPU
         with RunLogger(run_dir, config=cfg, tensorboard=tensorboard) as logger:
             return _loop(cfg, venv, agent, buffer, logger, counters, spaces, show_progress,
                          stop_at, running, restore)
@@ -323,15 +326,30 @@ def _loop(cfg: TrainConfig, venv, agent: LSTMTD3, buffer: ReplayBuffer, logger: 
                     todo = int(pending)
                     pending -= todo
                     beta = beta_schedule(step / cfg.total_steps, cfg.per_beta0)
+                    sample = buffer.sample if buffer.device is None else buffer.sample_device
+                    block: list[torch.Tensor] = []
+                    late: list[tuple[np.ndarray, torch.Tensor]] = []
                     for _ in range(todo):
-                        batch = buffer.sample(cfg.batch_size, beta)
-                        out = agent.update(batch, return_td=cfg.use_per)
-                        if cfg.use_per:
+                        batch = sample(cfg.batch_size, beta)
+                        # no host sync per update: statistics stay on the device until the
+                        # end of the block
+                        out = agent.update(batch, return_td=cfg.use_per, to_host=False)
+                        block.append(out["stats"])
+                        if cfg.use_per and cfg.per_batch_priorities:
+                            late.append((batch.indices, out["td_error"]))
+                        elif cfg.use_per:
                             buffer.update_priorities(batch.indices, out["td_error"])
-                        stats["q_loss"].append(out["q_loss"])
-                        stats["q1"].append(out["q1"])
-                        if out["pi_loss"] is not None:
-                            stats["pi_loss"].append(out["pi_loss"])
+                    if late:  # one device-to-host copy for the block's priorities
+                        tds = torch.stack([td for _, td in late]).cpu().numpy()
+                        for (indices, _), td in zip(late, tds, strict=True):
+                            buffer.update_priorities(indices, td)
+                    if block:
+                        for values in torch.stack(block).cpu().tolist():
+                            out = stats_dict(values)
+                            stats["q_loss"].append(out["q_loss"])
+                            stats["q1"].append(out["q1"])
+                            if out["pi_loss"] is not None:
+                                stats["pi_loss"].append(out["pi_loss"])
                     updates_epoch += todo
             if step // cfg.steps_per_epoch > prev // cfg.steps_per_epoch or step >= cfg.total_steps:
                 epoch += 1

@@ -75,7 +75,10 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         return flat, weights.astype(np.float32)
 
     def update_priorities(self, indices: np.ndarray, td_errors: np.ndarray) -> None:
-        """Set ``p = |td_errors| + eps`` for the sampled flat ``indices`` (both shape ``(B,)``)."""
+        """Set ``p = |td_errors| + eps`` for the sampled flat ``indices`` (both shape ``(B,)``;
+        ``td_errors`` may be a torch tensor on any device)."""
+        if hasattr(td_errors, "detach"):
+            td_errors = td_errors.detach().cpu().numpy()
         td = np.abs(np.asarray(td_errors, dtype=np.float64).reshape(-1))
         if not np.all(np.isfinite(td)):
             raise ValueError("TD errors must be finite to be used as priorities")

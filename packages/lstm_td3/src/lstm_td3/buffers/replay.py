@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
+import torch
 
 __all__ = ["Batch", "ReplayBuffer"]
 
@@ -112,6 +113,7 @@ class ReplayBuffer:
         self.rng = np.random.default_rng(seed)
         self._offsets = np.arange(self.window, dtype=np.int64)
         self._offsets_plus = np.arange(self.window + 1, dtype=np.int64)
+        self.device: torch.device | None = None  # set by attach_device
 
     # ------------------------------------------------------------------ storage
     def __len__(self) -> int:
@@ -151,6 +153,8 @@ class ReplayBuffer:
         self.done[row] = term
         self.ep_step[row] = self._ep_counter
         self._ep_counter = np.where(term | trunc, 0, self._ep_counter + 1)
+        if self.device is not None:
+            self._mirror_rows(slice(row * n, (row + 1) * n))
         self.ptr = (row + 1) % self.rows
         self.filled_rows = min(self.filled_rows + 1, self.rows)
         return row * n + np.arange(n, dtype=np.int64)
@@ -216,6 +220,78 @@ class ReplayBuffer:
 
     def update_priorities(self, indices: np.ndarray, td_errors: np.ndarray) -> None:
         """No-op for uniform replay (kept so agents need not check the buffer type)."""
+
+    # ------------------------------------------------------------------ device mirror
+    def _h2d(self, x: np.ndarray) -> torch.Tensor:
+        """Host array -> tensor on :attr:`device`; through pinned memory and a non-blocking
+        copy on CUDA (torch's caching host allocator keeps the pinned block until the copy is
+        done, so no staging buffer is overwritten in flight)."""
+        t = torch.from_numpy(np.ascontiguousarray(x))
+        if self.device.type == "cuda":
+            return t.pin_memory().to(self.device, non_blocking=True)
+        return t.to(self.device, copy=True)
+
+    def attach_device(self, device: torch.device | str) -> None:
+        """Keep a copy of the storage on ``device`` (written by every :meth:`add`), so that
+        :meth:`sample_device` gathers the history windows there: per batch only the sampled
+        indices and weights cross to the device, as pinned non-blocking copies on CUDA.  Call
+        after :meth:`load_state_dict` (it copies the whole storage)."""
+        self.device = torch.device(device)
+        n = self.rows * self.n_envs
+        self._d_oa = self._h2d(self._oa_flat)
+        self._d_rew = self._h2d(self.rew.reshape(n))
+        self._d_next_obs = self._h2d(self.next_obs.reshape(n, self.obs_dim))
+        self._d_done = self._h2d(self.done.reshape(n))
+        self._d_ep_step = self._h2d(self.ep_step.reshape(n))
+        self._d_offsets = torch.arange(self.window, device=self.device)
+        self._d_offsets_plus = torch.arange(self.window + 1, device=self.device)
+
+    def _mirror_rows(self, sl: slice) -> None:
+        n = self.rows * self.n_envs
+        self._d_oa[sl] = self._h2d(self._oa_flat[sl])
+        self._d_rew[sl] = self._h2d(self.rew.reshape(n)[sl])
+        self._d_next_obs[sl] = self._h2d(self.next_obs.reshape(n, self.obs_dim)[sl])
+        self._d_done[sl] = self._h2d(self.done.reshape(n)[sl])
+        self._d_ep_step[sl] = self._h2d(self.ep_step.reshape(n)[sl])
+
+    def sample_device(self, batch_size: int, beta: float = 1.0) -> Batch:
+        """:meth:`sample` with the windows gathered on :attr:`device` (see
+        :meth:`attach_device`): the same indices (same host generator), the same values, as
+        tensors; ``indices`` stays a NumPy array for :meth:`update_priorities`."""
+        if self.device is None:
+            raise ValueError("sample_device needs attach_device first")
+        batch_size = _check_int("batch_size", batch_size, 1)
+        if len(self) == 0:
+            raise ValueError("cannot sample from an empty replay buffer")
+        flat, weights = self._sample_indices(batch_size, beta)
+        return self.gather_device(flat, weights)
+
+    def gather_device(self, flat: np.ndarray, weights: np.ndarray | None = None) -> Batch:
+        """:meth:`gather` on the device: the same index arithmetic in torch ops."""
+        flat_np = np.asarray(flat, dtype=np.int64)
+        if weights is None:
+            weights = np.ones(flat_np.shape, dtype=np.float32)
+        idx = self._h2d(flat_np)
+        w = self._h2d(np.asarray(weights, dtype=np.float32))
+        n, R, L, W, od = self.n_envs, self.rows, self.max_hist_len, self.window, self.obs_dim
+        rows, envs = idx // n, idx % n
+        n_before = (rows - self.ptr) % R if self.filled_rows == R else rows
+        m = torch.minimum(self._d_ep_step[idx], n_before)
+        h = m.clamp(max=L)
+        h_next = (m + 1).clamp(max=L)
+        block_rows = (rows - h)[:, None] + self._d_offsets_plus
+        block = self._d_oa[(block_rows % R) * n + envs[:, None]]  # (B, W+1, od+ad)
+        hist = block[:, :W] * (self._d_offsets < h[:, None])[..., None]
+        nxt = torch.where((m >= L)[:, None, None], block[:, 1:], block[:, :W])
+        nxt = nxt * (self._d_offsets < h_next[:, None])[..., None]
+        oa = self._d_oa[idx]
+        return Batch(
+            obs=oa[:, :od], act=oa[:, od:], rew=self._d_rew[idx],
+            next_obs=self._d_next_obs[idx], done=self._d_done[idx],
+            hist_obs=hist[..., :od], hist_act=hist[..., od:], hist_len=h,
+            next_hist_obs=nxt[..., :od], next_hist_act=nxt[..., od:], next_hist_len=h_next,
+            weights=w, indices=flat_np,
+        )
 
     # ------------------------------------------------------------------ persistence
     def state_dict(self) -> dict[str, Any]:
