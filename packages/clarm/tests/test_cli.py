@@ -178,11 +178,15 @@ def test_normalisation_and_split_come_from_training_runs_only(pipeline, tiny_h5)
 
 
 def test_bench_reports_json_figures():
-    code, out = run("bench", "--modules", "2", "--resolution", "32", "--sim-runs", "1",
-                    "--particles", "200")
+    code, out = run("bench", "--modules", "3", "--resolution", "32", "--sim-runs", "2",
+                    "--particles", "200", "--observed", "1")
     assert code == 0, out
     result = json.loads(out[out.index("{"):])
-    for key in ("simulator_s_per_run", "forecast_s_per_run", "training_images_per_s"):
-        assert result[key] > 0
-    assert result["forecast_speedup_vs_simulator"] == pytest.approx(
-        result["simulator_s_per_run"] / result["forecast_s_per_run"])
+    assert result["torch_threads"] >= 1 and result["training_images_per_s"] > 0
+    for batch in ("batch_2", "batch_1"):
+        sim = result["simulator_s_per_run"][batch]
+        obs = result["simulator_observed_modules_s_per_run"][batch]
+        fc = result["forecast_s_per_run"][batch]
+        assert sim > 0 and obs > 0 and fc > 0
+        assert result["forecast_speedup_vs_simulator"][batch] == pytest.approx(sim / fc)
+        assert result["end_to_end_speedup"][batch] == pytest.approx(sim / (obs + fc))

@@ -19,53 +19,74 @@ class BenchConfig:
     resolution: int = 64
     sim_runs: int = 4
     particles: int = 10_000
-    forecast_runs: int = 16
+    observed: int = 4
     train_steps: int = 5
     batch_size: int = 32
+    repeats: int = 3
     seed: int = 0
 
 
+def _median_time(fn: Any, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
 def run_bench(config: BenchConfig) -> dict[str, Any]:
-    """Measure and return the benchmark figures (all in one process, on CPU threads given)."""
+    """Measure simulator and forecast per run at the same batch size (``sim_runs``) and at
+    batch 1, the end-to-end saving (simulating the observed modules + forecasting the rest
+    vs simulating every module), and CVAE training throughput.  One process, one thread
+    setting (reported) for everything."""
     from .forecast import forecast
     from .models import CVAE, CVAEConfig, LatentLSTM, LSTMConfig, cvae_loss
     from .sim import SimConfig, draw_settings, simulate_runs
     from .train import LoadedCVAE, LoadedLSTM, Normalizer
 
+    if config.modules < 2 or not 1 <= config.observed < config.modules:
+        raise ValueError("the benchmark needs at least 2 modules and 1 <= observed < modules")
     torch.manual_seed(config.seed)
-    sim_cfg = SimConfig(runs=config.sim_runs, modules=config.modules,
-                        resolution=config.resolution, particles=config.particles,
-                        batch_runs=config.sim_runs, seed=config.seed)
+    b, k = config.sim_runs, config.observed
+    sim_cfg = SimConfig(runs=b, modules=config.modules, resolution=config.resolution,
+                        particles=config.particles, batch_runs=b, seed=config.seed)
     sim_cfg.validate()
-    settings = np.stack([draw_settings(sim_cfg, i) for i in range(config.sim_runs)])
-    t0 = time.perf_counter()
-    images, _ = simulate_runs(sim_cfg, settings, list(range(config.sim_runs)))
-    sim_s = (time.perf_counter() - t0) / config.sim_runs
+    settings = np.stack([draw_settings(sim_cfg, i) for i in range(b)])
+    # the first k modules of the same runs: same lattice, same particles, k modules
+    obs_cfg = SimConfig(**{**sim_cfg.__dict__, "modules": k})
+    obs_settings = np.concatenate([settings[:, :k], settings[:, config.modules:config.modules + k],
+                                   settings[:, 2 * config.modules:]], axis=1)
+    simulate_runs(obs_cfg, obs_settings[:1], [0])  # warm-up (imports, allocator)
+    images = np.zeros(0)
 
-    if config.modules < 2:
-        raise ValueError("the benchmark needs at least 2 modules")
+    def sim_all(n: int) -> None:
+        nonlocal images
+        images, _ = simulate_runs(sim_cfg, settings[:n], list(range(n)))
+
+    sim_b = _median_time(lambda: sim_all(b), 1) / b
+    sim_1 = _median_time(lambda: sim_all(1), 1)
+    sim_all(b)
+    obs_b = _median_time(lambda: simulate_runs(obs_cfg, obs_settings, list(range(b))), 1) / b
+    obs_1 = _median_time(lambda: simulate_runs(obs_cfg, obs_settings[:1], [0]), 1)
+
     # the library forecast path (clarm.forecast.forecast) on default-architecture networks,
     # prepared as load_cvae / load_lstm prepare a checkpoint for inference
     cvae = CVAE(CVAEConfig(resolution=config.resolution, modules=config.modules))
     cvae.eval().to(memory_format=torch.channels_last)
     lstm = LatentLSTM(LSTMConfig(modules=config.modules)).eval()
     empty = np.zeros(0, np.int64)
-    loaded_cvae = LoadedCVAE(model=cvae, normalizer=Normalizer(np.maximum(images.max(axis=(0, 1, 3, 4)), 1e-12)),
-                             train_runs=empty, val_runs=empty, dataset_id="",
-                             settings_mean=None, settings_std=None, latents_min=None,
-                             latents_max=None, config={}, path=Path("bench"))
+    scale = np.maximum(images.max(axis=(0, 1, 3, 4)), 1e-12)
+    loaded_cvae = LoadedCVAE(model=cvae, normalizer=Normalizer(scale), train_runs=empty,
+                             val_runs=empty, dataset_id="", settings_mean=None,
+                             settings_std=None, latents_min=None, latents_max=None, config={},
+                             path=Path("bench"))
     loaded_lstm = LoadedLSTM(model=lstm, z_mean=np.zeros(8, np.float32),
                              z_std=np.ones(8, np.float32), cvae_path="", path=Path("bench"))
-    k = min(4, config.modules - 1)  # observed modules
-    reps = -(-config.forecast_runs // config.sim_runs)
-    obs = np.concatenate([images[:, :k]] * reps)[:config.forecast_runs]
+    obs = np.ascontiguousarray(images[:, :k])
     forecast(loaded_cvae, loaded_lstm, obs)  # warm-up
-    times = []
-    for _ in range(3):
-        t0 = time.perf_counter()
-        forecast(loaded_cvae, loaded_lstm, obs)
-        times.append(time.perf_counter() - t0)
-    fc_s = float(np.median(times)) / config.forecast_runs
+    fc_b = _median_time(lambda: forecast(loaded_cvae, loaded_lstm, obs), config.repeats) / b
+    fc_1 = _median_time(lambda: forecast(loaded_cvae, loaded_lstm, obs[:1]), config.repeats)
 
     cvae.train().to(memory_format=torch.contiguous_format)
     opt = torch.optim.Adam(cvae.parameters(), lr=1e-3)
@@ -81,10 +102,43 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         opt.step()
     train_rate = config.train_steps * config.batch_size / (time.perf_counter() - t0)
     return {
-        "modules": config.modules, "resolution": config.resolution,
+        "modules": config.modules, "observed_modules": k, "resolution": config.resolution,
         "particles": config.particles, "torch_threads": torch.get_num_threads(),
-        "simulator_s_per_run": sim_s, "forecast_s_per_run": fc_s,
-        "forecast_observed_modules": k,
-        "forecast_speedup_vs_simulator": sim_s / fc_s,
+        "batch_runs": b,
+        "simulator_s_per_run": {f"batch_{b}": sim_b, "batch_1": sim_1},
+        "simulator_observed_modules_s_per_run": {f"batch_{b}": obs_b, "batch_1": obs_1},
+        "forecast_s_per_run": {f"batch_{b}": fc_b, "batch_1": fc_1},
+        "forecast_speedup_vs_simulator": {f"batch_{b}": sim_b / fc_b, "batch_1": sim_1 / fc_1},
+        "end_to_end_speedup": {f"batch_{b}": sim_b / (obs_b + fc_b),
+                               "batch_1": sim_1 / (obs_1 + fc_1)},
+        "end_to_end_bound_M_over_k": config.modules / k,
         "training_images_per_s": train_rate,
     }
+
+
+def stream_epoch_bench(data: str | Path, block_runs: int = 16, base_filters: int = 32,
+                       max_train_runs: int = 0, run_dir: str | Path | None = None
+                       ) -> dict[str, Any]:
+    """One CVAE epoch streamed from ``data`` (HDF5): wall time, images/s and the process's
+    peak resident memory (``ru_maxrss``, includes torch itself)."""
+    import resource
+    import tempfile
+
+    from .data import PhaseSpaceFile
+    from .train import CVAETrainConfig, train_cvae
+
+    with PhaseSpaceFile(data) as f:
+        runs, modules, res = f.runs, f.modules, f.resolution
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = CVAETrainConfig(data=str(data), run_dir=str(run_dir or Path(tmp) / "cvae"),
+                              epochs=1, block_runs=block_runs, base_filters=base_filters,
+                              max_train_runs=max_train_runs, device="cpu")
+        t0 = time.perf_counter()
+        train_cvae(cfg)
+        wall = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # KiB -> GiB
+    size_gb = runs * modules * 15 * res * res * 4 / 1e9
+    return {"data": str(data), "runs": runs, "modules": modules, "resolution": res,
+            "float32_size_GB": size_gb, "block_runs": block_runs,
+            "torch_threads": torch.get_num_threads(), "epoch_wall_s": wall,
+            "peak_rss_GiB": peak}
