@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 from click.testing import CliRunner
 
 from beamenv.cli import cli
@@ -38,6 +39,22 @@ def test_plot_writes_png(tmp_path) -> None:
     res = CliRunner().invoke(cli, ["plot", "--steps", "2", "--intensity", "0", "-o", str(out)])
     assert res.exit_code == 0, res.output
     assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_plot_trace_of_an_evaluated_episode(tmp_path) -> None:
+    trace = tmp_path / "eval.json"
+    rng = np.random.default_rng(0)
+    trace.write_text(json.dumps([{"policy": "scan", "trace": {
+        "policy": "scan", "return": -1.5, "profiles": rng.random((31, 64)).tolist(),
+        "abs_phase_error_rad": np.linspace(2.0, 0.0, 31).tolist()}}]))
+    out = tmp_path / "ep.png"
+    res = CliRunner().invoke(cli, ["plot", "--trace", str(trace), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    res = CliRunner().invoke(cli, ["plot", "--trace", str(bad), "-o", str(out)])
+    assert res.exit_code == 2 and res.output.strip().startswith("Error:")
 
 
 def test_bad_input_is_one_line_exit_2(tmp_path) -> None:

@@ -141,22 +141,44 @@ def bench(presets: str, steps: int, vector_envs: str, intensity: float,
 @cli.command()
 @click.option("--policy", type=click.Choice(["zero", "random"]), default="zero",
               show_default=True, help="Policy driving the cycle.")
+@click.option("--trace", "trace_file", type=click.Path(exists=True, dir_okay=False,
+                                                        path_type=Path), default=None,
+              help="Plot a recorded PSBPhaseCorrection episode instead (JSON with 'profiles' "
+                   "and 'abs_phase_error_rad', or a list of results whose first has 'trace', "
+                   "as written by experiments/eval_correction.py --trace).")
 @_fidelity
 @_steps
 @_intensity
 @seed_option()
 @output_option(required=True, help="PNG file of the profiles along the cycle.")
-def plot(policy: str, fidelity: str, steps: int, intensity: float, seed: int,
-         output: Path) -> None:
-    """Plot line-density profiles along the cycle for a policy."""
+def plot(policy: str, trace_file: Path | None, fidelity: str, steps: int, intensity: float,
+         seed: int, output: Path) -> None:
+    """Plot line-density profiles along the cycle for a policy, or a recorded episode."""
     import numpy as np
 
-    from .render import plot_profiles
+    from .render import plot_episode, plot_profiles
     from .rollout import RolloutConfig
     from .rollout import rollout as run
 
     if output.suffix.lower() != ".png":
         raise click.BadParameter("must end in .png", param_hint="--output")
+    if trace_file is not None:
+        try:
+            data = json.loads(trace_file.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise click.BadParameter(f"not a readable JSON file ({exc})",
+                                     param_hint="--trace") from None
+        if isinstance(data, list):
+            data = next((r.get("trace") for r in data if isinstance(r, dict) and r.get("trace")),
+                        None)
+        if not isinstance(data, dict) or not {"profiles", "abs_phase_error_rad"} <= set(data):
+            raise click.BadParameter("needs 'profiles' and 'abs_phase_error_rad'",
+                                     param_hint="--trace")
+        plot_episode(np.array(data["profiles"]), np.array(data["abs_phase_error_rad"]),
+                     str(output), title=f"PSBPhaseCorrection, policy {data.get('policy', '?')}, "
+                                        f"return {data.get('return', float('nan')):.2f}")
+        click.echo(f"wrote {output}", err=True)
+        return
     cfg = RolloutConfig(env="cycle", policy=policy, seed=seed, fidelity=fidelity,
                         n_steps=steps, intensity=intensity)
     result = run(cfg, record_profiles=True)

@@ -5,11 +5,13 @@ Uses matplotlib's object API with the Agg canvas (no pyplot, no global state, no
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .bucket import Bucket
 
-__all__ = ["plot_profiles", "render_beam"]
+__all__ = ["plot_episode", "plot_profiles", "render_beam"]
 
 
 def render_beam(dt_s: np.ndarray, de_eV: np.ndarray, bucket: Bucket, title: str = "",
@@ -100,5 +102,51 @@ def plot_profiles(profiles: np.ndarray, t_rev_s: np.ndarray, times_s: np.ndarray
     fig.tight_layout()
     from physml_core.atomic import atomic_path
 
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+
+
+def plot_episode(profiles: np.ndarray, abs_phase_error_rad: np.ndarray, path: str,
+                 title: str = "") -> None:
+    """Save a PNG of one evaluated PSBPhaseCorrection-v0 episode: the observed line-density
+    profiles step by step (image and a few curves) and |Phi_2 - Phi_opt| along the episode.
+
+    Args:
+        profiles: shape (n_steps + 1, n_bins), the observation profiles from reset on.
+        abs_phase_error_rad: shape (n_steps + 1,), |phase error| after reset and each step.
+        path: output PNG path (written atomically).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from physml_core.atomic import atomic_path
+
+    profiles = np.asarray(profiles, dtype=float)
+    err = np.asarray(abs_phase_error_rad, dtype=float)
+    fig = Figure(figsize=(13, 4), dpi=100)
+    FigureCanvasAgg(fig)
+    ax_img, ax_lines, ax_err = fig.subplots(1, 3)
+    n_steps = len(profiles) - 1
+    ax_img.imshow(profiles, aspect="auto", origin="lower", cmap="magma",
+                  extent=(0.0, 1.0, -0.5, n_steps + 0.5))
+    ax_img.set_xlabel("dt / T_rev")
+    ax_img.set_ylabel("step")
+    ax_img.set_title("observed line density", fontsize=9)
+    phase = (np.arange(profiles.shape[1]) + 0.5) / profiles.shape[1]
+    for k in sorted({0, 1, 3, 10, n_steps} & set(range(n_steps + 1))):
+        ax_lines.plot(phase, profiles[k], label=f"step {k}")
+    ax_lines.set_xlabel("dt / T_rev")
+    ax_lines.set_ylabel("line density (1 = uniform)")
+    ax_lines.legend(fontsize=7)
+    ax_err.plot(np.arange(n_steps + 1), err, marker=".")
+    ax_err.axhline(0.2, color="grey", ls="--", lw=1, label="0.2 rad")
+    ax_err.axvline(10, color="grey", ls=":", lw=1, label="step 10")
+    ax_err.set_xlabel("step")
+    ax_err.set_ylabel("|Phi_2 - Phi_opt| [rad]")
+    ax_err.set_ylim(0, math.pi)
+    ax_err.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
