@@ -87,6 +87,7 @@ def test_generate_forecast_evaluate(pipeline, tiny_h5):
         assert f.attrs["observed"] == 1
     code, out = run("evaluate", "--data", str(tiny_h5), "--cvae", str(cvae_dir), "--lstm",
                     str(lstm_dir), "--observed", "1", "-n", "4", "--classifier-epochs", "1",
+                    "--forecast-samples", "3",
                     "--compare-cvae", str(tmp / "ref"), "-o", str(tmp / "eval"))
     assert code == 0, out
     report = json.loads((tmp / "eval" / "report.json").read_text())
@@ -97,8 +98,13 @@ def test_generate_forecast_evaluate(pipeline, tiny_h5):
     assert len(report["reconstruction"]["mse"]["per_projection"]) == 15
     assert report["forecast"]["modules"] == [1, 2]
     assert "generation_prior" in report and "generation_box" in report
-    for key in ("reconstruction", "forecast", "baseline_module_mean"):
-        assert 0 < report[key]["ssim_peak_normalised"]["mean"] <= 1
+    for key in ("reconstruction", "forecast", "baseline_module_mean", "baseline_persistence",
+                "baseline_module_mean_forecast_modules"):
+        assert -1 <= report[key]["ssim_paper"]["e_phi"] <= 1
+        assert len(report[key]["ssim_paper"]["per_projection"]) == 15
+    unc = report["forecast_uncertainty"]
+    assert 0 <= unc["coverage"] <= 1 and unc["samples"] == 3
+    assert report["generation_prior"]["samples_per_module"] == 4
     table = report["model_comparison"]
     assert [(row["cond_decoder"], row["prior"]) for row in table] == [
         (True, "conditional"), (False, "standard")]

@@ -130,12 +130,48 @@ def test_cosine_schedule_endpoints():
         CVAETrainConfig(schedule="step").validate()
 
 
-def test_peak_normalised_ssim_is_stricter_for_dim_images():
-    from clarm.evaluate import peak_normalised_ssim
+def _skimage_ssim_by_hand(real: np.ndarray, pred: np.ndarray) -> float:
+    """scikit-image's structural_similarity(real, pred, data_range=real.max()-real.min())
+    with its defaults, written out with loops: 7x7 uniform windows, sample covariance,
+    mean over the windows that fit inside the image."""
+    r = real.max() - real.min()
+    c1, c2 = (0.01 * r) ** 2, (0.03 * r) ** 2
+    vals = []
+    for i in range(real.shape[0] - 6):
+        for j in range(real.shape[1] - 6):
+            a = real[i:i + 7, j:j + 7].ravel()
+            b = pred[i:i + 7, j:j + 7].ravel()
+            ma, mb = a.mean(), b.mean()
+            va, vb = a.var(ddof=1), b.var(ddof=1)
+            cov = ((a - ma) * (b - mb)).sum() / 48
+            vals.append((2 * ma * mb + c1) * (2 * cov + c2)
+                        / ((ma**2 + mb**2 + c1) * (va + vb + c2)))
+    return float(np.mean(vals))
 
-    rng = np.random.default_rng(2)
-    a = torch.as_tensor(rng.random((3, 15, 32, 32)), dtype=torch.float32) * 0.2  # dim images
-    noisy = (a + 0.02 * torch.as_tensor(rng.standard_normal(a.shape), dtype=torch.float32))
-    assert torch.allclose(peak_normalised_ssim(a, a), torch.ones(3, 15), atol=1e-5)
-    # the same error weighs more when the data range is the image's own peak (0.2), not 1
-    assert float(peak_normalised_ssim(noisy, a).mean()) < float(ssim_per_channel(noisy, a).mean())
+
+def test_paper_ssim_equals_the_skimage_definition():
+    from clarm.metrics import ssim_paper
+
+    rng = np.random.default_rng(3)
+    real = rng.random((2, 2, 12, 13)) * 0.3
+    pred = real + 0.05 * rng.standard_normal(real.shape)
+    got = ssim_paper(pred, real).numpy()
+    for n in range(2):
+        for c in range(2):
+            assert got[n, c] == pytest.approx(_skimage_ssim_by_hand(real[n, c], pred[n, c]),
+                                              abs=1e-5)
+    assert torch.allclose(ssim_paper(real, real), torch.ones(2, 2))
+    # the data range is the real image's own: scaling both images changes nothing
+    assert torch.allclose(ssim_paper(pred * 7, real * 7), ssim_paper(pred, real), atol=1e-5)
+
+
+def test_precision_recall_detects_mode_collapse():
+    from clarm.metrics import precision_recall
+
+    rng = np.random.default_rng(4)
+    real = rng.standard_normal((300, 4))
+    p, r = precision_recall(real, rng.standard_normal((300, 4)))
+    assert p > 0.85 and r > 0.85
+    collapsed = 0.1 * rng.standard_normal((300, 4))  # all samples near the mode
+    p, r = precision_recall(real, collapsed)
+    assert p > 0.95 and r < 0.3

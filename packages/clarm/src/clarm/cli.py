@@ -252,9 +252,11 @@ def forecast(data: Path, cvae: Path, lstm: Path, runs: tuple[int, ...], observed
 @click.option("--cvae", required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--lstm", type=click.Path(exists=True, path_type=Path), default=None)
 @click.option("--observed", type=click.IntRange(1), default=4, show_default=True)
-@num_option(default=None, help="Generated samples per module (default: number of held-out "
-                               "runs, at least 8).")
+@num_option(default=None, help="Generated samples per module (default: as many as "
+                               "held-out runs, so both sets have equal size).")
 @click.option("--classifier-epochs", type=click.IntRange(1), default=4, show_default=True)
+@click.option("--forecast-samples", type=click.IntRange(0), default=16, show_default=True,
+              help="Samples of the forecast's predictive distribution (coverage); 0: none.")
 @click.option("--compare-cvae", type=click.Path(exists=True, path_type=Path), default=None,
               help="A second CVAE trained on the same runs (e.g. --no-cond-decoder --prior "
                    "standard) to compare reconstruction and generation with.")
@@ -262,8 +264,8 @@ def forecast(data: Path, cvae: Path, lstm: Path, runs: tuple[int, ...], observed
 @device_option()
 @output_option(default="clarm-eval", help="Folder for report.json and PNG plots.")
 def evaluate(data: Path, cvae: Path, lstm: Path | None, observed: int, num: int | None,
-             classifier_epochs: int, compare_cvae: Path | None, seed: int, device: str,
-             output: Path) -> None:
+             classifier_epochs: int, forecast_samples: int, compare_cvae: Path | None,
+             seed: int, device: str, output: Path) -> None:
     """Evaluate reconstruction, generation and forecasting on held-out runs."""
     from .evaluate import EvalConfig
     from .evaluate import evaluate as run
@@ -271,14 +273,21 @@ def evaluate(data: Path, cvae: Path, lstm: Path | None, observed: int, num: int 
     report = run(EvalConfig(data=str(data), cvae=str(cvae), lstm=str(lstm or ""),
                             output=str(output), observed=observed, num_per_module=num or 0,
                             classifier_epochs=classifier_epochs,
-                            compare_cvae=str(compare_cvae or ""), seed=seed, device=device))
+                            compare_cvae=str(compare_cvae or ""),
+                            forecast_samples=forecast_samples, seed=seed, device=device))
     short = {"reconstruction_ssim": report["reconstruction"]["ssim"]["mean"],
+             "reconstruction_ssim_paper_e_phi": report["reconstruction"]["ssim_paper"]["e_phi"],
              "baseline_module_mean_ssim": report["baseline_module_mean"]["ssim"]["mean"]}
     if "forecast" in report:
-        short["forecast_ssim"] = report["forecast"]["ssim"]["mean"]
+        for key in ("forecast", "baseline_module_mean_forecast_modules", "baseline_persistence"):
+            short[f"{key}_ssim"] = report[key]["ssim"]["mean"]
+            short[f"{key}_ssim_paper_e_phi"] = report[key]["ssim_paper"]["e_phi"]
+        if "forecast_uncertainty" in report:
+            short["forecast_coverage_90"] = report["forecast_uncertainty"]["coverage"]
     for key in ("generation_prior", "generation_box"):
         if key in report:
             short[f"{key}_frechet"] = report[key]["frechet_distance"]["mean"]
+            short[f"{key}_recall"] = report[key]["recall"]["mean"]
     click.echo(json.dumps(short))
 
 

@@ -1,11 +1,19 @@
-"""Evaluation on held-out runs: reconstruction, generation and forecasting quality.
+"""Evaluation on held-out runs, streamed a block of runs at a time, every figure beside a
+baseline.
 
-* reconstruction and forecasting: MSE and SSIM per module and per projection against the real
-  images of the same run (images normalised with the training scale, so values are in [0, 1]);
-* generation (conditional prior and the reference's min/max box): for each generated image the
-  best-matching held-out image of the same module (MSE, SSIM), and a Frechet distance per module
-  between features of real and generated images from a small module classifier trained on
-  training runs (the reference used FID on a ResNet-50 module classifier).
+* reconstruction and forecasting: MSE, SSIM (Wang et al. 2004, data range 1 of the normalised
+  images) and the paper-comparable SSIM (:func:`clarm.metrics.ssim_paper`: scikit-image's
+  definition with each real image's own range, as lanl/clarm computes it; the paper reports
+  the E-phi channel 11) per module and per projection;
+* baselines for the forecast modules: the mean training image of each module (no model) and
+  persistence (the last observed module carried forward);
+* forecast uncertainty: samples of the LSTM's predictive distribution (Gaussian noise of the
+  teacher-forced one-step residual std on every predicted latent); coverage of their 90 %
+  intervals for the E-phi centroid and rms widths on the held-out runs (nominal 0.90);
+* generation (conditional prior and the reference's min/max box): Frechet distance and
+  improved precision / recall (k = 3) per module on the features of a small module
+  classifier trained on training runs, with as many generated as real images, beside the
+  real-vs-real floor (two halves of the held-out runs).
 
 Writes ``report.json`` and PNG plots into the output folder.
 """
@@ -27,14 +35,23 @@ from physml_core.logging import get_logger
 from .data import PhaseSpaceFile
 from .forecast import forecast
 from .generate import generate
-from .metrics import frechet_distance, mse_per_channel, ssim_per_channel
+from .metrics import (
+    frechet_distance,
+    mse_per_channel,
+    precision_recall,
+    ssim_paper,
+    ssim_per_channel,
+)
 from .models import ModuleClassifier
 from .plots import plot_grid, plot_metric_curves
-from .train import check_compatible, held_out_runs, load_cvae, load_lstm
+from .train import check_compatible, encode_runs, held_out_runs, load_cvae, load_lstm
 
-__all__ = ["EvalConfig", "evaluate", "train_module_classifier"]
+__all__ = ["E_PHI", "EvalConfig", "evaluate", "train_module_classifier"]
 
 log = get_logger(__name__)
+
+#: Channel of the E-phi projection in the public layout (the paper's forecasting channel).
+E_PHI = 11
 
 
 @dataclass
@@ -50,34 +67,63 @@ class EvalConfig:
     classifier_epochs: int = 4
     max_runs: int = 64
     compare_cvae: str = ""
+    forecast_samples: int = 16
+    block_runs: int = 8
     seed: int = 0
     device: str = "auto"
 
 
 def _summary(values: torch.Tensor) -> dict[str, Any]:
-    """values (R, M, 15) -> mean, per-module and per-projection means."""
+    """values (R, M, 15) -> mean, per-module and per-projection means (and the E-phi mean)."""
     return {"mean": float(values.mean()),
+            "e_phi": float(values[..., E_PHI].mean()),
             "per_module": [float(v) for v in values.mean(dim=(0, 2))],
             "per_projection": [float(v) for v in values.mean(dim=(0, 1))]}
 
 
-def train_module_classifier(images: torch.Tensor, modules: int, epochs: int, seed: int,
-                            device: torch.device) -> ModuleClassifier:
-    """Train the feature network on images (R, M, 15, H, W) labelled by module."""
+class _Scores:
+    """Per (run, module, projection) SSIM, paper SSIM and MSE, accumulated block by block."""
+
+    def __init__(self) -> None:
+        self.parts: dict[str, list[torch.Tensor]] = {"ssim": [], "ssim_paper": [], "mse": []}
+
+    def add(self, pred: torch.Tensor, real: torch.Tensor) -> None:
+        r, m = real.shape[:2]
+        p, q = pred.flatten(0, 1).float(), real.flatten(0, 1).float()
+        self.parts["ssim"].append(ssim_per_channel(p, q).view(r, m, 15))
+        self.parts["ssim_paper"].append(ssim_paper(p, q).view(r, m, 15))
+        self.parts["mse"].append(mse_per_channel(p, q).view(r, m, 15))
+
+    def report(self) -> dict[str, Any]:
+        return {k: _summary(torch.cat(v)) for k, v in self.parts.items()}
+
+
+def _blocks(f: PhaseSpaceFile, runs: np.ndarray, size: int) -> Any:
+    for lo in range(0, len(runs), size):
+        sel = runs[lo:lo + size]
+        yield sel, f.images(sel)
+
+
+def train_module_classifier(f: PhaseSpaceFile, runs: np.ndarray, normalizer: Any,
+                            epochs: int, seed: int, device: torch.device,
+                            block_runs: int = 8) -> ModuleClassifier:
+    """Train the feature network on the images of ``runs`` labelled by module (streamed)."""
     torch.manual_seed(seed)
-    clf = ModuleClassifier(modules).to(device)
+    clf = ModuleClassifier(f.modules).to(device)
     opt = torch.optim.Adam(clf.parameters(), lr=2e-3)
-    r, m = images.shape[:2]
-    flat = images.reshape(r * m, *images.shape[2:])
-    labels = torch.arange(m).repeat(r)
+    rng = np.random.default_rng(seed)
     for _ in range(epochs):
-        perm = torch.randperm(len(flat))
-        for lo in range(0, len(perm), 64):
-            idx = perm[lo:lo + 64]
-            loss = F.cross_entropy(clf(flat[idx].to(device)), labels[idx].to(device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        for _, phys in _blocks(f, runs[rng.permutation(len(runs))], block_runs):
+            x = torch.from_numpy(np.ascontiguousarray(normalizer(phys)))
+            r, m = x.shape[:2]
+            flat, labels = x.flatten(0, 1), torch.arange(m).repeat(r)
+            perm = torch.randperm(len(flat))
+            for lo in range(0, len(perm), 64):
+                idx = perm[lo:lo + 64]
+                loss = F.cross_entropy(clf(flat[idx].to(device)), labels[idx].to(device))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
     return clf.eval()
 
 
@@ -85,13 +131,6 @@ def train_module_classifier(images: torch.Tensor, modules: int, epochs: int, see
 def _features(clf: ModuleClassifier, images: torch.Tensor, device: torch.device) -> np.ndarray:
     return torch.cat([clf.features(images[i:i + 128].to(device)).cpu()
                       for i in range(0, len(images), 128)]).numpy()
-
-
-def peak_normalised_ssim(pred: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-    """SSIM (N, C) after dividing both images by the real image's own peak, i.e. with the data
-    range set per image and projection (stricter than the training-wide range of 1)."""
-    peak = real.amax(dim=(2, 3), keepdim=True).clamp_min(1e-12)
-    return ssim_per_channel(pred / peak, real / peak)
 
 
 @torch.no_grad()
@@ -112,42 +151,53 @@ def reconstruct(cvae: Any, real: torch.Tensor, settings: np.ndarray | None,
     return torch.cat(out).view_as(real)
 
 
-def _image_scores(pred: torch.Tensor, real: torch.Tensor) -> dict[str, Any]:
-    """SSIM (standard and peak-normalised) and MSE summaries of (R, M, 15, H, W) images."""
-    r, m = real.shape[:2]
-    p, q = pred.flatten(0, 1), real.flatten(0, 1)
-    return {"ssim": _summary(ssim_per_channel(p, q).view(r, m, 15)),
-            "ssim_peak_normalised": _summary(peak_normalised_ssim(p, q).view(r, m, 15)),
-            "mse": _summary(mse_per_channel(p, q).view(r, m, 15))}
+def e_phi_summary(images: torch.Tensor) -> torch.Tensor:
+    """(..., 15, H, W) -> (..., 4): E-phi centroid (row = dW, column = phi) and rms widths,
+    in pixels."""
+    img = images[..., E_PHI, :, :].double().clamp_min(0)
+    h = img.shape[-1]
+    axis = torch.arange(h, dtype=torch.float64)
+    total = img.sum(dim=(-1, -2)).clamp_min(1e-12)
+    rows, cols = img.sum(-1) / total[..., None], img.sum(-2) / total[..., None]
+    mr, mc = (rows * axis).sum(-1), (cols * axis).sum(-1)
+    sr = ((rows * (axis - mr[..., None]) ** 2).sum(-1)).sqrt()
+    sc = ((cols * (axis - mc[..., None]) ** 2).sum(-1)).sqrt()
+    return torch.stack([mr, mc, sr, sc], dim=-1)
 
 
-def _generation_scores(cvae: Any, real: torch.Tensor, clf: ModuleClassifier, method: str,
-                       n_gen: int, seed: int, device: torch.device) -> tuple[dict, torch.Tensor]:
-    """Best-match SSIM/MSE and Frechet distance per module of generated images; returns the
-    report entry and one sample of the last module."""
-    r, m = real.shape[:2]
-    per_mod_ssim, per_mod_mse, fd = [], [], []
+def _lstm_residual_std(cvae: Any, lstm: Any, f: PhaseSpaceFile, runs: np.ndarray) -> np.ndarray:
+    """Std (D,) of the teacher-forced one-step residuals of the LSTM on ``runs`` in
+    standardised latent units (the noise of the forecast samples)."""
+    z = encode_runs(cvae, f, runs)
+    zs = (z - torch.as_tensor(lstm.z_mean)) / torch.as_tensor(lstm.z_std)
+    lengths = torch.full((len(zs),), zs.shape[1] - 1, dtype=torch.int64)
+    with torch.no_grad():
+        pred = lstm.model.predict_steps(zs[:, :-1], lengths)
+    return (zs[:, 1:] - pred).reshape(-1, zs.shape[2]).std(dim=0).numpy()
+
+
+def _generation(cvae: Any, real_feats: list[np.ndarray], clf: ModuleClassifier, method: str,
+                n_gen: int, seed: int, device: torch.device) -> tuple[dict, torch.Tensor]:
+    """Frechet distance and precision / recall per module of ``n_gen`` generated images
+    against the real features; returns the report entry and one sample of the last module."""
+    m = len(real_feats)
+    fd, prec, rec = [], [], []
     sample = torch.zeros(0)
     for k in range(m):
         g = torch.from_numpy(np.ascontiguousarray(generate(cvae, k, n_gen, method=method,
                                                             seed=seed + k, normalized=True)))
         if k == m - 1:
             sample = g[0]
-        rk = real[:, k]
-        # best-matching real image for every generated one
-        ss = ssim_per_channel(g.repeat_interleave(r, 0), rk.repeat(n_gen, 1, 1, 1))
-        ss = ss.mean(1).view(n_gen, r)
-        best = ss.argmax(1)
-        per_mod_ssim.append(float(ss.max(1).values.mean()))
-        per_mod_mse.append(float(mse_per_channel(g, rk[best]).mean()))
-        if r >= 2:
-            fd.append(frechet_distance(_features(clf, rk, device), _features(clf, g, device)))
-    entry = {
-        "ssim_best_match": {"mean": float(np.mean(per_mod_ssim)), "per_module": per_mod_ssim},
-        "mse_best_match": {"mean": float(np.mean(per_mod_mse)), "per_module": per_mod_mse},
-        "frechet_distance": {"mean": float(np.mean(fd)) if fd else None, "per_module": fd},
-    }
-    return entry, sample
+        gf = _features(clf, g, device)
+        fd.append(frechet_distance(real_feats[k], gf))
+        if min(len(gf), len(real_feats[k])) > 3:  # k-NN balls need more than k = 3 points
+            p, r = precision_recall(real_feats[k], gf)
+            prec.append(p)
+            rec.append(r)
+    return {"samples_per_module": n_gen,
+            "frechet_distance": {"mean": float(np.mean(fd)), "per_module": fd},
+            "precision": {"mean": float(np.mean(prec)) if prec else None, "per_module": prec},
+            "recall": {"mean": float(np.mean(rec)) if rec else None, "per_module": rec}}, sample
 
 
 def evaluate(config: EvalConfig) -> dict[str, Any]:
@@ -159,18 +209,19 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
     cvae = load_cvae(config.cvae, device=device)
     lstm = load_lstm(config.lstm, device=device) if config.lstm else None
     model = cvae.model
+    m, k = model.config.modules, config.observed
+    if lstm is not None and not 1 <= k < m:
+        raise ValueError(f"observed must be in 1..{m - 1}, got {k}")
+    variants = [cvae]
     with PhaseSpaceFile(config.data) as f:
         check_compatible(cvae, f)
         runs = held_out_runs(cvae, f)[:config.max_runs]
-        if len(runs) == 0:
-            raise ValueError(f"{config.data}: no held-out runs to evaluate on")
+        if len(runs) < 2:
+            raise ValueError(f"{config.data}: {len(runs)} held-out runs; need at least 2")
         names = list(f.attrs.get("projection_names", [str(c) for c in range(15)]))
-        real_phys = f.images(runs)
         settings = f.settings()
         same = bool(cvae.dataset_id) and str(f.attrs.get("dataset_id", "")) == cvae.dataset_id
-        cls_runs = np.asarray(cvae.train_runs[:config.max_runs]) if same else runs
-        cls_images = torch.from_numpy(cvae.normalizer(f.images(cls_runs)))
-        other = None
+        train_sel = np.asarray(cvae.train_runs[:config.max_runs]) if same else runs
         if config.compare_cvae:
             other = load_cvae(config.compare_cvae, device=device)
             check_compatible(other, f)
@@ -178,92 +229,153 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
                     and np.allclose(other.normalizer.scale, cvae.normalizer.scale)):
                 raise ValueError(f"{config.compare_cvae}: the CVAE to compare must be trained on "
                                  "the same runs (same data, val fraction and seed)")
-    m = model.config.modules
-    real = torch.from_numpy(cvae.normalizer(real_phys))
+            variants.append(other)
+        # module-mean baseline: mean normalised training image of each module (streamed)
+        mean_img = torch.zeros(m, 15, f.resolution, f.resolution, dtype=torch.float64)
+        for _, phys in _blocks(f, train_sel, config.block_runs):
+            mean_img += torch.from_numpy(cvae.normalizer(phys)).double().sum(0)
+        mean_img = (mean_img / len(train_sel)).float()
+        clf = train_module_classifier(f, train_sel, cvae.normalizer, config.classifier_epochs,
+                                      config.seed, device, config.block_runs)
+        noise = (_lstm_residual_std(cvae, lstm, f, train_sel) if lstm is not None else None)
+        recon_scores = [_Scores() for _ in variants]
+        scores = {name: _Scores() for name in ("forecast", "baseline_module_mean",
+                                                 "baseline_module_mean_all",
+                                                 "baseline_persistence")}
+        real_feats: list[list[np.ndarray]] = [[] for _ in range(m)]
+        correct, total = 0, 0
+        covered, widths, errors = [], [], []
+        rows: dict[str, np.ndarray] = {}
+        for sel, phys in _blocks(f, runs, config.block_runs):
+            real = torch.from_numpy(np.ascontiguousarray(cvae.normalizer(phys)))
+            s_sel = None if settings is None else settings[sel]
+            for variant, acc in zip(variants, recon_scores, strict=True):
+                rec = reconstruct(variant, real, s_sel, device)
+                acc.add(rec, real)
+                if variant is cvae and not rows:
+                    rows = {"real": real[0, m - 1].numpy(),
+                            "reconstruction": rec[0, m - 1].numpy()}
+            scores["baseline_module_mean_all"].add(mean_img.expand_as(real), real)
+            with torch.no_grad():
+                flat = real.flatten(0, 1)
+                logits = torch.cat([clf(flat[i:i + 128].to(device)).cpu()
+                                    for i in range(0, len(flat), 128)])
+            correct += int((logits.argmax(1) == torch.arange(m).repeat(len(sel))).sum())
+            total += len(flat)
+            for mod in range(m):
+                real_feats[mod].append(_features(clf, real[:, mod], device))
+            if lstm is None:
+                continue
+            fc = torch.from_numpy(np.ascontiguousarray(forecast(
+                cvae, lstm, phys[:, :k], normalized=True, settings=s_sel)))
+            scores["forecast"].add(fc[:, k:], real[:, k:])
+            scores["baseline_module_mean"].add(mean_img[k:].expand_as(real[:, k:]), real[:, k:])
+            scores["baseline_persistence"].add(real[:, k - 1:k].expand_as(real[:, k:]),
+                                               real[:, k:])
+            if "forecast" not in rows:
+                rows["forecast"] = fc[0, m - 1].numpy()
+            if config.forecast_samples >= 2:
+                summ = torch.stack([e_phi_summary(torch.from_numpy(np.ascontiguousarray(
+                    forecast(cvae, lstm, phys[:, :k], normalized=True, settings=s_sel,
+                             noise_std=noise, seed=config.seed + 1000 * i + int(sel[0]))))[:, k:])
+                    for i in range(config.forecast_samples)])
+                truth = e_phi_summary(real[:, k:])
+                lo, hi = summ.quantile(0.05, dim=0), summ.quantile(0.95, dim=0)
+                covered.append(((truth >= lo) & (truth <= hi)).double())
+                widths.append(hi - lo)
+                errors.append((e_phi_summary(fc[:, k:]) - truth).abs())
     r = len(runs)
     report: dict[str, Any] = {"data": str(config.data), "cvae": str(cvae.path),
                               "held_out_runs": [int(x) for x in runs],
+                              "training_runs_for_baselines": len(train_sel),
                               "cond_decoder": model.config.cond_decoder,
-                              "prior": model.config.prior, "projection_names": names}
-
-    # ---- reconstruction, and the module-mean baseline (mean training image of each module)
-    s_sel = None if settings is None else settings[runs]
-    recon = reconstruct(cvae, real, s_sel, device)
-    report["reconstruction"] = _image_scores(recon, real)
-    ssim_rec = report["reconstruction"]["ssim"]["mean"]
-    log.info("reconstruction SSIM %.4f MSE %.3g", ssim_rec,
-             report["reconstruction"]["mse"]["mean"])
-    baseline = cls_images.mean(dim=0, keepdim=True).expand_as(real)
-    report["baseline_module_mean"] = _image_scores(baseline, real)
-
-    # ---- generation + Frechet distance
-    clf = train_module_classifier(cls_images, m, config.classifier_epochs, config.seed, device)
-    with torch.no_grad():
-        logits = torch.cat([clf(real[i:i + 1].flatten(0, 1).to(device)).cpu() for i in range(r)])
-    report["classifier_accuracy_held_out"] = float(
-        (logits.argmax(1) == torch.arange(m).repeat(r)).float().mean())
-    n_gen = config.num_per_module or max(r, 8)
-    methods = ["prior"] + (["box"] if cvae.latents_min is not None else [])
-    gen_curves: dict[str, list[float]] = {}
-    samples: dict[str, torch.Tensor] = {}
-    for method in methods:
-        entry, samples[method] = _generation_scores(cvae, real, clf, method, n_gen,
-                                                    config.seed, device)
-        report[f"generation_{method}"] = entry
-        gen_curves[f"generation ({method})"] = entry["ssim_best_match"]["per_module"]
-        fd_mean = entry["frechet_distance"]["mean"]
-        log.info("generation (%s) SSIM %.4f FD %s", method, entry["ssim_best_match"]["mean"],
-                 "n/a (fewer than 2 held-out runs)" if fd_mean is None else f"{fd_mean:.4g}")
-    # real-vs-real baseline of the Frechet distance (two halves of the held-out runs)
-    if r >= 4:
-        half = r // 2
-        report["frechet_distance_real_vs_real"] = float(np.mean([
-            frechet_distance(_features(clf, real[:half, k], device),
-                             _features(clf, real[half:, k], device)) for k in range(m)]))
-
-    # ---- forecasting
-    curves = {"reconstruction": report["reconstruction"]["ssim"]["per_module"], **gen_curves}
-    xs: dict[str, list[int]] = {k: list(range(m)) for k in curves}
-    rows = {"real": real[0, m - 1].numpy(), "reconstruction": recon[0, m - 1].numpy()}
-    for method, img in samples.items():
-        rows[f"generated ({method})"] = img.numpy()
+                              "prior": model.config.prior, "projection_names": names,
+                              "e_phi_channel": E_PHI,
+                              "classifier_accuracy_held_out": correct / max(total, 1)}
+    report["reconstruction"] = recon_scores[0].report()
+    report["baseline_module_mean"] = scores["baseline_module_mean_all"].report()
+    log.info("reconstruction SSIM %.4f (paper E-phi %.4f), module-mean baseline %.4f (%.4f)",
+             report["reconstruction"]["ssim"]["mean"],
+             report["reconstruction"]["ssim_paper"]["e_phi"],
+             report["baseline_module_mean"]["ssim"]["mean"],
+             report["baseline_module_mean"]["ssim_paper"]["e_phi"])
+    curves: dict[str, list[float]] = {
+        "reconstruction": report["reconstruction"]["ssim_paper"]["per_module"]}
+    xs: dict[str, list[int]] = {"reconstruction": list(range(m))}
     if lstm is not None:
-        k = config.observed
-        fc = torch.from_numpy(np.ascontiguousarray(forecast(cvae, lstm, real_phys[:, :k], normalized=True,
-                                       settings=None if settings is None else settings[runs])))
         report["forecast"] = {"observed": k, "modules": list(range(k, m)),
-                              **_image_scores(fc[:, k:], real[:, k:])}
-        report["baseline_module_mean_forecast_modules"] = _image_scores(baseline[:, k:],
-                                                                        real[:, k:])
-        curves["forecast"] = report["forecast"]["ssim"]["per_module"]
-        xs["forecast"] = list(range(k, m))
-        rows["forecast"] = fc[0, m - 1].numpy()
-        log.info("forecast SSIM %.4f MSE %.3g", report["forecast"]["ssim"]["mean"],
-                 report["forecast"]["mse"]["mean"])
-    # ---- another CVAE on the same held-out runs (decoder conditioning / prior comparison)
-    variants = [cvae] if other is None else [cvae, other]
+                              **scores["forecast"].report()}
+        report["baseline_module_mean_forecast_modules"] = scores["baseline_module_mean"].report()
+        report["baseline_persistence"] = scores["baseline_persistence"].report()
+        for name in ("forecast", "baseline_module_mean_forecast_modules",
+                     "baseline_persistence"):
+            curves[name] = report[name]["ssim_paper"]["per_module"]
+            xs[name] = list(range(k, m))
+        log.info("forecast SSIM %.4f / paper E-phi %.4f; module mean %.4f / %.4f; "
+                 "persistence %.4f / %.4f", report["forecast"]["ssim"]["mean"],
+                 report["forecast"]["ssim_paper"]["e_phi"],
+                 report["baseline_module_mean_forecast_modules"]["ssim"]["mean"],
+                 report["baseline_module_mean_forecast_modules"]["ssim_paper"]["e_phi"],
+                 report["baseline_persistence"]["ssim"]["mean"],
+                 report["baseline_persistence"]["ssim_paper"]["e_phi"])
+        if covered:
+            cov, wid, err = torch.cat(covered), torch.cat(widths), torch.cat(errors)
+            names_q = ["e_phi_centroid_dW_px", "e_phi_centroid_phi_px", "e_phi_rms_dW_px",
+                       "e_phi_rms_phi_px"]
+            report["forecast_uncertainty"] = {
+                "method": "LSTM rollout with Gaussian latent noise of the teacher-forced "
+                          "one-step residual std (training runs)",
+                "samples": config.forecast_samples, "nominal_coverage": 0.90,
+                "coverage": float(cov.mean()),
+                "coverage_per_quantity": dict(zip(names_q, cov.mean(dim=(0, 1)).tolist(),
+                                                  strict=True)),
+                "interval_width_per_quantity": dict(zip(names_q, wid.mean(dim=(0, 1)).tolist(),
+                                                        strict=True)),
+                "mean_forecast_abs_error_per_quantity": dict(zip(
+                    names_q, err.mean(dim=(0, 1)).tolist(), strict=True)),
+                "coverage_per_module": cov.mean(dim=(0, 2)).tolist(),
+                "latent_noise_std": [float(v) for v in noise]}
+            log.info("forecast 90%% interval coverage %.3f", float(cov.mean()))
+
+    # ---- generation: FD and precision/recall with as many generated as real images
+    feats = [np.concatenate(v) for v in real_feats]
+    n_gen = config.num_per_module or r
+    half = r // 2
+    if half >= 2:
+        report["generation_floor_real_vs_real"] = {
+            "runs_per_half": half,
+            "frechet_distance": float(np.mean([frechet_distance(x[:half], x[half:2 * half])
+                                               for x in feats])),
+            "precision_recall": None if half <= 3 else [float(np.mean(v)) for v in zip(*[
+                precision_recall(x[:half], x[half:2 * half]) for x in feats], strict=True)]}
     table = []
-    for variant in variants:
+    samples: dict[str, torch.Tensor] = {}
+    for variant, acc in zip(variants, recon_scores, strict=True):
         vc = variant.model.config
+        rep = acc.report() if variant is not cvae else report["reconstruction"]
         row: dict[str, Any] = {"cvae": str(variant.path), "cond_decoder": vc.cond_decoder,
-                               "prior": vc.prior}
-        rec_v = recon if variant is cvae else reconstruct(variant, real, s_sel, device)
-        scores = report["reconstruction"] if variant is cvae else _image_scores(rec_v, real)
-        row["reconstruction_ssim"] = scores["ssim"]["mean"]
-        row["reconstruction_ssim_peak_normalised"] = scores["ssim_peak_normalised"]["mean"]
-        row["reconstruction_mse"] = scores["mse"]["mean"]
-        for method in methods if variant is cvae else (
-                ["prior"] + (["box"] if variant.latents_min is not None else [])):
-            entry = report[f"generation_{method}"] if variant is cvae else _generation_scores(
-                variant, real, clf, method, n_gen, config.seed, device)[0]
+                               "prior": vc.prior,
+                               "reconstruction_ssim": rep["ssim"]["mean"],
+                               "reconstruction_ssim_paper_e_phi": rep["ssim_paper"]["e_phi"],
+                               "reconstruction_mse": rep["mse"]["mean"]}
+        for method in ["prior"] + (["box"] if variant.latents_min is not None else []):
+            entry, sample = _generation(variant, feats, clf, method, n_gen, config.seed, device)
+            if variant is cvae:
+                report[f"generation_{method}"] = entry
+                samples[method] = sample
+                log.info("generation (%s) FD %.4g precision %s recall %s", method,
+                         entry["frechet_distance"]["mean"], entry["precision"]["mean"],
+                         entry["recall"]["mean"])
             row[f"generation_{method}_frechet"] = entry["frechet_distance"]["mean"]
-            row[f"generation_{method}_ssim_best_match"] = entry["ssim_best_match"]["mean"]
+            row[f"generation_{method}_precision"] = entry["precision"]["mean"]
+            row[f"generation_{method}_recall"] = entry["recall"]["mean"]
         table.append(row)
     report["model_comparison"] = table
-
+    for method, img in samples.items():
+        rows[f"generated ({method})"] = img.numpy()
     plot_grid(out_dir / "grid_last_module.png", rows, names,
               title=f"run {int(runs[0])}, module {m - 1} (normalised)")
-    plot_metric_curves(out_dir / "ssim_vs_module.png", curves, "SSIM", x=xs,
+    plot_metric_curves(out_dir / "ssim_vs_module.png", curves, "SSIM (paper definition)", x=xs,
                        title="held-out runs")
     save_json(out_dir / "report.json", report)
     return report

@@ -22,11 +22,14 @@ __all__ = ["forecast", "forecast_file"]
 
 @torch.inference_mode()
 def forecast(cvae: LoadedCVAE, lstm: LoadedLSTM, observed_images: np.ndarray,
-             normalized: bool = False, settings: np.ndarray | None = None) -> np.ndarray:
+             normalized: bool = False, settings: np.ndarray | None = None,
+             noise_std: np.ndarray | None = None, seed: int = 0) -> np.ndarray:
     """observed_images (R, k, 15, H, W) in physical units -> forecast (R, M, 15, H, W).
 
     Modules < k hold the CVAE reconstructions of the observed images.  Physical units unless
-    ``normalized``.
+    ``normalized``.  With ``noise_std`` (D,), in standardised latent units, the rollout is a
+    sample of the predictive distribution (Gaussian noise on every predicted latent, drawn
+    from ``seed``); without it, the mean forecast.
     """
     model = cvae.model
     cfg = model.config
@@ -54,7 +57,10 @@ def forecast(cvae: LoadedCVAE, lstm: LoadedLSTM, observed_images: np.ndarray,
     z_std = torch.as_tensor(lstm.z_std, device=device)
     zs = (mu.view(r, k, -1) - z_mean) / z_std
     lstm_dev = next(lstm.model.parameters()).device
-    roll = lstm.model.rollout(zs.to(lstm_dev), cfg.modules).to(device) * z_std + z_mean
+    noise = None if noise_std is None else torch.as_tensor(noise_std, dtype=torch.float32)
+    gen = torch.Generator().manual_seed(seed)
+    roll = lstm.model.rollout(zs.to(lstm_dev), cfg.modules, noise_std=noise,
+                              generator=gen).to(device) * z_std + z_mean
     flat = roll.reshape(r * cfg.modules, -1)
     cond_flat = cond_all.reshape(r * cfg.modules, -1)
     chunks = [model.decode_logits(flat[i:i + 512], cond_flat[i:i + 512])

@@ -87,11 +87,14 @@ class LatentLSTM(nn.Module):
         return (seq + self.out(hidden)) * mask[..., None]
 
     @torch.inference_mode()
-    def rollout(self, observed: torch.Tensor, total: int) -> torch.Tensor:
+    def rollout(self, observed: torch.Tensor, total: int, noise_std: torch.Tensor | None = None,
+                generator: torch.Generator | None = None) -> torch.Tensor:
         """Autoregressive forecast: observed (B, k, D) -> (B, total, D) (first k copied).
 
         The observed sequence runs through the LSTM once; each further latent is one LSTM step
-        from the carried (h, c) state, so a forecast costs O(total) steps."""
+        from the carried (h, c) state, so a forecast costs O(total) steps.  With
+        ``noise_std`` (D,), every predicted latent gets Gaussian noise of that std before it
+        is fed back (a sample of the predictive distribution, for uncertainty)."""
         b, k, d = observed.shape
         if not 1 <= k <= total:
             raise ValueError(f"need 1 <= observed ({k}) <= total ({total})")
@@ -102,6 +105,9 @@ class LatentLSTM(nn.Module):
         hidden, state = self.lstm(self._inputs(observed))
         nxt = observed[:, -1] + self.out(hidden[:, -1])
         for t in range(k, total):
+            if noise_std is not None:
+                eps = torch.randn(nxt.shape, generator=generator).to(nxt.device)
+                nxt = nxt + eps * noise_std.to(nxt.device)
             out[:, t] = nxt
             if t + 1 == total:
                 break
