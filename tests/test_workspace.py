@@ -39,7 +39,10 @@ def test_every_package_is_a_member_with_src_layout_and_readme():
         import_name = "physml_core" if package.name == "core" else package.name
         assert (package / "src" / import_name / "__init__.py").is_file(), package
         assert (package / "README.md").is_file(), package
-        assert meta["requires-python"] == ">=3.10"
+        # clarm needs cheetah-accelerator>=0.8, which needs Python 3.11 (the workspace lock
+        # therefore resolves for 3.11+); every other package still installs on 3.10.
+        expected = ">=3.11" if package.name == "clarm" else ">=3.10"
+        assert meta["requires-python"] == expected, package
 
 
 @pytest.mark.parametrize("package", [p for p in PACKAGES if p.name != "core"],
