@@ -70,10 +70,11 @@ def _policy(name: str, env: Any, rng: np.random.Generator):
     return (lambda: None), act, {}
 
 
-def evaluate(name: str, episodes: int, env_kwargs: dict, trace: bool) -> dict[str, Any]:
+def evaluate(name: str, episodes: int, env: Any, trace: bool) -> dict[str, Any]:
+    """Run ``episodes`` held-out episodes of policy ``name`` in ``env`` (shared between
+    policies, so matched bunches are built once per setting)."""
     from lstm_td3.seeding import stream_seed
 
-    env = gym.make("beamenv/PSBPhaseCorrection-v0", **env_kwargs)
     rng = np.random.default_rng(12345)
     reset, act, _ = _policy(name, env, rng)
     errors, returns, tr = [], [], {}
@@ -96,7 +97,6 @@ def evaluate(name: str, episodes: int, env_kwargs: dict, trace: bool) -> dict[st
             tr = {"policy": name, "seed": stream_seed("eval", 0, 0), "profiles": profiles,
                   "abs_phase_error_rad": err, "setting": info.get("setting"),
                   "optimum_phi2_rad": info["optimum_phi2_rad"], "return": total}
-    env.close()
     e = np.array(errors)
     final, at10 = e[:, -1], e[:, min(10, e.shape[1] - 1)]
     ret = np.array(returns)
@@ -121,7 +121,9 @@ def main() -> None:
     parser.add_argument("-o", "--output", type=Path, required=True)
     args = parser.parse_args()
     kwargs = json.loads(args.env_kwargs)
-    results = [evaluate(p, args.episodes, kwargs, args.trace) for p in args.policies]
+    env = gym.make("beamenv/PSBPhaseCorrection-v0", **kwargs)
+    results = [evaluate(p, args.episodes, env, args.trace) for p in args.policies]
+    env.close()
     with atomic_path(args.output) as tmp:
         tmp.write_text(json.dumps(results) + "\n")
     for r in results:

@@ -17,10 +17,13 @@ from beamenv.envs.correction import PSBPhaseCorrectionEnv
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fidelity", default="fast")
+    parser.add_argument("--reverse", action="store_true",
+                        help="Last setting first (a second process meets the first halfway).")
     args = parser.parse_args()
     env = PSBPhaseCorrectionEnv(fidelity=args.fidelity)
     start = time.perf_counter()
-    for i, setting in enumerate(env.settings):
+    order = list(enumerate(env.settings))
+    for i, setting in (order[::-1] if args.reverse else order):
         t0 = time.perf_counter()
         res = env.optimum_for(setting)
         print(json.dumps({"i": i, "setting": setting.as_dict(), "best_phi2_rad": res.best_phi2_rad,
