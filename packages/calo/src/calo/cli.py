@@ -168,6 +168,9 @@ def generate(checkpoint: Path, num: int | None, output: Path, energy: tuple[floa
               help="Classifier runs (seeds 0..N-1); mean and sd are reported.")
 @click.option("--classifier-epochs", type=click.IntRange(1), default=50, show_default=True,
               help="Classifier epochs (CaloChallenge: 50).")
+@click.option("--classifier-dtype", type=click.Choice(["float64", "float32"]),
+              default="float64", show_default=True,
+              help="Classifier precision (CaloChallenge: float64; float32 is faster on CPU).")
 @click.option("--threads", type=click.IntRange(1), default=None,
               help="torch CPU threads for the classifier (default: torch's setting).")
 @click.option("--fpd-min-samples", type=click.IntRange(2), default=10000, show_default=True,
@@ -181,7 +184,8 @@ def generate(checkpoint: Path, num: int | None, output: Path, energy: tuple[floa
 @seed_option()
 def evaluate(reference: Path, generated: Path, reference_2: Path | None,
              checkpoint: Path | None, output: Path, max_showers: int, no_classifier: bool,
-             classifier_seeds: int, classifier_epochs: int, threads: int | None,
+             classifier_seeds: int, classifier_epochs: int, classifier_dtype: str,
+             threads: int | None,
              fpd_min_samples: int, kpd_batch_size: int, min_energy_mev: float, no_plots: bool,
              seed: int) -> None:
     """Compare generated with reference showers, each figure beside its floor (an independent
@@ -191,7 +195,7 @@ def evaluate(reference: Path, generated: Path, reference_2: Path | None,
     from .metrics import ClassifierConfig
 
     cls = ClassifierConfig(epochs=classifier_epochs, seeds=tuple(range(classifier_seeds)),
-                           threads=threads)
+                           threads=threads, dtype=classifier_dtype)
     cfg = EvaluateConfig(reference=str(reference), generated=str(generated),
                          reference_2=str(reference_2) if reference_2 else None,
                          checkpoint=str(checkpoint) if checkpoint else None,
