@@ -228,13 +228,24 @@ def test_matching_is_bounded_in_time(tiny, monkeypatch) -> None:
 
     from beamenv.errors import MatchingTimeoutError
 
-    env = _cycle(tiny, match_timeout_s=0.3, initial_phi2_rad=0.5).unwrapped
-    monkeypatch.setattr(env.simulator._blond, "matched_from_distribution_function",
-                        lambda *args, **kwargs: time.sleep(5))
-    start = time.perf_counter()
-    with pytest.raises(MatchingTimeoutError, match="did not finish"):
+    def busy(*args, **kwargs) -> None:  # a hang that burns CPU, like BLonD's search loop
+        end = time.process_time() + 5.0
+        while time.process_time() < end:
+            pass
+
+    env = _cycle(tiny, match_timeout_s=0.3, initial_phi2_rad=0.5, randomize=False).unwrapped
+    monkeypatch.setattr(env.simulator._blond, "matched_from_distribution_function", busy)
+    start = time.process_time()
+    with pytest.raises(MatchingTimeoutError, match="0.3 s of CPU time"):
         env.reset(seed=0)
-    assert time.perf_counter() - start < 3
+    assert time.process_time() - start < 3
+    # a hang that sleeps is caught by the wall-clock backstop (10 x the limit)
+    monkeypatch.setattr(env.simulator._blond, "matched_from_distribution_function",
+                        lambda *args, **kwargs: time.sleep(10))
+    start = time.perf_counter()
+    with pytest.raises(MatchingTimeoutError, match="wall-clock"):
+        env.reset(seed=1, options={"initial_phi2_rad": 0.6})
+    assert time.perf_counter() - start < 8
 
 
 def test_resonator_impedance_option_changes_the_beam(tiny) -> None:

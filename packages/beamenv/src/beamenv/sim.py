@@ -99,22 +99,36 @@ class StretchResult:
 
 
 @contextlib.contextmanager
-def _time_limit(seconds: float | None) -> Iterator[None]:
-    """Raise MatchingTimeoutError after ``seconds`` (main thread only; elsewhere no limit)."""
+def _time_limit(seconds: float | None, wall_factor: float = 10.0) -> Iterator[None]:
+    """Raise MatchingTimeoutError after ``seconds`` of CPU time of this process, or after
+    ``wall_factor`` x ``seconds`` of wall-clock time (main thread only; elsewhere no limit).
+
+    CPU time (``ITIMER_PROF``) is what a hung matching burns (BLonD's bunch-length search loops
+    in Python), and it does not fire early on a loaded machine, where a normal matching can
+    take many times its CPU time in wall-clock time; the wall-clock backstop catches a hang
+    that sleeps.
+    """
     if not seconds or threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def _alarm(signum: int, frame: object) -> None:
-        raise MatchingTimeoutError(f"bunch matching did not finish within {seconds:g} s")
+        kind = "CPU" if signum == signal.SIGPROF else "wall-clock"
+        raise MatchingTimeoutError(f"bunch matching did not finish within {seconds:g} s of "
+                                   f"{kind} time" if kind == "CPU" else
+                                   f"bunch matching did not finish within "
+                                   f"{wall_factor * seconds:g} s of wall-clock time")
 
-    previous = signal.signal(signal.SIGALRM, _alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    previous = {sig: signal.signal(sig, _alarm) for sig in (signal.SIGPROF, signal.SIGALRM)}
+    signal.setitimer(signal.ITIMER_PROF, seconds)
+    signal.setitimer(signal.ITIMER_REAL, wall_factor * seconds)
     try:
         yield
     finally:
+        signal.setitimer(signal.ITIMER_PROF, 0)
         signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class BeamSimulator:
