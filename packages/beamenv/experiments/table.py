@@ -16,8 +16,11 @@ import numpy as np
 
 
 def _kind(policy: str) -> str:
-    if policy.startswith("ckpt:"):
-        return Path(policy[5:]).parent.name
+    if policy.startswith("ckpt:"):  # <dir>/<kind>/s<seed>[/checkpoints/<file>]
+        parts = Path(policy[5:]).parts
+        seed_dirs = [i for i, part in enumerate(parts) if part.startswith("s") and
+                     part[1:].isdigit()]
+        return parts[seed_dirs[-1] - 1] if seed_dirs else parts[-1]
     return policy
 
 

@@ -236,16 +236,18 @@ def test_matching_is_bounded_in_time(tiny, monkeypatch) -> None:
     env = _cycle(tiny, match_timeout_s=0.3, initial_phi2_rad=0.5, randomize=False).unwrapped
     monkeypatch.setattr(env.simulator._blond, "matched_from_distribution_function", busy)
     start = time.process_time()
-    with pytest.raises(MatchingTimeoutError, match="0.3 s of CPU time"):
+    # "0.3 s of CPU time" on a free core; on a saturated one the 3 s wall-clock backstop may
+    # come first (seen at load 14 on 2 cores): bounded either way
+    with pytest.raises(MatchingTimeoutError, match="did not finish within (0.3 s of CPU|3 s)"):
         env.reset(seed=0)
-    assert time.process_time() - start < 3
+    assert time.process_time() - start < 4.5  # interrupted well before the 5 s loop ends
     # a hang that sleeps is caught by the wall-clock backstop (10 x the limit)
     monkeypatch.setattr(env.simulator._blond, "matched_from_distribution_function",
                         lambda *args, **kwargs: time.sleep(10))
     start = time.perf_counter()
     with pytest.raises(MatchingTimeoutError, match="wall-clock"):
         env.reset(seed=1, options={"initial_phi2_rad": 0.6})
-    assert time.perf_counter() - start < 8
+    assert time.perf_counter() - start < 9.5  # interrupted before the 10 s sleep ends
 
 
 def test_resonator_impedance_option_changes_the_beam(tiny) -> None:
