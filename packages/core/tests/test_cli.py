@@ -49,6 +49,11 @@ def bug(checkpoint):
     raise RuntimeError("internal bug")
 
 
+@cli.command()
+def typebug():
+    return len(3)  # a TypeError from our own code: a bug, not a user error
+
+
 def test_success_and_shared_vocabulary(tmp_path):
     data = tmp_path / "d.h5"
     data.write_text("good")
@@ -109,6 +114,11 @@ def test_debug_shows_traceback(tmp_path):
 def test_internal_bug_is_not_hidden(tmp_path):
     out = _invoke("bug", "--checkpoint", str(tmp_path))
     assert out.exit_code == 1 and isinstance(out.exception, RuntimeError)
+
+
+def test_type_error_is_a_bug_with_traceback():
+    out = _invoke("typebug")
+    assert out.exit_code == 1 and isinstance(out.exception, TypeError)
 
 
 def test_version_and_help():

@@ -44,10 +44,11 @@ __all__ = [
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: Exceptions that are the user's to fix: reported in one line, exit status 2.
+#: Exceptions that are the user's to fix: reported in one line, exit status 2. ``TypeError`` is
+#: deliberately absent: raised by our own code it is a bug, and keeps its traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (
-    PhysmlError, ValueError, TypeError, FileNotFoundError, IsADirectoryError,
-    NotADirectoryError, PermissionError,
+    PhysmlError, ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError,
+    PermissionError,
 )
 
 _DEBUG_ENV = "PHYSML_DEBUG"

@@ -121,7 +121,8 @@ class POMDPWrapper(gym.ObservationWrapper):
         self.kinds = parse_pomdp(kinds)
         space = env.observation_space
         if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
-            raise TypeError(f"POMDP wrappers need a flat Box observation space, got {space}")
+            raise ValueError(f"POMDP wrappers need a flat Box observation space, got {space}; "
+                             "choose an environment with a 1-D Box observation")
         for name, p in (("flicker_prob", flicker_prob), ("missing_prob", missing_prob)):
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {p}")
