@@ -50,6 +50,10 @@ ABLATIONS = {
                             {"reference": (200, 1), "heldout": (60, 16)}),
     "alternator-alpha0.95": ({"name": "alternator", "alpha": 0.95, "sigma_x": 0.2},
                              {"reference": (200, 1), "heldout": (60, 16)}),
+    "alternator-sigmax0.1": ({"name": "alternator", "sigma_x": 0.1},
+                             {"reference": (200, 1), "heldout": (60, 16)}),
+    "alternator-sigmax0.5": ({"name": "alternator", "sigma_x": 0.5},
+                             {"reference": (200, 1), "heldout": (60, 16)}),
 }
 
 
