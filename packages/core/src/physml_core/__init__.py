@@ -5,7 +5,10 @@ Modules: :mod:`~physml_core.device` (devices, seeding, autocast), :mod:`~physml_
 (schema-validated HDF5 I/O), :mod:`~physml_core.checkpoint` (safe atomic checkpoints),
 :mod:`~physml_core.distributed` (torchrun/DDP helpers), :mod:`~physml_core.config` (typed job
 configs), :mod:`~physml_core.cli` (shared click options and error convention),
-:mod:`~physml_core.provenance` (row provenance of files and checkpoints, the held-out rule).
+:mod:`~physml_core.provenance` (row provenance of files and checkpoints, the held-out rule),
+:mod:`~physml_core.training` (the one training loop: run folder, resume policy, checkpoints,
+time limit, DDP), :mod:`~physml_core.options` (CLI options generated from config dataclasses
+over one shared table).
 """
 
 from __future__ import annotations
@@ -46,7 +49,9 @@ if TYPE_CHECKING:
         write_h5,
     )
     from .logging import RunLogger, default_run_dir, get_logger, progress
+    from .options import config_from_cli, opt, options_from
     from .provenance import Provenance, ProvenanceOverlapError, check_disjoint
+    from .training import RunConfig, TrainingJob, TrainResult, TrainState, fit, load_trained
 
 # Submodules are imported on first use (PEP 562), so that `import physml_core.errors` or a CLI's
 # `--help` does not pay for importing torch.
@@ -61,6 +66,9 @@ _LAZY = {
                      "concat_h5", "read_h5", "validate_file", "write_h5"), "hdf5"),
     **dict.fromkeys(("RunLogger", "default_run_dir", "get_logger", "progress"), "logging"),
     **dict.fromkeys(("Provenance", "ProvenanceOverlapError", "check_disjoint"), "provenance"),
+    **dict.fromkeys(("config_from_cli", "opt", "options_from"), "options"),
+    **dict.fromkeys(("RunConfig", "TrainResult", "TrainState", "TrainingJob", "fit",
+                     "load_trained"), "training"),
 }
 
 
@@ -96,8 +104,12 @@ __all__ = [
     "PhysmlWarning",
     "Provenance",
     "ProvenanceOverlapError",
+    "RunConfig",
     "RunLogger",
     "Schema",
+    "TrainResult",
+    "TrainState",
+    "TrainingJob",
     "__version__",
     "atomic_path",
     "autocast",
@@ -105,13 +117,18 @@ __all__ = [
     "check_disjoint",
     "checkpoint_path",
     "concat_h5",
+    "config_from_cli",
     "default_run_dir",
     "device_summary",
+    "fit",
     "from_dict",
     "get_logger",
     "latest",
     "load_checkpoint",
     "load_json",
+    "load_trained",
+    "opt",
+    "options_from",
     "progress",
     "read_h5",
     "resolve_device",

@@ -1,7 +1,9 @@
 """Training checkpoints: atomic, self-describing, and safe to load.
 
-A checkpoint holds the package and model name, the step, the job config (plain data), any
-preprocessing state (``extra``), the state dicts of models/optimisers/schedulers and the RNG
+A checkpoint holds the package and model name, the step and what it counts (``step_unit``:
+"epoch" for the supervised trainers, "env_step" for reinforcement learning), the hash of the
+job config that decides whether a run folder may resume (see :mod:`physml_core.training`), the
+job config (plain data), any preprocessing state (``extra``), the state dicts of models/optimisers/schedulers and the RNG
 states of Python, NumPy and torch.  Files are written atomically and read with
 ``torch.load(weights_only=True)``, so loading a checkpoint can never execute code.
 """
@@ -105,6 +107,8 @@ def save_checkpoint(
     config: Any = None,
     extra: Mapping[str, Any] | None = None,
     rng: bool = True,
+    step_unit: str = "step",
+    config_hash: str | None = None,
 ) -> Path:
     """Write a checkpoint atomically (temp file + rename) and return its path.
 
@@ -117,6 +121,8 @@ def save_checkpoint(
         "package": str(package),
         "model_name": str(model_name),
         "step": int(step),
+        "step_unit": str(step_unit),
+        "config_hash": config_hash,
         "config": _to_storable(config) if config is not None else None,
         "extra": _to_storable(dict(extra or {})),
         "model": _states(model),
@@ -133,7 +139,8 @@ def save_checkpoint(
 
 @dataclass
 class Checkpoint:
-    """A loaded checkpoint; ``state`` is the raw dictionary."""
+    """A loaded checkpoint; ``state`` is the raw dictionary.  ``step`` counts ``step_unit``s;
+    ``config_hash`` is None for checkpoints written outside :mod:`physml_core.training`."""
 
     path: Path
     package: str
@@ -142,6 +149,8 @@ class Checkpoint:
     config: Any
     extra: dict[str, Any]
     state: dict[str, Any] = field(repr=False)
+    step_unit: str = "step"
+    config_hash: str | None = None
 
     def restore(
         self,
@@ -246,6 +255,8 @@ def load_checkpoint(
         config=state.get("config"),
         extra=dict(state.get("extra") or {}),
         state=state,
+        step_unit=str(state.get("step_unit", "step")),
+        config_hash=state.get("config_hash"),
     )
 
 

@@ -10,22 +10,22 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import DistributedSampler, Sampler
 
 from .device import resolve_device
 from .errors import DeviceError
+
+T = TypeVar("T")
 
 __all__ = [
     "DistContext",
     "all_reduce_mean",
     "barrier",
-    "distributed_sampler",
+    "broadcast_object",
     "init_distributed",
-    "shutdown",
     "unwrap_model",
     "wrap_model",
 ]
@@ -102,19 +102,6 @@ def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
     return getattr(model, "module", model)
 
 
-def distributed_sampler(
-    dataset: Any, ctx: DistContext, shuffle: bool = True, seed: int = 0, drop_last: bool = False
-) -> Sampler | None:
-    """A :class:`DistributedSampler` when distributed, else ``None`` (let the loader shuffle).
-
-    Remember ``sampler.set_epoch(epoch)`` at every epoch so shuffles differ between epochs.
-    """
-    if not ctx.is_distributed:
-        return None
-    return DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank,
-                              shuffle=shuffle, seed=seed, drop_last=drop_last)
-
-
 def all_reduce_mean(value: float | torch.Tensor, ctx: DistContext) -> float:
     """Mean of a scalar over all ranks (the value itself when single-process)."""
     if not ctx.is_distributed:
@@ -124,13 +111,16 @@ def all_reduce_mean(value: float | torch.Tensor, ctx: DistContext) -> float:
     return float(tensor.item()) / ctx.world_size
 
 
+def broadcast_object(obj: T, ctx: DistContext) -> T:
+    """Rank 0's ``obj`` on every rank (``obj`` itself when single-process); picklable only."""
+    if not ctx.is_distributed:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def barrier(ctx: DistContext) -> None:
     """Wait for every rank (no-op when single-process)."""
     if ctx.is_distributed and dist.is_initialized():
         dist.barrier()
-
-
-def shutdown(ctx: DistContext) -> None:
-    """Leave the process group cleanly (safe to call more than once)."""
-    if ctx.is_distributed and dist.is_initialized():
-        dist.destroy_process_group()

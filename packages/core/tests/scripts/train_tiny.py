@@ -1,9 +1,12 @@
-"""A tiny regression job written the way physml training loops are: it runs unchanged as
-``python train_tiny.py RUN_DIR`` and ``torchrun --nproc-per-node 2 train_tiny.py RUN_DIR``,
-logs on rank 0, checkpoints every epoch and resumes from the latest checkpoint.
+"""A tiny regression job on :func:`physml_core.training.fit`, the way every physml trainer is
+written: the job supplies the model, one epoch and validation; ``fit`` owns the run folder,
+resume policy, checkpoints, logs, the time limit and DDP.
 
-``--die-after-epoch K`` kills the process (SIGKILL, no clean-up) right after epoch K's
-checkpoint, to test resumption.
+Runs as ``python train_tiny.py RUN_DIR`` and ``torchrun --nproc-per-node 2 train_tiny.py
+RUN_DIR``.  ``--die-after-epoch K`` kills the process (SIGKILL, no clean-up) right after epoch
+K's checkpoint, to test resumption.  Rank 0 prints the final weights as JSON; every rank lists
+how many checkpoints it saved and whether it logged in ``RUN_DIR/written-by-rank<R>.json``
+(the test checks that only rank 0 writes).
 """
 
 from __future__ import annotations
@@ -12,21 +15,66 @@ import argparse
 import json
 import os
 import signal
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import torch
-from torch.utils.data import DataLoader, TensorDataset
 
-from physml_core import RunLogger, latest, load_checkpoint, save_checkpoint, seed_everything
-from physml_core.checkpoint import checkpoint_path
-from physml_core.distributed import (
-    all_reduce_mean,
-    barrier,
-    distributed_sampler,
-    init_distributed,
-    shutdown,
-    unwrap_model,
-    wrap_model,
-)
+from physml_core import training
+from physml_core.checkpoint import Checkpoint
+from physml_core.distributed import wrap_model
+from physml_core.options import opt
+from physml_core.training import Clock, RunConfig, TrainingJob, TrainState, fit
+
+
+@dataclass
+class TinyConfig(RunConfig):
+    epochs: int = field(default=4, metadata=opt("Epochs.", min=1))
+    batch_size: int = field(default=32, metadata=opt("Global batch size.", min=1))
+    lr: float = field(default=0.05, metadata=opt("SGD learning rate."))
+    die_after_epoch: int = -1
+
+
+class TinyJob(TrainingJob[TinyConfig]):
+    package: ClassVar[str] = "physml-core"
+    resume_free: ClassVar[frozenset[str]] = frozenset({"epochs", "die_after_epoch"})
+
+    @property
+    def model_name(self) -> str:
+        return "tiny"
+
+    @property
+    def total_steps(self) -> int:
+        return self.config.epochs
+
+    def setup(self, resume: Checkpoint | None) -> None:
+        generator = torch.Generator().manual_seed(0)
+        self.x = torch.randn(256, 3, generator=generator)
+        self.y = self.x @ torch.tensor([[1.5], [-2.0], [0.5]]) + 0.3
+        self.model = torch.nn.Linear(3, 1)
+        self.net = wrap_model(self.model, self.ctx)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=self.config.lr)
+
+    def state(self) -> TrainState:
+        return TrainState(models={"model": self.model}, optimizers={"sgd": self.optimizer})
+
+    def train_step(self, step: int, clock: Clock) -> dict[str, float]:
+        if step == self.config.die_after_epoch:
+            os.kill(os.getpid(), signal.SIGKILL)  # right after the previous epoch's checkpoint
+        order = torch.randperm(256, generator=torch.Generator().manual_seed(step))
+        total, batches = 0.0, 0
+        for lo in range(0, 256, self.config.batch_size):
+            index = order[lo:lo + self.config.batch_size][self.ctx.rank::self.ctx.world_size]
+            self.optimizer.zero_grad()
+            loss = torch.nn.functional.mse_loss(self.net(self.x[index]), self.y[index])
+            loss.backward()
+            self.optimizer.step()
+            total, batches = total + float(loss.detach()), batches + 1
+        return {"loss": total / batches}
+
+    def validate(self, step: int) -> dict[str, float]:
+        with torch.no_grad():
+            return {"mse": float(torch.nn.functional.mse_loss(self.model(self.x), self.y))}
 
 
 def main() -> None:
@@ -34,56 +82,31 @@ def main() -> None:
     parser.add_argument("run_dir")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--die-after-epoch", type=int, default=-1)
+    parser.add_argument("--no-resume", action="store_true")
     args = parser.parse_args()
+    writes = {"checkpoints": 0, "logging": False}
+    real_save, real_logger = training.save_checkpoint, training.RunLogger
 
-    ctx = init_distributed("cpu")
-    seed_everything(1234 + ctx.rank)
-    generator = torch.Generator().manual_seed(0)
-    x = torch.randn(256, 3, generator=generator)
-    y = x @ torch.tensor([[1.5], [-2.0], [0.5]]) + 0.3
-    dataset = TensorDataset(x, y)
-    sampler = distributed_sampler(dataset, ctx, shuffle=True, seed=0)
-    shuffle_rng = torch.Generator()  # reseeded per epoch, so a resumed run shuffles the same
-    loader = DataLoader(dataset, batch_size=32, sampler=sampler, shuffle=sampler is None,
-                        generator=shuffle_rng)
-    model = wrap_model(torch.nn.Linear(3, 1), ctx)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
-    config = {"epochs": args.epochs, "world_size": ctx.world_size}
+    def counting_save(*a: Any, **kw: Any) -> Any:
+        writes["checkpoints"] += 1
+        return real_save(*a, **kw)
 
-    start_epoch = 0
-    found = latest(args.run_dir)
-    if found is not None:
-        ckpt = load_checkpoint(found, package="physml-core", model_name="tiny")
-        ckpt.restore(model=unwrap_model(model), optimizer=optimizer, rng=ctx.world_size == 1)
-        start_epoch = ckpt.step
+    def watched_logger(*a: Any, **kw: Any) -> Any:
+        writes["logging"] = writes["logging"] or bool(kw.get("enabled", True))
+        return real_logger(*a, **kw)
 
-    with RunLogger(args.run_dir, config=config, enabled=ctx.is_main) as log:
-        for epoch in range(start_epoch, args.epochs):
-            shuffle_rng.manual_seed(epoch)
-            if sampler is not None:
-                sampler.set_epoch(epoch)
-            total = 0.0
-            for xb, yb in loader:
-                optimizer.zero_grad()
-                loss = torch.nn.functional.mse_loss(model(xb), yb)
-                loss.backward()
-                optimizer.step()
-                total += float(loss)
-            mean_loss = all_reduce_mean(total / len(loader), ctx)
-            log.log_scalars(epoch + 1, {"loss": mean_loss})
-            if ctx.is_main:
-                save_checkpoint(checkpoint_path(args.run_dir, epoch + 1), package="physml-core",
-                                model_name="tiny", model=unwrap_model(model),
-                                optimizer=optimizer, step=epoch + 1, config=config)
-            barrier(ctx)
-            if epoch + 1 == args.die_after_epoch:
-                os.kill(os.getpid(), signal.SIGKILL)
-
-    if ctx.is_main:
-        weights = unwrap_model(model).weight.detach().flatten().tolist()
-        print(json.dumps({"world_size": ctx.world_size, "weights": weights,
-                          "bias": float(unwrap_model(model).bias)}))
-    shutdown(ctx)
+    training.save_checkpoint, training.RunLogger = counting_save, watched_logger
+    config = TinyConfig(run_dir=args.run_dir, epochs=args.epochs, device="cpu",
+                        die_after_epoch=args.die_after_epoch, resume=not args.no_resume,
+                        tensorboard=False)
+    result = fit(TinyJob, config, progress_bar=False)
+    rank = int(os.environ.get("RANK", "0"))
+    with open(os.path.join(args.run_dir, f"written-by-rank{rank}.json"), "w") as fh:
+        json.dump(writes, fh)
+    if rank == 0:
+        model = torch.load(result.checkpoint, weights_only=True)["model"]["model"]
+        print(json.dumps({"weights": model["weight"].flatten().tolist(),
+                          "bias": float(model["bias"][0]), "step": result.step}))
 
 
 if __name__ == "__main__":

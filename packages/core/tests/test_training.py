@@ -1,0 +1,118 @@
+"""The shared training layer: resume policy, cadence, pruning, time limit, step unit."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from physml_core.checkpoint import latest, load_checkpoint
+from physml_core.errors import CheckpointError, ConfigError
+from physml_core.training import Clock, config_hash, fit, load_trained
+
+_spec = importlib.util.spec_from_file_location(
+    "train_tiny", Path(__file__).parent / "scripts" / "train_tiny.py")
+assert _spec is not None and _spec.loader is not None
+tiny = importlib.util.module_from_spec(_spec)
+sys.modules["train_tiny"] = tiny
+_spec.loader.exec_module(tiny)
+
+
+def _config(tmp_path: Path, **kw: object) -> tiny.TinyConfig:
+    base = tiny.TinyConfig(run_dir=str(tmp_path / "run"), device="cpu", tensorboard=False)
+    return replace(base, **kw)
+
+
+def _weights(path: Path) -> list[float]:
+    return load_checkpoint(path).state["model"]["model"]["weight"].flatten().tolist()
+
+
+def test_checkpoint_records_step_unit_hash_and_config(tmp_path):
+    config = _config(tmp_path, epochs=3, checkpoint_every=2, keep_checkpoints=5)
+    result = fit(tiny.TinyJob, config, progress_bar=False)
+    assert result.completed and result.step == 3 and result.step_unit == "epoch"
+    names = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    assert names == ["ckpt_000000002.pt", "ckpt_000000003.pt"]  # every 2 epochs and the end
+    ckpt, stored = load_trained(result.checkpoint, "physml-core", tiny.TinyConfig)
+    assert ckpt.step_unit == "epoch" and ckpt.step == 3
+    assert ckpt.config_hash == config_hash(config, tiny.TinyJob.resume_free)
+    assert stored.epochs == 3 and stored.lr == config.lr
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["step"] for x in lines] == [1, 2, 3]
+    assert {"train/loss", "val/mse"} <= set(json.loads(lines[0]))
+
+
+def test_resume_continues_and_equals_one_long_run(tmp_path):
+    one = fit(tiny.TinyJob, _config(tmp_path / "a", epochs=4), progress_bar=False)
+    fit(tiny.TinyJob, _config(tmp_path / "b", epochs=2), progress_bar=False)
+    more = fit(tiny.TinyJob, _config(tmp_path / "b", epochs=4), progress_bar=False)  # free field
+    assert more.step == 4
+    assert _weights(one.checkpoint) == pytest.approx(_weights(more.checkpoint), abs=1e-7)
+
+
+def test_resume_refuses_another_config_in_one_line(tmp_path):
+    fit(tiny.TinyJob, _config(tmp_path, epochs=1), progress_bar=False)
+    with pytest.raises(CheckpointError) as info:
+        fit(tiny.TinyJob, _config(tmp_path, epochs=2, lr=0.01), progress_bar=False)
+    message = str(info.value)
+    assert "lr" in message and "--no-resume" in message and "\n" not in message
+    with pytest.raises(CheckpointError, match="lr, seed"):
+        fit(tiny.TinyJob, _config(tmp_path, epochs=2, lr=0.01, seed=3), progress_bar=False)
+
+
+def test_resume_refuses_another_package_or_model(tmp_path):
+    fit(tiny.TinyJob, _config(tmp_path, epochs=1), progress_bar=False)
+
+    class OtherModel(tiny.TinyJob):
+        @property
+        def model_name(self) -> str:
+            return "other"
+
+    class OtherPackage(tiny.TinyJob):
+        package = "calo"
+
+    with pytest.raises(CheckpointError, match="holds a 'tiny' run, not 'other'"):
+        fit(OtherModel, _config(tmp_path, epochs=2), progress_bar=False)
+    with pytest.raises(CheckpointError, match="belongs to package 'physml-core'"):
+        fit(OtherPackage, _config(tmp_path, epochs=2), progress_bar=False)
+
+
+def test_no_resume_starts_afresh_and_keeps_old_files(tmp_path):
+    first = fit(tiny.TinyJob, _config(tmp_path, epochs=2), progress_bar=False)
+    old = _weights(first.checkpoint)
+    again = fit(tiny.TinyJob, _config(tmp_path, epochs=2, lr=0.01, resume=False),
+                progress_bar=False)
+    assert again.step == 2 and _weights(again.checkpoint) != old
+    moved = list((tmp_path / "run").glob("replaced-*/checkpoints/ckpt_000000002.pt"))
+    assert len(moved) == 1 and _weights(moved[0]) == old
+
+
+def test_time_limit_stops_with_a_checkpoint_and_resumes(tmp_path, monkeypatch):
+    ticks = iter(range(0, 10_000, 40))  # each call to the clock advances 40 s
+    monkeypatch.setattr(time, "monotonic", lambda: float(next(ticks)))
+    stopped = fit(tiny.TinyJob, _config(tmp_path, epochs=50, max_minutes=1.0),
+                  progress_bar=False)
+    assert not stopped.completed and 0 < stopped.step < 50
+    assert latest(tmp_path / "run") == stopped.checkpoint
+    monkeypatch.undo()
+    done = fit(tiny.TinyJob, _config(tmp_path, epochs=50), progress_bar=False)
+    assert done.completed and done.step == 50
+
+
+def test_clock_without_limit_never_expires():
+    from physml_core.distributed import DistContext
+
+    clock = Clock(None, DistContext())
+    assert not clock.expired() and not clock.interrupted
+
+
+def test_run_config_rejects_bad_values():
+    with pytest.raises(ConfigError, match="max_minutes"):
+        tiny.TinyConfig(max_minutes=0)
+    with pytest.raises(ConfigError, match="seed"):
+        tiny.TinyConfig(seed=-1)
