@@ -1,8 +1,9 @@
 """One command-line vocabulary and error convention for every physml package.
 
-Shared options: ``--data PATH`` (input), ``-o/--output PATH`` (what a command writes),
-``--run-dir DIR`` (training runs), ``--checkpoint PATH``, ``--epochs N``, ``-n/--num N``,
-``--device``, ``--seed``, ``--shard i/n``; on the group: ``--log-level``, ``--debug``,
+Shared options are spelled, typed and defaulted once, in
+:data:`physml_core.options.SHARED_OPTIONS`; the ``*_option`` decorators here build them from
+that table for commands whose options are not generated from a config dataclass
+(:func:`physml_core.options.options_from`).  On the group: ``--log-level``, ``--debug``,
 ``--version``.
 
 Error convention: a user error (:class:`~physml_core.errors.PhysmlError`, ``ValueError``,
@@ -24,6 +25,7 @@ import click
 
 from .errors import PhysmlError
 from .logging import configure_console
+from .options import SHARED_OPTIONS
 
 __all__ = [
     "USER_ERRORS",
@@ -33,6 +35,7 @@ __all__ = [
     "device_option",
     "epochs_option",
     "make_group",
+    "max_minutes_option",
     "num_option",
     "output_option",
     "parse_shard",
@@ -40,6 +43,7 @@ __all__ = [
     "seed_option",
     "shard_bounds",
     "shard_option",
+    "threads_option",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -122,61 +126,63 @@ def _path(exists: bool, dir_okay: bool = False, file_okay: bool = True) -> click
     return click.Path(exists=exists, dir_okay=dir_okay, file_okay=file_okay, path_type=Path)
 
 
-def data_option(required: bool = True, help: str = "Input data file (HDF5).",
+def _shared(name: str, help: str | None = None, **kwargs: Any) -> Callable[[F], F]:
+    """A click option spelled, typed and defaulted as :data:`SHARED_OPTIONS` says."""
+    spec = SHARED_OPTIONS[name]
+    if spec.type is not None:
+        kwargs.setdefault("type", spec.type)
+    if spec.fixed_default:
+        kwargs.setdefault("default", spec.default)
+    kwargs.setdefault("show_default", kwargs.get("default") is not None)
+    return click.option(*spec.flags, name, help=help or spec.help, **kwargs)
+
+
+def data_option(required: bool = True, help: str | None = None,
                 exists: bool = True) -> Callable[[F], F]:
-    return click.option("--data", "data", type=_path(exists), required=required, help=help)
+    return _shared("data", help, type=_path(exists), required=required)
 
 
-def output_option(required: bool = True, help: str = "File or folder this command writes.",
+def output_option(required: bool = True, help: str | None = None,
                   default: str | None = None) -> Callable[[F], F]:
-    extra: dict[str, Any] = {} if default is None else {"default": default, "show_default": True}
+    extra: dict[str, Any] = {} if default is None else {"default": default}
     # click >= 8.3 treats an explicit default=None as a default, which disables `required`
-    return click.option("-o", "--output", "output", type=click.Path(path_type=Path),
-                        required=required and default is None, help=help, **extra)
+    return _shared("output", help, type=click.Path(path_type=Path),
+                   required=required and default is None, **extra)
 
 
-def run_dir_option(default: str | None = None,
-                   help: str = "Run folder (config, logs, checkpoints); resumes if it holds "
-                               "checkpoints. Default: runs/<package>/<timestamp>.",
-                   ) -> Callable[[F], F]:
-    return click.option("--run-dir", "run_dir", type=click.Path(file_okay=False, path_type=Path),
-                        default=default, help=help)
+def run_dir_option(default: str | None = None, help: str | None = None) -> Callable[[F], F]:
+    return _shared("run_dir", help, type=click.Path(file_okay=False, path_type=Path),
+                   default=default)
 
 
-def checkpoint_option(required: bool = True, help: str = "Checkpoint file (or run folder: "
-                                                         "its latest checkpoint).",
-                      ) -> Callable[[F], F]:
-    return click.option("--checkpoint", "checkpoint",
-                        type=click.Path(exists=True, dir_okay=True, path_type=Path),
-                        required=required, help=help)
+def checkpoint_option(required: bool = True, help: str | None = None) -> Callable[[F], F]:
+    return _shared("checkpoint", help,
+                   type=click.Path(exists=True, dir_okay=True, path_type=Path),
+                   required=required)
 
 
-def _positive(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
-    if value is not None and value < 1:
-        raise click.BadParameter(f"must be at least 1, got {value}")
-    return value
+def epochs_option(default: int | None = None, help: str | None = None) -> Callable[[F], F]:
+    return _shared("epochs", help, default=default)
 
 
-def epochs_option(default: int | None = None, help: str = "Number of training epochs.",
-                  ) -> Callable[[F], F]:
-    return click.option("--epochs", type=int, default=default, show_default=default is not None,
-                        callback=_positive, help=help)
+def num_option(default: int | None = None, help: str | None = None) -> Callable[[F], F]:
+    return _shared("num", help, default=default)
 
 
-def num_option(default: int | None = None, help: str = "Number of samples.",
-               ) -> Callable[[F], F]:
-    return click.option("-n", "--num", "num", type=int, default=default,
-                        show_default=default is not None, callback=_positive, help=help)
+def device_option() -> Callable[[F], F]:
+    return _shared("device")
 
 
-def device_option(default: str = "auto") -> Callable[[F], F]:
-    return click.option("--device", default=default, show_default=True,
-                        help="Compute device: auto, cpu, cuda, cuda:N or mps.")
+def seed_option() -> Callable[[F], F]:
+    return _shared("seed")
 
 
-def seed_option(default: int = 0) -> Callable[[F], F]:
-    return click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=default,
-                        show_default=True, help="Random seed (runs are reproducible).")
+def threads_option() -> Callable[[F], F]:
+    return _shared("threads")
+
+
+def max_minutes_option(default: float | None = None) -> Callable[[F], F]:
+    return _shared("max_minutes", default=default)
 
 
 _SHARD_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
@@ -204,9 +210,7 @@ def _shard_callback(ctx: click.Context, param: click.Parameter,
 
 
 def shard_option() -> Callable[[F], F]:
-    return click.option("--shard", default=None, callback=_shard_callback, metavar="I/N",
-                        help="Produce only shard I of N (0-based), e.g. for a Slurm array; "
-                             "merge the pieces afterwards.")
+    return _shared("shard", default=None, callback=_shard_callback, metavar="I/N")
 
 
 def shard_bounds(total: int, index: int, count: int) -> tuple[int, int]:

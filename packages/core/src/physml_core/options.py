@@ -112,7 +112,7 @@ FORBIDDEN_SPELLINGS: dict[str, str] = {
     "--n-threads": "--threads", "--num-threads": "--threads", "--nthreads": "--threads",
     "--time-limit": "--max-minutes", "--minutes": "--max-minutes",
     "--no-time-limit": "--max-minutes", "--random-seed": "--seed",
-    "--rundir": "--run-dir", "--run": "--run-dir", "--ckpt": "--checkpoint",
+    "--rundir": "--run-dir", "--ckpt": "--checkpoint",
     "--n-epochs": "--epochs", "--num-epochs": "--epochs", "--bs": "--batch-size",
 }
 
