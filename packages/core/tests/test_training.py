@@ -116,3 +116,16 @@ def test_run_config_rejects_bad_values():
         tiny.TinyConfig(max_minutes=0)
     with pytest.raises(ConfigError, match="seed"):
         tiny.TinyConfig(seed=-1)
+
+
+def test_chunked_steps_log_and_checkpoint_once_per_chunk(tmp_path):
+    class Chunked(tiny.TinyJob):
+        steps_per_call = 3
+
+    config = _config(tmp_path, epochs=10, checkpoint_every=4, keep_checkpoints=10)
+    result = fit(Chunked, config, progress_bar=False)
+    assert result.step == 10 and result.completed
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["step"] for x in lines] == [3, 6, 9, 10]
+    names = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    assert names == ["ckpt_000000006.pt", "ckpt_000000009.pt", "ckpt_000000010.pt"]

@@ -176,14 +176,19 @@ class TrainingJob(ABC, Generic[ConfigT]):
     methods.  ``fit`` calls ``setup(resume)`` once (``resume`` is the checkpoint being resumed,
     so the job can restore what it fitted on the data, such as normalisers, from
     ``resume.extra``), restores :meth:`state` from it, then ``train_step(step, clock)`` for
-    ``step`` in ``[start, total_steps)``, ``validate(step)`` after each, and
-    ``extra_state(final)`` whenever it writes a checkpoint.
+    ``step`` = start, start + steps_per_call, ... below ``total_steps``, ``validate(step)``
+    after each, and ``extra_state(final)`` whenever it writes a checkpoint (every
+    ``checkpoint_every`` step units, at the end and at the time limit).
     """
 
     package: ClassVar[str]
     step_unit: ClassVar[StepUnit] = "epoch"
     #: Config fields besides RESUME_FREE_FIELDS that a resumed session may change.
     resume_free: ClassVar[frozenset[str]] = frozenset({"epochs"})
+    #: Step units one ``train_step`` call advances (the last call of a run may advance fewer):
+    #: 1 for an epoch-by-epoch trainer; an RL job counting env steps runs a chunk of them per
+    #: call, so that logging, validation and checkpoint checks happen once per chunk.
+    steps_per_call: int = 1
 
     def __init__(self, config: ConfigT, ctx: DistContext) -> None:
         """Keep this cheap (no data reading): ``fit`` asks ``model_name`` before ``setup``.
@@ -212,7 +217,8 @@ class TrainingJob(ABC, Generic[ConfigT]):
 
     @abstractmethod
     def train_step(self, step: int, clock: Clock) -> dict[str, float]:
-        """Run step ``step`` (0-based) and return this rank's training metrics."""
+        """Run step units ``[step, min(step + steps_per_call, total_steps))`` (0-based) and
+        return this rank's training metrics."""
 
     def validate(self, step: int) -> dict[str, float]:
         """Validation metrics after step ``step`` (all ranks call it); none by default."""
@@ -343,37 +349,36 @@ def fit(job_type: type[TrainingJob[ConfigT]], config: ConfigT,
     completed = True
     with RunLogger(run_dir, config=config, tensorboard=config.tensorboard,
                    enabled=ctx.is_main) as run_log:
-        bar = progress(range(start, total), total=total, initial=start,
-                       desc=f"{job.package} {job.model_name}",
+        bar = progress(total=total, initial=start, desc=f"{job.package} {job.model_name}",
                        disable=None if progress_bar and ctx.is_main else True)
-        for step in bar:
+        step = start
+        while step < total:
             local = job.train_step(step, clock)
-            if clock.interrupted:  # stopped inside the step: resume redoes it
+            if clock.interrupted:  # stopped inside the call: resume redoes it
                 checkpoint = save(step, final=False)
                 completed = False
                 break
+            done = min(step + job.steps_per_call, total)
             scalars = {f"train/{k}": all_reduce_mean(v, ctx) for k, v in local.items()}
             bad = {k: v for k, v in scalars.items() if "loss" in k and not math.isfinite(v)}
             if bad:
-                raise TrainingDiverged(f"training diverged at {job.step_unit} {step + 1}: {bad}; "
+                raise TrainingDiverged(f"training diverged at {job.step_unit} {done}: {bad}; "
                                        "lower the learning rate")
             scalars.update({f"val/{k}": v for k, v in job.validate(step).items()})
-            run_log.log_scalars(step + 1, scalars)
+            run_log.log_scalars(done, scalars)
             metrics = scalars
-            done = step + 1
+            bar.update(done - step)
             last = done == total
-            if done % config.checkpoint_every == 0 or last:
+            if done // config.checkpoint_every > step // config.checkpoint_every or last:
                 checkpoint = save(done, final=last)
+            step = done
             if not last and clock.expired():
                 if checkpoint is None or int(checkpoint.stem.split("_")[1]) != done:
                     checkpoint = save(done, final=False)
                 completed = False
                 log.info("time limit of %.1f min reached after %s %d of %d", config.max_minutes,
                          job.step_unit, done, total)
-                step = done
                 break
-        else:
-            step = max(start, total)
         bar.close()
     if checkpoint is None:  # nothing left to train (resumed a finished run)
         checkpoint = save(step, final=True)
