@@ -79,7 +79,7 @@ def _run(*args):
         (["job", "--data", "missing.h5", "-o", "x"], "does not exist"),
         (["job", "--data", "{bad}", "-o", "x"], "dataset 'x' has shape (2,), expected (N, 3)"),
         (["job", "--data", "{good}", "-o", "x", "--device", "cuda:7"], "cuda:7"),
-        (["job", "--data", "{good}", "-o", "x", "-n", "0"], "must be at least 1"),
+        (["job", "--data", "{good}", "-o", "x", "-n", "0"], "not in the range x>=1"),
         (["job", "--data", "{good}", "-o", "x", "--shard", "4/4"], "need 0 <= i < n"),
         (["job", "--data", "{good}"], "Missing option '-o'"),
         (["nosuchcommand"], "No such command"),
