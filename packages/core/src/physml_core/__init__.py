@@ -8,7 +8,8 @@ configs), :mod:`~physml_core.cli` (shared click options and error convention),
 :mod:`~physml_core.provenance` (row provenance of files and checkpoints, the held-out rule),
 :mod:`~physml_core.training` (the one training loop: run folder, resume policy, checkpoints,
 time limit, DDP), :mod:`~physml_core.options` (CLI options generated from config dataclasses
-over one shared table).
+over one shared table), :mod:`~physml_core.split` (the one held-out rule: the last units of a
+file), :mod:`~physml_core.stats` (the Frechet distance that calo and clarm share).
 """
 
 from __future__ import annotations

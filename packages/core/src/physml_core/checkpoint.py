@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -49,7 +49,9 @@ def _states(obj: Stateful | Mapping[str, Stateful] | None) -> Any:
 
 def _capture_rng() -> dict[str, Any]:
     version, keys, pos = random.getstate()
-    np_state = np.random.get_state()  # noqa: NPY002 (the legacy global RNG is what we save)
+    # the legacy global RNG is what we save: (name, keys, pos, has_gauss, cached_gaussian)
+    np_state = cast("tuple[str, np.ndarray, int, int, float]",
+                    np.random.get_state(legacy=True))  # noqa: NPY002
     state: dict[str, Any] = {
         "python": [version, list(keys), pos],
         "numpy": {

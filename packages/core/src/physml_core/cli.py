@@ -66,11 +66,13 @@ class PhysmlGroup(click.Group):
     """A click group that applies the physml error convention to all its commands."""
 
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
-             standalone_mode: bool = True, **extra: Any) -> Any:
+             complete_var: str | None = None, standalone_mode: bool = True,
+             **extra: Any) -> Any:
         argv = list(sys.argv[1:] if args is None else args)
         debug = "--debug" in argv or os.environ.get(_DEBUG_ENV, "") not in ("", "0")
         try:
-            return super().main(args=argv, prog_name=prog_name, standalone_mode=False, **extra)
+            return super().main(args=argv, prog_name=prog_name, complete_var=complete_var,
+                                standalone_mode=False, **extra)
         except click.exceptions.Exit as exc:
             if not standalone_mode:
                 raise
