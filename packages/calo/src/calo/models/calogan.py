@@ -22,7 +22,9 @@ of the paper keeps its meaning; :meth:`CaloGANGenerator.sample_showers` returns 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +33,7 @@ from torch import nn
 from ..geometry import LAYERS
 from .fast_generator import GeneratorPlan, build_plan, run_plan
 from .layers import (
+    LEAK,
     LocallyConnected2d,
     MinibatchDiscrimination,
     conv2d_one_channel,
@@ -39,8 +42,8 @@ from .layers import (
 
 __all__ = ["CaloGAN", "CaloGANConfig", "CaloGANDiscriminator", "CaloGANGenerator"]
 
-_LEAK = 0.3  # Keras LeakyReLU default slope
-_BN = {"eps": 1e-3, "momentum": 0.01}  # Keras BatchNormalization defaults
+_LEAK = LEAK  # Keras LeakyReLU default slope
+_BN_EPS, _BN_MOMENTUM = 1e-3, 0.01  # Keras BatchNormalization defaults
 
 
 @dataclass
@@ -96,7 +99,7 @@ class _GeneratorStream(nn.Module):
         _keras_init(self.dense)  # Keras Dense: glorot_uniform, zero bias
         self.conv = nn.Conv2d(dense, conv, 2)
         _keras_init(self.conv, "he_uniform")  # as the original's Conv2D(16, kernel he_uniform)
-        self.bn = nn.BatchNorm2d(conv, **_BN)
+        self.bn = nn.BatchNorm2d(conv, eps=_BN_EPS, momentum=_BN_MOMENTUM)
         self.lc1 = LocallyConnected2d(conv, lc, (rows + 2, cols + 2), (2, 2))
         self.lc2 = LocallyConnected2d(lc, 1, (rows + 1, cols + 1), (2, 2), bias=False,
                                       init="glorot_normal")
@@ -119,8 +122,10 @@ class _InpaintingAttention(nn.Module):
         with torch.no_grad():
             # As the original's bias initialiser: 0 for the primary channel, ``bias_init`` (-10)
             # only for the carry-over channel, so training starts from the layer's own image.
-            self.lc.bias.zero_()
-            self.lc.bias[1].fill_(bias_init)
+            bias = self.lc.bias
+            if bias is not None:
+                bias.zero_()
+                bias[1].fill_(bias_init)
 
     def forward(self, primary: torch.Tensor, carryover: torch.Tensor) -> torch.Tensor:
         x = torch.cat([primary, carryover], dim=1)
@@ -147,9 +152,26 @@ class CaloGANGenerator(nn.Module):
         same function; otherwise :meth:`forward_reference`."""
         if (not self.training and not torch.is_grad_enabled()
                 and not torch.is_autocast_enabled(z.device.type)
-                and z.dtype == self.streams[0].dense.weight.dtype):
+                and z.dtype == self.dtype):
             return run_plan(self.inference_plan(), z, energy_gev.to(z.dtype))
         return self.forward_reference(z, energy_gev)
+
+    @property
+    def stream_list(self) -> list[_GeneratorStream]:
+        """The three per-layer streams, typed."""
+        return cast("list[_GeneratorStream]", list(self.streams))
+
+    @property
+    def attention_list(self) -> list[_InpaintingAttention]:
+        """The in-painting attentions (layer 0 -> 1, layer 1 -> 2), or none."""
+        if not self.config.attention:
+            return []
+        return [self.attn01, self.attn12]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Floating-point type of the weights."""
+        return next(self.parameters()).dtype
 
     def inference_plan(self) -> GeneratorPlan:
         """The folded weights for the fast path, rebuilt whenever a parameter or BatchNorm
@@ -204,14 +226,14 @@ class _DiscriminatorStream(nn.Module):
         self.lc1 = LocallyConnected2d(c0, c1, (rows + 2, cols + 2), (3, 3), stride=(1, 2),
                                       init="glorot_uniform")
         h, w = self.lc1.out_size
-        self.bn1 = nn.BatchNorm2d(c1, **_BN)
+        self.bn1 = nn.BatchNorm2d(c1, eps=_BN_EPS, momentum=_BN_MOMENTUM)
         self.lc2 = LocallyConnected2d(c1, c2, (h + 2, w + 2), (2, 2), init="glorot_uniform")
         h, w = self.lc2.out_size
-        self.bn2 = nn.BatchNorm2d(c2, **_BN)
+        self.bn2 = nn.BatchNorm2d(c2, eps=_BN_EPS, momentum=_BN_MOMENTUM)
         self.lc3 = LocallyConnected2d(c2, c3, (h + 2, w + 2), (2, 2), stride=(1, 2),
                                       init="glorot_uniform")
         h, w = self.lc3.out_size
-        self.bn3 = nn.BatchNorm2d(c3, **_BN)
+        self.bn3 = nn.BatchNorm2d(c3, eps=_BN_EPS, momentum=_BN_MOMENTUM)
         self.n_flat = c3 * h * w
         self.mbd = MinibatchDiscrimination(self.n_flat, config.mbd_kernels, config.mbd_dims)
         self.n_features = self.n_flat + config.mbd_kernels
@@ -246,7 +268,8 @@ class CaloGANDiscriminator(nn.Module):
             [_DiscriminatorStream(self.config, *layer.shape) for layer in LAYERS]
         )
         self.mbd_energy = MinibatchDiscrimination(3, self.config.mbd_kernels, self.config.mbd_dims)
-        n_in = sum(s.n_features for s in self.streams) + 3 + 1 + 1 + 1 + self.config.mbd_kernels
+        streams = cast("list[_DiscriminatorStream]", list(self.streams))
+        n_in = sum(s.n_features for s in streams) + 3 + 1 + 1 + 1 + self.config.mbd_kernels
         self.out = nn.Linear(n_in, 1)
         _keras_init(self.out)
 
@@ -292,15 +315,17 @@ def layer_flops(generator: CaloGANGenerator) -> dict[str, float]:
     counts: dict[str, float] = {}
     hooks = []
 
-    def hook(name: str):
-        def fn(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+    def hook(name: str) -> Callable[[nn.Module, tuple[torch.Tensor, ...], torch.Tensor], None]:
+        def fn(module: nn.Module, args: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
             out = output[0].numel()  # one shower
             if isinstance(module, nn.Linear):
                 fan_in = module.in_features
             elif isinstance(module, nn.Conv2d):
                 fan_in = module.in_channels * module.kernel_size[0] * module.kernel_size[1]
-            else:
+            elif isinstance(module, LocallyConnected2d):
                 fan_in = module.weight.shape[1]
+            else:
+                raise TypeError(f"no FLOP count for {type(module).__name__}")
             counts[name] = counts.get(name, 0.0) + 2.0 * fan_in * out
         return fn
 
@@ -310,7 +335,7 @@ def layer_flops(generator: CaloGANGenerator) -> dict[str, float]:
     was_training = generator.training
     try:
         generator.eval()
-        device = generator.streams[0].dense.weight.device
+        device = next(generator.parameters()).device
         with torch.no_grad():
             generator.forward_reference(torch.zeros(1, generator.config.latent_dim, device=device),
                                         torch.ones(1, 1, device=device))

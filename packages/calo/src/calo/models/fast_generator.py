@@ -32,12 +32,16 @@ inference can be mixed freely.  Tests compare this path with the layer-by-layer 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from ..geometry import LAYERS
-from .layers import LocallyConnected2d, pad_same_2x2
+from .layers import LEAK, LocallyConnected2d, pad_same_2x2
+
+if TYPE_CHECKING:  # the generator builds plans of itself; no import at run time (no cycle)
+    from .calogan import CaloGANGenerator
 
 __all__ = ["GeneratorPlan", "build_plan", "run_plan"]
 
@@ -129,25 +133,26 @@ def _lc_run(x: torch.Tensor, plan: _LCPlan) -> torch.Tensor:
     """x (positions, C, B) contiguous, row stride ``plan.row_stride`` -> (n_out, O, B)."""
     c, b = x.shape[1], x.shape[2]
     kw_c = plan.weights[0].shape[2]
-    out = None
-    for di, weight in enumerate(plan.weights):
-        view = x.as_strided((plan.n_out, kw_c, b), (c * b, b, 1),
+
+    def view(di: int) -> torch.Tensor:  # the kw neighbours of kernel row di, no copy
+        return x.as_strided((plan.n_out, kw_c, b), (c * b, b, 1),
                             x.storage_offset() + di * plan.row_stride * c * b)
-        if out is None:
-            out = (torch.bmm(weight, view) if plan.bias is None
-                   else torch.baddbmm(plan.bias, weight, view))
-        else:
-            out.baddbmm_(weight, view)
+
+    first = plan.weights[0]
+    out = (torch.bmm(first, view(0)) if plan.bias is None
+           else torch.baddbmm(plan.bias, first, view(0)))
+    for di, weight in enumerate(plan.weights[1:], start=1):
+        out.baddbmm_(weight, view(di))
     return out
 
 
 @torch.no_grad()
-def build_plan(generator: torch.nn.Module) -> GeneratorPlan:
+def build_plan(generator: CaloGANGenerator) -> GeneratorPlan:
     """Fold the weights of a :class:`~calo.models.calogan.CaloGANGenerator` (eval semantics:
     BatchNorm uses its running statistics)."""
     weights, biases, streams = [], [], []
     offset = 0
-    for stream, layer in zip(generator.streams, LAYERS, strict=True):
+    for stream, layer in zip(generator.stream_list, LAYERS, strict=True):
         rows, cols = layer.shape
         h, w = rows + 2, cols + 2
         dense_w = stream.dense.weight.detach()  # (h w D, L), D = 36 in the paper
@@ -157,11 +162,13 @@ def build_plan(generator: torch.nn.Module) -> GeneratorPlan:
         images = dense_w.view(h, w, d, latent).permute(3, 2, 0, 1)
         bias_img = stream.dense.bias.detach().view(1, h, w, d).permute(0, 3, 1, 2)
         conv_w = F.conv2d(pad_same_2x2(images), stream.conv.weight.detach())  # (L, C, h, w)
+        conv_bias, bn = stream.conv.bias, stream.bn
+        if conv_bias is None or bn.running_mean is None or bn.running_var is None:
+            raise ValueError("the fast path needs the Conv2D bias and BatchNorm statistics")
         conv_b = F.conv2d(pad_same_2x2(bias_img), stream.conv.weight.detach(),
-                          stream.conv.bias.detach())  # (1, C, h, w)
+                          conv_bias.detach())  # (1, C, h, w)
         weights.append(conv_w.permute(2, 3, 1, 0).reshape(h * w * c, latent))
         biases.append(conv_b.permute(2, 3, 1, 0).reshape(h * w * c, 1))
-        bn = stream.bn
         scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
         shift = bn.bias.detach() - bn.running_mean * scale
         lc1 = _lc_plan(stream.lc1, w, scale, shift)
@@ -170,12 +177,10 @@ def build_plan(generator: torch.nn.Module) -> GeneratorPlan:
         offset += h * w * c
     attention = []
     if generator.config.attention:
-        for attn, layer in ((generator.attn01, LAYERS[1]), (generator.attn12, LAYERS[2])):
+        for attn, layer in zip(generator.attention_list, LAYERS[1:], strict=True):
             attention.append(_lc_plan(attn.lc, layer.shape[1] + 2, out_diff=True))
-    from .calogan import _LEAK
-
     return GeneratorPlan(torch.cat(weights).contiguous(), torch.cat(biases).contiguous(),
-                         streams, attention, _LEAK)
+                         streams, attention, LEAK)
 
 
 def _image(x: torch.Tensor, rows: int, cols: int, row_stride: int) -> torch.Tensor:

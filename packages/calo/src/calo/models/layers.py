@@ -9,7 +9,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["LocallyConnected2d", "MinibatchDiscrimination", "conv2d_one_channel", "pad_same_2x2"]
+__all__ = ["LEAK", "LocallyConnected2d", "MinibatchDiscrimination", "conv2d_one_channel",
+           "pad_same_2x2"]
+
+#: Slope of CaloGAN's LeakyReLUs (the Keras default, 0.3); shared by the layer-by-layer
+#: networks and the folded inference path.
+LEAK = 0.3
 
 
 class LocallyConnected2d(nn.Module):
@@ -63,12 +68,14 @@ class LocallyConnected2d(nn.Module):
         oh, ow = self.out_size
         xs = x.permute(2, 3, 0, 1).contiguous()
         weight = self.weight.view(oh, ow, self.in_channels, kh * kw, self.out_channels)
-        out = None
+        out = torch.matmul(xs[0:sh * (oh - 1) + 1:sh, 0:sw * (ow - 1) + 1:sw],
+                           weight[:, :, :, 0, :])  # (oh, ow, B, O), kernel offset (0, 0)
         for i in range(kh):
             for j in range(kw):
+                if i == j == 0:
+                    continue
                 view = xs[i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw]
-                term = torch.matmul(view, weight[:, :, :, i * kw + j, :])  # (oh, ow, B, O)
-                out = term if out is None else out + term
+                out = out + torch.matmul(view, weight[:, :, :, i * kw + j, :])
         out = out.permute(2, 3, 0, 1)  # (B, O, oh, ow)
         if self.bias is not None:
             out = out + self.bias
