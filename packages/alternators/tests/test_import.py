@@ -74,9 +74,10 @@ def test_masks_reach_training_and_inference(tmp_path):
     """A model trained on data with NaN gaps gives finite losses and fills the gaps."""
     import torch
 
+    from alternators.artifacts import load_model
     from alternators.inference import predict
     from alternators.models import ModelConfig
-    from alternators.train import TrainConfig, load_model, train
+    from alternators.train import TrainConfig, train
 
     rng = np.random.default_rng(1)
     x = np.cumsum(rng.normal(size=(10, 20, 3)), 1).astype(np.float32)

@@ -7,6 +7,8 @@ imputation.
 
 from importlib.metadata import PackageNotFoundError, version
 
+from .artifacts import LoadedModel, load_model
+from .config import TrainConfig
 from .data import LorenzConfig, SequenceData, load_sequences, save_sequences, simulate_lorenz
 from .evaluate import EvaluateConfig, evaluate
 from .inference import PredictionArrays, forecast_file, impute_file, predict, sample_sequences
@@ -21,7 +23,7 @@ from .models import (
     SequenceModel,
     build_model,
 )
-from .train import LoadedModel, TrainConfig, TrainResult, load_model, train
+from .train import TrainResult, train
 
 try:
     __version__ = version("alternators")

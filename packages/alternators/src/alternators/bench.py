@@ -15,11 +15,14 @@ from typing import Any
 import torch
 
 from physml_core.device import device_summary, resolve_device
+from physml_core.logging import read_metrics
 
+from .artifacts import load_model
+from .config import TrainConfig
 from .data.dataset import save_sequences
 from .data.simulate import LorenzConfig, simulate_lorenz
-from .models.factory import MODEL_NAMES, ModelConfig
-from .train import TrainConfig, load_model, train
+from .models.factory import MODEL_NAMES, ModelConfig, ModelName
+from .train import train
 
 __all__ = ["BenchConfig", "run_benchmark"]
 
@@ -36,7 +39,7 @@ class BenchConfig:
     n_sample: int = 64
     hidden: int = 128
     device: str = "auto"
-    models: tuple[str, ...] = MODEL_NAMES
+    models: tuple[ModelName, ...] = MODEL_NAMES
     seed: int = 0
 
 
@@ -62,7 +65,10 @@ def run_benchmark(config: BenchConfig | None = None) -> dict[str, Any]:
                 data=str(data_path), run_dir=str(Path(tmp) / name),
                 model=ModelConfig(name=name, hidden=config.hidden), epochs=config.epochs,
                 batch_size=config.batch_size, device=str(device), seed=config.seed,
-                tensorboard=False, checkpoint_every=config.epochs))
+                tensorboard=False, checkpoint_every=config.epochs), progress_bar=False)
+            epoch_seconds = [float(row["train/epoch_seconds"])
+                             for row in read_metrics(run.run_dir / "metrics.jsonl")]
+            per_epoch = sum(epoch_seconds) / len(epoch_seconds)
             loaded = load_model(run.checkpoint, device)
             loaded.model.sample(2, 8)  # warm-up
             if device.type == "cuda":
@@ -73,8 +79,8 @@ def run_benchmark(config: BenchConfig | None = None) -> dict[str, Any]:
                 torch.cuda.synchronize()
             elapsed = time.perf_counter() - t0
             results["models"][name] = {
-                "train_seconds_per_epoch": run.seconds_per_epoch,
-                "train_sequences_per_second": config.n_train / max(run.seconds_per_epoch, 1e-9),
+                "train_seconds_per_epoch": per_epoch,
+                "train_sequences_per_second": config.n_train / max(per_epoch, 1e-9),
                 "sample_sequences_per_second": config.n_sample / elapsed,
                 "sample_steps": config.n_steps,
                 "parameters": sum(p.numel() for p in loaded.model.parameters()),

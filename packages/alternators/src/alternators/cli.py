@@ -4,6 +4,8 @@ forecast | impute | bench``.  A thin layer over the library functions of the sam
 from __future__ import annotations
 
 import json
+import os
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -19,9 +21,11 @@ from physml_core.cli import (
     run_dir_option,
     seed_option,
     shard_option,
+    threads_option,
 )
+from physml_core.options import config_from_cli, options_from
 
-from .models.factory import MODEL_NAMES
+from .config import TrainConfig
 
 __all__ = ["cli", "main"]
 
@@ -29,17 +33,16 @@ cli = make_group("alternators", "Alternators and baselines for noisy time series
                                 "dynamics: simulate, train, evaluate, sample, forecast, impute.")
 
 
-def _threads(n: int) -> None:
-    if n > 0:
+def _threads(n: int | None) -> None:
+    """Set torch's CPU threads (None: leave torch's default)."""
+    if n is not None:
         import torch
 
         torch.set_num_threads(n)
 
 
-threads_option = click.option("--threads", type=click.IntRange(0), default=0, show_default=True,
-                              help="CPU threads for torch (0: torch's default).")
 checkpoint_multi = click.option(
-    "--checkpoint", "checkpoints", multiple=True, required=True,
+    "--checkpoint", "checkpoint", multiple=True, required=True,
     type=click.Path(exists=True, dir_okay=True, path_type=Path),
     help="Checkpoint file or run folder (its latest checkpoint); repeat to compare models.")
 checkpoint_one = click.option(
@@ -166,92 +169,36 @@ def merge_cmd(output: Path, inputs: tuple[Path, ...]) -> None:
 
 # ----------------------------------------------------------------------------- train
 @cli.command("train")
-@click.option("--model", "model_name", type=click.Choice(MODEL_NAMES), default="alternator",
-              show_default=True, help="Which model to train.")
-@data_option()
-@epochs_option(default=60)
+@options_from(TrainConfig, exclude=("run_dir",))
+# --run-dir from core's helper: options_from leaves a None default unset (click >= 8.3)
 @run_dir_option()
-@click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=3e-3,
-              show_default=True)
-@click.option("--weight-decay", type=click.FloatRange(0), default=1e-4, show_default=True)
-@click.option("--hidden", type=click.IntRange(1), default=128, show_default=True)
-@click.option("--layers", type=click.IntRange(1), default=3, show_default=True)
-@click.option("--window", type=click.IntRange(0), default=0, show_default=True,
-              help="Train on random windows of this many steps (0: whole sequences).")
-@click.option("--sigma-x", type=click.FloatRange(0, 1, max_open=True), default=0.2,
-              show_default=True, help="Alternator observation noise.")
-@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True), default=0.7,
-              show_default=True, help="Alternator mixing coefficient (start of the schedule).")
-@click.option("--sigma-z", type=click.FloatRange(0), default=None,
-              help="Alternator latent noise [default: alpha * sigma_x].")
-@click.option("--alpha-schedule", type=click.Choice(["constant", "linear", "cosine"]),
-              default="constant", show_default=True)
-@click.option("--alpha-end", type=click.FloatRange(0, 1, min_open=True), default=None,
-              help="Final alpha of a linear/cosine schedule.")
-@click.option("--body", type=click.Choice(["mlp", "attention", "conv"]), default="mlp",
-              show_default=True, help="Alternator networks: mlp, the reference's per-step "
-                                      "self-attention (attention) or conv (images).")
 @click.option("--obs-shape", default=None, metavar="C,H,W",
               help="Image shape of the observations (conv body).")
-@click.option("--cell", type=click.Choice(["gru", "lstm"]), default="gru", show_default=True,
-              help="Recurrent cell of the rnn baseline.")
-@click.option("--latent-weight", type=click.FloatRange(0), default=1.0, show_default=True,
-              help="Weight of the latent error (supervised).")
-@click.option("--obs-weight", type=click.FloatRange(0), default=1.0, show_default=True,
-              help="Weight of the one-step observation error.")
-@click.option("--loss-weighting", type=click.Choice(["reference", "plain"]),
-              default="reference", show_default=True,
-              help="Alternator: reference = sigma_x^2 on the latent term and sigma_z^2 on the "
-                   "observation term (the public code); plain = no sigma factors (ablation).")
-@click.option("--consistency-weight", type=click.FloatRange(0), default=0.0, show_default=True,
-              help="Alternator, unsupervised: weight of the optional MSE(g(x_t), z_{t-1}) "
-                   "term (not in the paper; 0 = off).")
-@click.option("--unsupervised", is_flag=True, help="Ignore the file's latents z.")
-@click.option("--latent-dim", type=click.IntRange(1), default=3, show_default=True,
-              help="Latent size when unsupervised.")
-@click.option("--checkpoint-every", type=click.IntRange(1), default=5, show_default=True)
-@click.option("--no-tensorboard", is_flag=True)
-@threads_option
-@device_option()
-@seed_option()
-def train_cmd(model_name: str, data: Path, epochs: int, run_dir: Path | None, batch_size: int,
-              lr: float, weight_decay: float, hidden: int, layers: int, window: int, sigma_x: float, alpha: float,
-              sigma_z: float | None, alpha_schedule: str, alpha_end: float | None, body: str,
-              obs_shape: str | None, cell: str, latent_weight: float, obs_weight: float,
-              loss_weighting: str, consistency_weight: float, unsupervised: bool,
-              latent_dim: int,
-              checkpoint_every: int, no_tensorboard: bool, threads: int, device: str,
-              seed: int) -> None:
-    """Train a model; resumes when --run-dir already holds checkpoints."""
-    from .models.factory import ModelConfig
-    from .train import TrainConfig, train
+@threads_option()
+@click.pass_context
+def train_cmd(ctx: click.Context, obs_shape: str | None, threads: int | None,
+              **values: object) -> None:
+    """Train a model; the same command continues the run in --run-dir (same settings)."""
+    from .train import train
 
     _threads(threads)
-    shape = None
+    config = config_from_cli(TrainConfig, values, ctx)
     if obs_shape:
         try:
             shape = [int(v) for v in obs_shape.split(",")]
         except ValueError:
             raise click.BadParameter(f"{obs_shape!r} is not C,H,W", param_hint="--obs-shape")\
                 from None
-    model = ModelConfig(name=model_name, hidden=hidden, layers=layers, body=body,
-                        obs_shape=shape, sigma_x=sigma_x, alpha=alpha, sigma_z=sigma_z,
-                        alpha_schedule=alpha_schedule,
-                        alpha_end=alpha if alpha_end is None else alpha_end,
-                        latent_dim=latent_dim, cell=cell, latent_weight=latent_weight,
-                        obs_weight=obs_weight, loss_weighting=loss_weighting,
-                        consistency_weight=consistency_weight)
-    config = TrainConfig(data=str(data), run_dir=None if run_dir is None else str(run_dir),
-                         model=model, supervised=not unsupervised, epochs=epochs,
-                         batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                         window=window,
-                         checkpoint_every=checkpoint_every, device=device, seed=seed,
-                         tensorboard=not no_tensorboard)
+        config = replace(config, model=replace(config.model, obs_shape=shape))
     result = train(config)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
     summary = {k: round(v, 5) for k, v in result.metrics.items()}
     click.echo(f"checkpoint: {result.checkpoint}")
-    click.echo(f"{result.seconds_per_epoch:.2f} s/epoch; final {json.dumps(summary)}")
+    state = "done" if result.completed else "stopped at the time limit (the same command " \
+        "continues)"
+    click.echo(f"epoch {result.step} of {config.epochs}, {state}; {result.seconds:.1f} s this "
+               f"session; final {json.dumps(summary)}")
 
 
 # ----------------------------------------------------------------------------- evaluate
@@ -270,12 +217,12 @@ def train_cmd(model_name: str, data: Path, epochs: int, run_dir: Path | None, ba
                    "middle]; 0:0 for none.")
 @click.option("--max-sequences", type=click.IntRange(0), default=0, show_default=True)
 @click.option("--no-plots", is_flag=True)
-@threads_option
-@device_option(default="cpu")
+@threads_option()
+@device_option()
 @seed_option()
-def evaluate_cmd(checkpoints: tuple[Path, ...], data: Path, output: Path, split: str,
+def evaluate_cmd(checkpoint: tuple[Path, ...], data: Path, output: Path, split: str,
                  n_samples: int, horizon: int, context: int | None, gap: str | None,
-                 max_sequences: int, no_plots: bool, threads: int, device: str,
+                 max_sequences: int, no_plots: bool, threads: int | None, device: str,
                  seed: int) -> None:
     """Score models: latent MAE/CC; forecast and imputation MAE, CRPS, coverage; plots."""
     from .evaluate import EvaluateConfig, evaluate
@@ -289,7 +236,7 @@ def evaluate_cmd(checkpoints: tuple[Path, ...], data: Path, output: Path, split:
         except ValueError:
             raise click.BadParameter(f"{gap!r} is not START:STOP", param_hint="--gap") from None
     report = evaluate(EvaluateConfig(
-        checkpoints=[str(c) for c in checkpoints], data=str(data), output=str(output),
+        checkpoints=[str(c) for c in checkpoint], data=str(data), output=str(output),
         split=split, n_samples=n_samples, horizon=horizon, context=context, gap=gap_steps,
         max_sequences=max_sequences, seed=seed, device=device, plots=not no_plots))
     click.echo(report["table"])
@@ -303,7 +250,7 @@ def evaluate_cmd(checkpoints: tuple[Path, ...], data: Path, output: Path, split:
 @num_option(default=8, help="Number of sequences.")
 @click.option("--steps", "n_steps", type=click.IntRange(1), default=400, show_default=True)
 @click.option("--samples", "n_samples", type=click.IntRange(1), default=1, show_default=True)
-@device_option(default="cpu")
+@device_option()
 @seed_option()
 def sample_cmd(checkpoint: Path, output: Path, num: int, n_steps: int, n_samples: int,
                device: str, seed: int) -> None:
@@ -325,7 +272,7 @@ def sample_cmd(checkpoint: Path, output: Path, num: int, n_steps: int, n_samples
               help="Observed steps [default: length - horizon].")
 @split_option
 @samples_option
-@device_option(default="cpu")
+@device_option()
 @seed_option()
 def forecast_cmd(checkpoint: Path, data: Path, output: Path, horizon: int, context: int | None,
                  split: str, n_samples: int, device: str, seed: int) -> None:
@@ -352,7 +299,7 @@ def forecast_cmd(checkpoint: Path, data: Path, output: Path, horizon: int, conte
 @click.option("--split", type=click.Choice(["train", "val", "test", "all"]), default="all",
               show_default=True)
 @samples_option
-@device_option(default="cpu")
+@device_option()
 @seed_option()
 def impute_cmd(checkpoint: Path, data: Path, output: Path, missing: str | None,
                mask_file: Path | None, split: str, n_samples: int, device: str,
@@ -383,10 +330,10 @@ def impute_cmd(checkpoint: Path, data: Path, output: Path, missing: str | None,
 @click.option("--n-train", type=click.IntRange(1), default=32, show_default=True)
 @click.option("--steps", "n_steps", type=click.IntRange(2), default=200, show_default=True)
 @click.option("--hidden", type=click.IntRange(1), default=128, show_default=True)
-@threads_option
+@threads_option()
 @device_option()
 def bench_cmd(output: Path | None, epochs: int, n_train: int, n_steps: int, hidden: int,
-              threads: int, device: str) -> None:
+              threads: int | None, device: str) -> None:
     """Training s/epoch and sampling sequences/s for every model (JSON)."""
     from physml_core.config import save_json
 

@@ -25,13 +25,14 @@ import numpy as np
 
 from physml_core.config import save_json
 from physml_core.device import resolve_device
+from physml_core.errors import ConfigError
 from physml_core.logging import get_logger
 
-from .data.dataset import load_sequences
-from .inference import predict
+from .artifacts import LoadedModel, load_model
+from .data.dataset import SequenceData, load_sequences
+from .inference import PredictionArrays, predict
 from .metrics import probabilistic_metrics, trajectory_metrics
 from .plots import plot_forecast_fans, plot_latents_3d
-from .train import load_model
 
 __all__ = ["EvaluateConfig", "evaluate", "format_table"]
 
@@ -52,7 +53,7 @@ class EvaluateConfig:
     """
 
     checkpoints: list[str] = field(default_factory=list)
-    data: str = ""
+    data: str | None = None
     output: str = "evaluation"
     split: str = "test"
     n_samples: int = 10
@@ -61,7 +62,7 @@ class EvaluateConfig:
     gap: tuple[int, int] | None = None
     max_sequences: int = 0
     seed: int = 0
-    device: str = "cpu"
+    device: str = "auto"
     plots: bool = True
 
 
@@ -85,12 +86,15 @@ def _train_seconds(checkpoint: Path) -> float | None:
                 rows = read_metrics(path)
             except (OSError, ValueError):
                 return None
-            by_step = {r.get("step"): r.get("epoch_seconds", 0.0) for r in rows}
+            # "train/epoch_seconds" since training moved onto physml_core.training
+            by_step = {r.get("step"): r.get("train/epoch_seconds", r.get("epoch_seconds", 0.0))
+                       for r in rows}
             return float(sum(v for v in by_step.values() if v is not None))
     return None
 
 
-def _window_scores(pred, data, window: slice, hidden: np.ndarray, loaded, has_latents: bool
+def _window_scores(pred: PredictionArrays, data: SequenceData, window: slice,
+                   hidden: np.ndarray, loaded: LoadedModel, has_latents: bool
                    ) -> dict[str, Any]:
     """Scores on the steps in ``window`` where ``hidden`` (N, T, Dx) marks values hidden from
     the model that the data holds."""
@@ -109,7 +113,9 @@ def _window_scores(pred, data, window: slice, hidden: np.ndarray, loaded, has_la
 def evaluate(config: EvaluateConfig) -> dict[str, Any]:
     """Score every checkpoint on ``config.data``; returns (and writes) the report."""
     if not config.checkpoints:
-        raise ValueError("evaluate needs at least one checkpoint")
+        raise ConfigError("evaluate needs at least one checkpoint")
+    if not config.data:
+        raise ConfigError("EvaluateConfig.data is required: the sequence file to score on")
     if config.n_samples < 1 or config.horizon < 0:
         raise ValueError("n_samples must be >= 1 and horizon >= 0")
     data = load_sequences(config.data).subset(config.split)

@@ -16,8 +16,8 @@ import torch
 
 from physml_core.hdf5 import write_h5
 
-from .data.dataset import PREDICTION_SCHEMA, load_sequences
-from .train import LoadedModel, load_model
+from .artifacts import LoadedModel, load_model
+from .data.dataset import PREDICTION_SCHEMA, SequenceData, load_sequences
 
 __all__ = [
     "PredictionArrays",
@@ -134,7 +134,7 @@ def save_predictions(path: str | Path, pred: PredictionArrays, x_true: np.ndarra
 
 
 def sample_sequences(checkpoint: str | Path, num: int, n_steps: int, n_samples: int = 1,
-                     seed: int = 0, device: str = "cpu") -> PredictionArrays:
+                     seed: int = 0, device: str = "auto") -> PredictionArrays:
     """Generate ``num`` free-running sequences of ``n_steps`` steps (``n_samples`` each)."""
     from physml_core.device import resolve_device
 
@@ -145,13 +145,13 @@ def sample_sequences(checkpoint: str | Path, num: int, n_steps: int, n_samples: 
     return predict(loaded, x, np.zeros(n_steps, dtype=bool), n_samples, seed)
 
 
-def _split_data(data: str | Path, split: str) -> Any:
+def _split_data(data: str | Path, split: str) -> SequenceData:
     return load_sequences(data).subset(split)
 
 
 def forecast_file(checkpoint: str | Path, data: str | Path, horizon: int = 50,
                   context: int | None = None, split: str = "test", n_samples: int = 10,
-                  seed: int = 0, device: str = "cpu") -> tuple[PredictionArrays, Any]:
+                  seed: int = 0, device: str = "auto") -> tuple[PredictionArrays, SequenceData]:
     """Observe the first ``context`` steps of each sequence (default: all but ``horizon``) and
     forecast ``horizon`` steps.  Returns the predictions over context + horizon steps and the
     data subset (truth)."""
@@ -192,7 +192,7 @@ def parse_missing(text: str, t_len: int) -> np.ndarray:
 
 def impute_file(checkpoint: str | Path, data: str | Path, mask: np.ndarray | None = None,
                 split: str = "all", n_samples: int = 10, seed: int = 0,
-                device: str = "cpu") -> tuple[PredictionArrays, Any]:
+                device: str = "auto") -> tuple[PredictionArrays, SequenceData]:
     """Fill the missing steps of the sequences of ``data``.
 
     The mask (True = observed) is ``mask`` if given ((T,) or (N, T) for the chosen split), else
