@@ -114,7 +114,8 @@ def simulate_lorenz_cmd(output: Path, setting: str, n_train: int, n_val: int, n_
                               save_spikes=not no_spikes, seed=seed)
         data = simulate_lorenz(config, shard=shard)
     save_sequences(output, data)
-    click.echo(f"wrote {output}: x {data.x.shape}, z {data.z.shape}, "
+    z_shape = None if data.z is None else data.z.shape
+    click.echo(f"wrote {output}: x {data.x.shape}, z {z_shape}, "
                f"{len(data.attrs['kept_neurons'])} neurons kept ({setting} setting)")
 
 

@@ -94,18 +94,18 @@ def _train_seconds(checkpoint: Path) -> float | None:
 
 
 def _window_scores(pred: PredictionArrays, data: SequenceData, window: slice,
-                   hidden: np.ndarray, loaded: LoadedModel, has_latents: bool
+                   hidden: np.ndarray, loaded: LoadedModel, z_true: np.ndarray | None
                    ) -> dict[str, Any]:
     """Scores on the steps in ``window`` where ``hidden`` (N, T, Dx) marks values hidden from
     the model that the data holds."""
     xs = np.moveaxis(pred.x_samples, 1, 0)[:, :, window]  # (S, N, W, Dx)
     out: dict[str, Any] = {"observation": probabilistic_metrics(
         xs, data.x[:, window], hidden[:, window], scale=loaded.x_norm.std)}
-    if has_latents:
+    if z_true is not None:
         zs = np.moveaxis(pred.z_samples, 1, 0)[:, :, window]
         z_known = data.observed("z")[:, window]
-        lat = trajectory_metrics(pred.z_mean[:, window], data.z[:, window], z_known)
-        lat.update(probabilistic_metrics(zs, data.z[:, window], z_known))
+        lat = trajectory_metrics(pred.z_mean[:, window], z_true[:, window], z_known)
+        lat.update(probabilistic_metrics(zs, z_true[:, window], z_known))
         out["latent"] = lat
     return out
 
@@ -164,12 +164,12 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
         entry["decode_sequences_per_second"] = data.n_sequences * config.n_samples / elapsed
         x_std = loaded.x_norm.std
         entry["one_step_observation"] = _std_metrics(pred.x_pred, data.x, x_std, x_known)
-        has_latents = loaded.supervised and data.z is not None
-        if has_latents:
-            if data.z.shape[-1] != pred.z_samples.shape[-1]:
-                raise ValueError(f"{config.data}: latents have {data.z.shape[-1]} dims, the model "
+        z_true = data.z if loaded.supervised else None  # latents scored when both have them
+        if z_true is not None:
+            if z_true.shape[-1] != pred.z_samples.shape[-1]:
+                raise ValueError(f"{config.data}: latents have {z_true.shape[-1]} dims, the model "
                                  f"predicts {pred.z_samples.shape[-1]}")
-            entry["decoding"] = trajectory_metrics(pred.z_mean, data.z, data.observed("z"))
+            entry["decoding"] = trajectory_metrics(pred.z_mean, z_true, data.observed("z"))
             decoded[key] = pred.z_mean[0]
         if do_forecast:
             n_fc = context + config.horizon
@@ -178,25 +178,27 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
             window = slice(context, n_fc)
             hidden = ~mask & x_known[:, :n_fc]
             entry["forecast"] = _window_scores(fc, data.subset(np.arange(data.n_sequences)),
-                                               window, hidden, loaded, has_latents)
-            fans[key] = fc.z_samples[0] if has_latents else fc.x_samples[0][..., :3]
+                                               window, hidden, loaded, z_true)
+            fans[key] = fc.z_samples[0] if z_true is not None else fc.x_samples[0][..., :3]
         if do_impute:
             steps = np.ones(t_len, dtype=bool)
             steps[gap[0] : gap[1]] = False
             mask = steps[None, :, None] & x_known
             im = predict(loaded, data.x, mask, config.n_samples, config.seed + 2)
             entry["imputation"] = _window_scores(im, data, slice(gap[0], gap[1]),
-                                                 ~mask & x_known, loaded, has_latents)
+                                                 ~mask & x_known, loaded, z_true)
         report["models"].append(entry)
         log.info("evaluated %s: %s", key, entry.get("decoding", {}).get("cc"))
 
     figures = []
     if config.plots:
-        if decoded:
+        if decoded and data.z is not None:
             figures.append(str(plot_latents_3d(out_dir / "latents_3d.png", data.z[0], decoded)))
         if fans:
-            any_latents = any("latent" in m.get("forecast", {}) for m in report["models"])
-            truth = (data.z[0] if any_latents else data.x[0][..., :3])[: context + config.horizon]
+            any_latents = data.z is not None and any(
+                "latent" in m.get("forecast", {}) for m in report["models"])
+            truth = (data.z[0] if any_latents and data.z is not None else
+                     data.x[0][..., :3])[: context + config.horizon]
             if all(f.shape[-1] == truth.shape[-1] for f in fans.values()):
                 figures.append(str(plot_forecast_fans(out_dir / "forecast_fan.png", truth, fans,
                                                       context, "latent" if any_latents else

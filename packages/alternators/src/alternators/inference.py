@@ -121,7 +121,7 @@ def save_predictions(path: str | Path, pred: PredictionArrays, x_true: np.ndarra
                      attrs: dict[str, Any] | None = None) -> Path:
     """Write predictions as an ``alternators.predictions`` HDF5 file."""
     arrays: dict[str, np.ndarray] = {"x_mean": pred.x_mean, "z_mean": pred.z_mean,
-                                     "mask": pred.mask.all(-1).astype(np.uint8),
+                                     "mask": np.asarray(pred.mask.all(-1), dtype=np.uint8),
                                      "x_mask": pred.mask.astype(np.uint8)}
     if save_samples:
         arrays["x_samples"] = pred.x_samples

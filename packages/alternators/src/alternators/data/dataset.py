@@ -193,6 +193,14 @@ class SequenceData:
         return np.ones(values.shape, dtype=bool) if mask is None else mask
 
     @property
+    def labels(self) -> np.ndarray:
+        """(N,) int8 split labels: ``split``, which ``__post_init__`` always sets (a file
+        without one gets :func:`default_split`)."""
+        if self.split is None:  # unreachable after __post_init__
+            raise RuntimeError("SequenceData.split was reset to None")
+        return self.split
+
+    @property
     def n_sequences(self) -> int:
         return int(self.x.shape[0])
 
@@ -214,7 +222,7 @@ class SequenceData:
             if which == "all":
                 index = np.arange(self.n_sequences)
             elif which in SPLITS:
-                index = np.flatnonzero(self.split == SPLITS[which])
+                index = np.flatnonzero(self.labels == SPLITS[which])
             else:
                 raise ValueError(f"unknown split {which!r}: use train, val, test or all")
             if index.size == 0:
@@ -226,13 +234,13 @@ class SequenceData:
             return None if a is None else a[index]
 
         return SequenceData(
-            x=self.x[index], z=pick(self.z), split=self.split[index], mask=pick(self.mask),
+            x=self.x[index], z=pick(self.z), split=self.labels[index], mask=pick(self.mask),
             spikes=pick(self.spikes), attrs=dict(self.attrs), source=self.source,
             z_mask=pick(self.z_mask), lengths=pick(self.lengths),
         )
 
     def arrays(self) -> dict[str, np.ndarray]:
-        out: dict[str, np.ndarray] = {"x": self.x, "split": self.split}
+        out: dict[str, np.ndarray] = {"x": self.x, "split": self.labels}
         if self.z is not None:
             out["z"] = self.z
         if self.mask is not None:

@@ -23,6 +23,7 @@ import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -114,7 +115,7 @@ def _load_npz(path: Path) -> SequenceData:
     except (OSError, EOFError) as exc:
         raise DataFormatError(f"{path}: not a readable .npz file ({exc})") from None
     where = str(path)
-    attrs = {"imported_from": where}
+    attrs: dict[str, Any] = {"imported_from": where}
     if "x" in arrays:
         x = _float_array(arrays["x"], "x", where)
         if x.ndim == 2:

@@ -95,7 +95,7 @@ def _spikes(config: LorenzConfig, latents: np.ndarray, indices: np.ndarray,
                          for i in indices]) if n else np.zeros((0, t_len, population.n_neurons))
     tuning = population.rates(latents)
     spikes = np.zeros((n, t_len, population.n_neurons), dtype=np.uint8)
-    previous = np.zeros((n, population.n_neurons))
+    previous: np.ndarray = np.zeros((n, population.n_neurons))
     for t in range(t_len):
         lam = tuning[:, t] * np.exp(population.history * previous)
         # a Poisson count clipped to 1 is a Bernoulli draw with p = 1 - exp(-lambda)

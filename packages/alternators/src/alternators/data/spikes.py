@@ -102,7 +102,7 @@ def simulate_spikes(
     n, t_len, _ = latents.shape
     tuning = population.rates(latents)  # (N, T, M)
     spikes = np.zeros((n, t_len, population.n_neurons), dtype=np.uint8)
-    previous = np.zeros((n, population.n_neurons))
+    previous: np.ndarray = np.zeros((n, population.n_neurons))
     for t in range(t_len):
         lam = tuning[:, t] * np.exp(population.history * previous)
         spikes[:, t] = np.minimum(rng.poisson(lam), 1)

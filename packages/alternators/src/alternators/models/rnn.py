@@ -53,16 +53,18 @@ class RNNModel(SequenceModel):
             return x, self.readout(hs), preds
         state = self._initial(x)
         x_hat = self._first_prediction(x)
-        used, hidden, preds = [], [], []
+        used: list[torch.Tensor] = []
+        hidden: list[torch.Tensor] = []
+        step_preds: list[torch.Tensor] = []
         for t in range(x.shape[1]):
             x_t = torch.where(mask[:, t : t + 1], x[:, t : t + 1], x_hat)
             out, state = self.rnn(x_t, state)
             used.append(x_t)
             hidden.append(out)
-            preds.append(x_hat)
+            step_preds.append(x_hat)
             x_hat = self.predict(out)
         hs = torch.cat(hidden, 1)
-        return torch.cat(used, 1), self.readout(hs), torch.cat(preds, 1)
+        return torch.cat(used, 1), self.readout(hs), torch.cat(step_preds, 1)
 
     def loss(self, x: torch.Tensor, z: torch.Tensor | None = None,
              mask: torch.Tensor | None = None,

@@ -92,9 +92,9 @@ class VRNN(SequenceModel):
         h = x.new_zeros(b, self.hidden)
         prev, phis, hs, mus, sds = [], [], [], [], []
         for t in range(t_len):
-            if mask is None:
+            if px is not None:  # fully observed: phi_x of every step at once
                 px_t = px[:, t]
-            else:
+            elif mask is not None:
                 mu_prior = self._gauss(self.prior(h))[0]
                 x_fill = self.decoder(torch.cat([self.phi_s(mu_prior), h], -1))
                 px_t = self.phi_x(torch.where(mask[:, t], x[:, t], x_fill))
