@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import ClassVar
 
+import numpy as np
 import torch
 
 from physml_core.checkpoint import Checkpoint
@@ -144,6 +145,9 @@ class SequenceJob(TrainingJob[TrainConfig]):
         self.scheduler.T_max = config.epochs  # a resumed run with more epochs: stretch
         t0 = time.perf_counter()
         self.generator.manual_seed(config.seed * 1_000_003 + step)  # resume-exact shuffles
+        if world > 1:  # training noise (VRNN draws, dropout): its own stream on every rank
+            torch.manual_seed(int(np.random.SeedSequence([config.seed, step, rank])
+                                  .generate_state(1)[0]))
         self.model.train()
         t_len = self.train_batch.x.shape[1]
         window = config.window if 0 < config.window < t_len else t_len
