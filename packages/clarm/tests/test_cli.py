@@ -171,7 +171,8 @@ def test_simulate_and_merge_cli(tmp_path):
 
 
 def test_normalisation_and_split_come_from_training_runs_only(pipeline, tiny_h5):
-    from clarm.train import held_out_runs, load_cvae
+    from clarm.artifacts import load_cvae
+    from clarm.data import held_out_runs
 
     _, cvae_dir, _ = pipeline
     cvae = load_cvae(cvae_dir)

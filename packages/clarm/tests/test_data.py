@@ -117,8 +117,7 @@ def _zenodo_tree(root, rng):
 
 
 def test_import_zenodo_keeps_the_official_split(tmp_path):
-    from clarm.data import downsample, import_zenodo
-    from clarm.train import held_out_runs, train_splits
+    from clarm.data import downsample, held_out_runs, import_zenodo, train_splits
 
     arrays = _zenodo_tree(tmp_path / "zenodo", np.random.default_rng(0))
     out = import_zenodo(tmp_path / "zenodo", tmp_path / "z.h5", resolution=32)
@@ -164,17 +163,18 @@ def test_import_zenodo_cli_and_errors(tmp_path):
 
 def test_synthetic_file_streams_through_cvae_training(tmp_path):
     """One epoch over a synthetic file, reading 2 runs at a time."""
+    from clarm.artifacts import load_cvae
     from clarm.synthetic import write_synthetic
-    from clarm.train import CVAETrainConfig, load_cvae, train_cvae
+    from clarm.train import CVAETrainConfig, train_cvae
 
     path = write_synthetic(tmp_path / "syn.h5", runs=6, modules=3, resolution=32, test_runs=1)
     with PhaseSpaceFile(path) as f:
         assert f.runs == 6 and f.images([0]).shape == (1, 3, 15, 32, 32)
         np.testing.assert_allclose(f.images([0]).sum(axis=(-1, -2)), 1.0, rtol=1e-4)
         np.testing.assert_array_equal(f.split(), [0, 0, 0, 0, 0, 1])
-    run_dir = train_cvae(CVAETrainConfig(data=str(path), run_dir=str(tmp_path / "cvae"),
+    result = train_cvae(CVAETrainConfig(data=str(path), run_dir=str(tmp_path / "cvae"),
                                          epochs=1, block_runs=2, batch_size=4,
                                          base_filters=4, device="cpu", val_fraction=0.2))
-    cvae = load_cvae(run_dir)
+    cvae = load_cvae(result.run_dir)
     assert 5 not in cvae.train_runs and 5 not in cvae.val_runs  # the test run stays out
     assert cvae.latents_min is not None

@@ -3,18 +3,22 @@
 Rautela, Williams, Scheinker, "A conditional latent autoregressive recurrent model for
 generation and forecasting of beam dynamics in particle accelerators", Sci. Rep. 2024
 (arXiv:2403.13858).  Modules: :mod:`clarm.data` (HDF5 format, .npy converter), :mod:`clarm.sim`
-(cheetah proton linac), :mod:`clarm.models` (CVAE, latent LSTM), :mod:`clarm.train`,
+(cheetah proton linac), :mod:`clarm.models` (CVAE, latent LSTM), :mod:`clarm.normalise`,
+:mod:`clarm.config` (training configs), :mod:`clarm.train` (training jobs on
+:func:`physml_core.training.fit`), :mod:`clarm.artifacts` (loading trained models),
 :mod:`clarm.generate`, :mod:`clarm.forecast`, :mod:`clarm.evaluate`, :mod:`clarm.cli`.
 """
 
 from importlib.metadata import PackageNotFoundError, version
 
+from .artifacts import LoadedCVAE, LoadedLSTM, load_cvae, load_lstm
+from .config import CVAETrainConfig, LSTMTrainConfig
 from .data import PHASE_SPACE_SCHEMA, PhaseSpaceFile, convert_npy
 from .forecast import forecast, forecast_file
 from .generate import generate
 from .models import CVAE, CVAEConfig, LatentLSTM, LSTMConfig
 from .sim import SimConfig, simulate, simulate_runs
-from .train import CVAETrainConfig, LSTMTrainConfig, load_cvae, load_lstm, train_cvae, train_lstm
+from .train import train_cvae, train_lstm
 
 try:
     __version__ = version("clarm")
@@ -29,6 +33,8 @@ __all__ = [
     "LSTMConfig",
     "LSTMTrainConfig",
     "LatentLSTM",
+    "LoadedCVAE",
+    "LoadedLSTM",
     "PhaseSpaceFile",
     "SimConfig",
     "__version__",

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,7 @@ class BenchConfig:
     seed: int = 0
 
 
-def _median_time(fn: Any, repeats: int) -> float:
+def _median_time(fn: Callable[[], object], repeats: int) -> float:
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -42,10 +44,12 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
     batch 1, the end-to-end saving (simulating the observed modules + forecasting the rest
     vs simulating every module), and CVAE training throughput.  One process, one thread
     setting (reported) for everything."""
+    from .artifacts import LoadedCVAE, LoadedLSTM
+    from .config import CVAETrainConfig
     from .forecast import forecast
     from .models import CVAE, CVAEConfig, LatentLSTM, LSTMConfig, cvae_loss
+    from .normalise import Normalizer
     from .sim import SimConfig, draw_settings, simulate_runs
-    from .train import LoadedCVAE, LoadedLSTM, Normalizer
 
     if config.modules < 2 or not 1 <= config.observed < config.modules:
         raise ValueError("the benchmark needs at least 2 modules and 1 <= observed < modules")
@@ -76,7 +80,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
     for _ in range(config.sim_repeats):
         for key, fn, n in (("all_b", sim_all, b), ("obs_b", sim_obs, b), ("all_1", sim_all, 1),
                            ("obs_1", sim_obs, 1)):
-            best[key] = min(best[key], _median_time(lambda fn=fn, n=n: fn(n), 1) / n)
+            best[key] = min(best[key], _median_time(partial(fn, n), 1) / n)
     sim_b, obs_b, sim_1, obs_1 = best["all_b"], best["obs_b"], best["all_1"], best["obs_1"]
 
     # the library forecast path (clarm.forecast.forecast) on default-architecture networks,
@@ -88,8 +92,8 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
     scale = np.maximum(images.max(axis=(0, 1, 3, 4)), 1e-12)
     loaded_cvae = LoadedCVAE(model=cvae, normalizer=Normalizer(scale), train_runs=empty,
                              val_runs=empty, dataset_id="", settings_mean=None,
-                             settings_std=None, latents_min=None, latents_max=None, config={},
-                             path=Path("bench"))
+                             settings_std=None, latents_min=None, latents_max=None,
+                             config=CVAETrainConfig(), path=Path("bench"))
     loaded_lstm = LoadedLSTM(model=lstm, z_mean=np.zeros(8, np.float32),
                              z_std=np.ones(8, np.float32), cvae_path="", path=Path("bench"))
     obs = np.ascontiguousarray(images[:, :k])
@@ -129,7 +133,8 @@ def stream_epoch_bench(data: str | Path, block_runs: int = 16, base_filters: int
                        max_train_runs: int = 0, run_dir: str | Path | None = None
                        ) -> dict[str, Any]:
     """One CVAE epoch streamed from ``data`` (HDF5): wall time, images/s and the process's
-    peak resident memory (``ru_maxrss``, includes torch itself)."""
+    peak resident memory (``ru_maxrss``, includes torch itself).  It measures training
+    itself, so it (alone in this module) imports the trainer."""
     import resource
     import tempfile
 
@@ -141,9 +146,10 @@ def stream_epoch_bench(data: str | Path, block_runs: int = 16, base_filters: int
     with tempfile.TemporaryDirectory() as tmp:
         cfg = CVAETrainConfig(data=str(data), run_dir=str(run_dir or Path(tmp) / "cvae"),
                               epochs=1, block_runs=block_runs, base_filters=base_filters,
-                              max_train_runs=max_train_runs, device="cpu")
+                              max_train_runs=max_train_runs or None, device="cpu",
+                              tensorboard=False)
         t0 = time.perf_counter()
-        train_cvae(cfg)
+        train_cvae(cfg, progress_bar=False)
         wall = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # KiB -> GiB
     size_gb = runs * modules * 15 * res * res * 4 / 1e9

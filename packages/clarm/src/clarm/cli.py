@@ -1,4 +1,7 @@
-"""``clarm`` command line: a thin click layer over the library functions."""
+"""``clarm`` command line: a thin click layer over the library functions.
+
+The options of ``clarm train cvae`` and ``clarm train lstm`` are generated from their config
+dataclasses (:mod:`clarm.config`); the shared names come from physml-core's one table."""
 
 from __future__ import annotations
 
@@ -12,7 +15,6 @@ from physml_core.cli import (
     checkpoint_option,
     data_option,
     device_option,
-    epochs_option,
     make_group,
     num_option,
     output_option,
@@ -20,6 +22,9 @@ from physml_core.cli import (
     seed_option,
     shard_option,
 )
+from physml_core.options import config_from_cli, options_from
+
+from .config import CVAETrainConfig, LSTMTrainConfig
 
 __all__ = ["main"]
 
@@ -132,69 +137,29 @@ def train() -> None:
 
 
 @train.command("cvae")
-@data_option()
-@run_dir_option()
-@epochs_option(default=30)
-@click.option("--batch-size", type=click.IntRange(2), default=32, show_default=True)
-@click.option("--lr", type=float, default=1e-3, show_default=True)
-@click.option("--lr-min", type=float, default=1e-5, show_default=True,
-              help="Final learning rate of the cosine schedule.")
-@click.option("--schedule", type=click.Choice(["cosine", "constant"]), default="cosine",
-              show_default=True, help="Learning-rate schedule over the epochs.")
-@click.option("--beta", type=float, default=1.0, show_default=True, help="KL weight.")
-@click.option("--latent-dim", type=click.IntRange(1), default=8, show_default=True)
-@click.option("--cond-decoder/--no-cond-decoder", default=True, show_default=True,
-              help="Condition the decoder too (the reference conditions only the encoder).")
-@click.option("--condition-on-settings", is_flag=True, help="Also condition on run settings.")
-@click.option("--prior", type=click.Choice(["conditional", "standard"]), default="conditional",
-              show_default=True)
-@click.option("--base-filters", type=click.IntRange(4), default=32, show_default=True)
-@click.option("--val-fraction", type=float, default=0.15, show_default=True)
-@click.option("--max-train-runs", type=click.IntRange(0), default=0,
-              help="Use at most this many training runs (0: all).")
-@click.option("--block-runs", type=click.IntRange(1), default=16, show_default=True,
-              help="Runs read from the file at a time (training streams; memory ~ this).")
-@seed_option()
-@device_option()
-def train_cvae_cmd(data: Path, run_dir: Path | None, epochs: int, batch_size: int, lr: float,
-                   lr_min: float, schedule: str, beta: float, latent_dim: int, cond_decoder: bool,
-                   condition_on_settings: bool, prior: str, base_filters: int,
-                   val_fraction: float, max_train_runs: int, block_runs: int, seed: int,
-                   device: str) -> None:
-    """Train the conditional VAE on a phase-space file."""
-    from .train import CVAETrainConfig, train_cvae
+@options_from(CVAETrainConfig, exclude=("run_dir",))
+@run_dir_option()  # core's helper: options_from leaves a None default unset (click >= 8.3)
+@click.pass_context
+def train_cvae_cmd(ctx: click.Context, **values: object) -> None:
+    """Train the conditional VAE on a phase-space file (a step is one epoch; the same command
+    resumes; torchrun --nproc-per-node N --no-python clarm train cvae ... runs data-parallel)."""
+    from .train import train_cvae
 
-    cfg = CVAETrainConfig(data=str(data), run_dir=str(run_dir or ""), epochs=epochs,
-                          batch_size=batch_size, lr=lr, lr_min=lr_min, schedule=schedule,
-                          beta=beta, latent_dim=latent_dim,
-                          cond_decoder=cond_decoder, condition_on_settings=condition_on_settings,
-                          prior=prior, base_filters=base_filters, val_fraction=val_fraction,
-                          max_train_runs=max_train_runs, block_runs=block_runs, seed=seed,
-                          device=device)
-    click.echo(str(train_cvae(cfg)))
+    result = train_cvae(config_from_cli(CVAETrainConfig, values, ctx))
+    click.echo(str(result.run_dir))
 
 
 @train.command("lstm")
-@data_option()
-@click.option("--cvae", required=True, type=click.Path(exists=True, path_type=Path),
-              help="CVAE checkpoint (or its run folder).")
-@run_dir_option()
-@epochs_option(default=200)
-@click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True)
-@click.option("--lr", type=float, default=1e-3, show_default=True)
-@click.option("--hidden", type=click.IntRange(1), default=64, show_default=True)
-@click.option("--layers", type=click.IntRange(1), default=2, show_default=True)
-@seed_option()
-@device_option()
-def train_lstm_cmd(data: Path, cvae: Path, run_dir: Path | None, epochs: int, batch_size: int,
-                   lr: float, hidden: int, layers: int, seed: int, device: str) -> None:
-    """Train the latent LSTM on latent sequences of the CVAE's training runs."""
-    from .train import LSTMTrainConfig, train_lstm
+@options_from(LSTMTrainConfig, exclude=("run_dir",))
+@run_dir_option()  # core's helper: options_from leaves a None default unset (click >= 8.3)
+@click.pass_context
+def train_lstm_cmd(ctx: click.Context, **values: object) -> None:
+    """Train the latent LSTM on latent sequences of the CVAE's training runs (a step is one
+    epoch; the same command resumes; runs under torchrun like train cvae)."""
+    from .train import train_lstm
 
-    cfg = LSTMTrainConfig(data=str(data), cvae=str(cvae), run_dir=str(run_dir or ""),
-                          epochs=epochs, batch_size=batch_size, lr=lr, hidden=hidden,
-                          layers=layers, seed=seed, device=device)
-    click.echo(str(train_lstm(cfg)))
+    result = train_lstm(config_from_cli(LSTMTrainConfig, values, ctx))
+    click.echo(str(result.run_dir))
 
 
 @cli.command()
@@ -211,13 +176,14 @@ def train_lstm_cmd(data: Path, cvae: Path, run_dir: Path | None, epochs: int, ba
 def generate(checkpoint: Path, module: int, num: int, method: str, seed: int, device: str,
              output: Path, plot: Path | None) -> None:
     """Sample N phase-space images (15 projections) for one module."""
+    from .artifacts import load_cvae
     from .generate import generate as gen
     from .generate import write_generated
-    from .train import load_cvae
 
     cvae = load_cvae(checkpoint, device=device)
     images = gen(cvae, module, num, method=method, seed=seed)
-    write_generated(output, images, np.full(num, module, dtype=np.int64), method, cvae.path)
+    write_generated(output, images, np.full(num, module, dtype=np.int64), method,
+                    str(cvae.path))
     if plot is not None:
         from .plots import plot_grid
 
@@ -239,8 +205,8 @@ def generate(checkpoint: Path, module: int, num: int, method: str, seed: int, de
 def forecast(data: Path, cvae: Path, lstm: Path, runs: tuple[int, ...], observed: int,
              device: str, output: Path) -> None:
     """Observe the first modules of runs and predict the phase space downstream."""
+    from .artifacts import load_cvae, load_lstm
     from .forecast import forecast_file
-    from .train import load_cvae, load_lstm
 
     forecast_file(data, load_cvae(cvae, device=device), load_lstm(lstm, device=device), output,
                   observed=observed, runs=list(runs) or None)
@@ -270,10 +236,11 @@ def evaluate(data: Path, cvae: Path, lstm: Path | None, observed: int, num: int 
     from .evaluate import EvalConfig
     from .evaluate import evaluate as run
 
-    report = run(EvalConfig(data=str(data), cvae=str(cvae), lstm=str(lstm or ""),
+    report = run(EvalConfig(data=str(data), cvae=str(cvae),
+                            lstm=None if lstm is None else str(lstm),
                             output=str(output), observed=observed, num_per_module=num or 0,
                             classifier_epochs=classifier_epochs,
-                            compare_cvae=str(compare_cvae or ""),
+                            compare_cvae=None if compare_cvae is None else str(compare_cvae),
                             forecast_samples=forecast_samples, seed=seed, device=device))
     short = {"reconstruction_ssim": report["reconstruction"]["ssim"]["mean"],
              "reconstruction_ssim_paper_e_phi": report["reconstruction"]["ssim_paper"]["e_phi"],

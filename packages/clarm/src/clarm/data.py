@@ -24,9 +24,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from physml_core.errors import DataFormatError
 from physml_core.hdf5 import DatasetSpec, H5Appender, H5Reader, Schema
@@ -39,7 +40,10 @@ __all__ = [
     "check_resolution",
     "convert_npy",
     "downsample",
+    "held_out_runs",
     "import_zenodo",
+    "split_runs",
+    "train_splits",
 ]
 
 NUM_PROJECTIONS = 15
@@ -170,6 +174,51 @@ class PhaseSpaceFile:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def split_runs(num_runs: int, val_fraction: float,
+               seed: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Random split of run positions 0..num_runs-1 into (train, held-out), both sorted; at
+    least one each (the held-out rule of clarm: whole runs, never (run, module) pairs)."""
+    if num_runs < 2:
+        raise ValueError(f"need at least 2 runs to hold some out, the file has {num_runs}")
+    perm = np.random.default_rng(seed).permutation(num_runs)
+    n_val = min(num_runs - 1, max(1, round(val_fraction * num_runs)))
+    return np.sort(perm[n_val:]).astype(np.int64), np.sort(perm[:n_val]).astype(np.int64)
+
+
+def train_splits(f: PhaseSpaceFile, val_fraction: float,
+                 seed: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """(train, validation) runs of ``f``: a random split of the runs outside the official
+    test split (imported public data keeps its test runs out of training entirely)."""
+    split = f.split()
+    pool = np.arange(f.runs) if split is None else np.flatnonzero(split == 0)
+    tr, va = split_runs(len(pool), val_fraction, seed)
+    return pool[tr].astype(np.int64), pool[va].astype(np.int64)
+
+
+class TrainedOn(Protocol):
+    """What a trained model records about its data (e.g. :class:`clarm.artifacts.LoadedCVAE`)."""
+
+    dataset_id: str
+    train_runs: npt.NDArray[np.int64]
+    val_runs: npt.NDArray[np.int64]
+
+
+def held_out_runs(model: TrainedOn, f: PhaseSpaceFile) -> npt.NDArray[np.int64]:
+    """Runs of ``f`` never used in training ``model``: the official test split of imported
+    public data, else the held-out split if ``f`` is the training file, all runs of another
+    simulation."""
+    same = bool(model.dataset_id) and str(f.attrs.get("dataset_id", "")) == model.dataset_id
+    split = f.split()
+    if same and split is not None and (split == 1).any():
+        return np.flatnonzero(split == 1).astype(np.int64)  # the official test split
+    if same and f.runs == len(model.train_runs) + len(model.val_runs):
+        return np.asarray(model.val_runs, dtype=np.int64)
+    if same:
+        index = f.run_index()
+        return np.flatnonzero(~np.isin(index, model.train_runs)).astype(np.int64)
+    return np.arange(f.runs, dtype=np.int64)
 
 
 def downsample(images: np.ndarray, resolution: int) -> np.ndarray:

@@ -20,11 +20,13 @@ Writes ``report.json`` and PNG plots into the output folder.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import torch
 from torch.nn import functional as F
 
@@ -32,7 +34,16 @@ from physml_core.config import save_json
 from physml_core.device import resolve_device, seed_everything
 from physml_core.logging import get_logger
 
-from .data import PhaseSpaceFile
+from .artifacts import (
+    LoadedCVAE,
+    LoadedLSTM,
+    check_compatible,
+    encode_runs,
+    load_cvae,
+    load_lstm,
+)
+from .config import require
+from .data import PhaseSpaceFile, held_out_runs
 from .forecast import forecast
 from .generate import generate
 from .metrics import (
@@ -43,8 +54,8 @@ from .metrics import (
     ssim_per_channel,
 )
 from .models import ModuleClassifier
+from .normalise import Normalizer
 from .plots import plot_grid, plot_metric_curves
-from .train import check_compatible, encode_runs, held_out_runs, load_cvae, load_lstm
 
 __all__ = ["E_PHI", "EvalConfig", "evaluate", "train_module_classifier"]
 
@@ -56,17 +67,18 @@ E_PHI = 11
 
 @dataclass
 class EvalConfig:
-    """``clarm evaluate`` settings."""
+    """``clarm evaluate`` settings (``data`` and ``cvae`` are required; no ``lstm``: no
+    forecast scores; ``num_per_module`` 0: as many generated images as held-out runs)."""
 
-    data: str = ""
-    cvae: str = ""
-    lstm: str = ""
+    data: str | None = None
+    cvae: str | None = None
+    lstm: str | None = None
     output: str = "clarm-eval"
     observed: int = 4
     num_per_module: int = 0
     classifier_epochs: int = 4
     max_runs: int = 64
-    compare_cvae: str = ""
+    compare_cvae: str | None = None
     forecast_samples: int = 16
     block_runs: int = 8
     seed: int = 0
@@ -98,13 +110,16 @@ class _Scores:
         return {k: _summary(torch.cat(v)) for k, v in self.parts.items()}
 
 
-def _blocks(f: PhaseSpaceFile, runs: np.ndarray, size: int) -> Any:
+def _blocks(f: PhaseSpaceFile, runs: npt.NDArray[np.int64], size: int
+            ) -> Iterator[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]]:
+    """(runs, physical images (b, M, 15, H, W)) of consecutive blocks of ``size`` runs."""
     for lo in range(0, len(runs), size):
         sel = runs[lo:lo + size]
         yield sel, f.images(sel)
 
 
-def train_module_classifier(f: PhaseSpaceFile, runs: np.ndarray, normalizer: Any,
+def train_module_classifier(f: PhaseSpaceFile, runs: npt.NDArray[np.int64],
+                            normalizer: Normalizer,
                             epochs: int, seed: int, device: torch.device,
                             block_runs: int = 8) -> ModuleClassifier:
     """Train the feature network on the images of ``runs`` labelled by module (streamed)."""
@@ -134,7 +149,7 @@ def _features(clf: ModuleClassifier, images: torch.Tensor, device: torch.device)
 
 
 @torch.no_grad()
-def reconstruct(cvae: Any, real: torch.Tensor, settings: np.ndarray | None,
+def reconstruct(cvae: LoadedCVAE, real: torch.Tensor, settings: np.ndarray | None,
                 device: torch.device) -> torch.Tensor:
     """Encode (posterior mean) and decode normalised images (R, M, 15, H, W)."""
     model = cvae.model
@@ -165,7 +180,8 @@ def e_phi_summary(images: torch.Tensor) -> torch.Tensor:
     return torch.stack([mr, mc, sr, sc], dim=-1)
 
 
-def _lstm_residual_std(cvae: Any, lstm: Any, f: PhaseSpaceFile, runs: np.ndarray) -> np.ndarray:
+def _lstm_residual_std(cvae: LoadedCVAE, lstm: LoadedLSTM, f: PhaseSpaceFile,
+                       runs: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
     """Std (D,) of the teacher-forced one-step residuals of the LSTM on ``runs`` in
     standardised latent units (the noise of the forecast samples)."""
     z = encode_runs(cvae, f, runs)
@@ -176,8 +192,9 @@ def _lstm_residual_std(cvae: Any, lstm: Any, f: PhaseSpaceFile, runs: np.ndarray
     return (zs[:, 1:] - pred).reshape(-1, zs.shape[2]).std(dim=0).numpy()
 
 
-def _generation(cvae: Any, real_feats: list[np.ndarray], clf: ModuleClassifier, method: str,
-                n_gen: int, seed: int, device: torch.device) -> tuple[dict, torch.Tensor]:
+def _generation(cvae: LoadedCVAE, real_feats: list[np.ndarray], clf: ModuleClassifier,
+                method: str, n_gen: int, seed: int, device: torch.device
+                ) -> tuple[dict[str, Any], torch.Tensor]:
     """Frechet distance and precision / recall per module of ``n_gen`` generated images
     against the real features; returns the report entry and one sample of the last module."""
     m = len(real_feats)
@@ -206,14 +223,15 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
     device = resolve_device(config.device)
     out_dir = Path(config.output)
     out_dir.mkdir(parents=True, exist_ok=True)
-    cvae = load_cvae(config.cvae, device=device)
+    data = require(config.data, "data", "the phase-space file to evaluate on")
+    cvae = load_cvae(require(config.cvae, "cvae", "the CVAE to evaluate"), device=device)
     lstm = load_lstm(config.lstm, device=device) if config.lstm else None
     model = cvae.model
     m, k = model.config.modules, config.observed
     if lstm is not None and not 1 <= k < m:
         raise ValueError(f"observed must be in 1..{m - 1}, got {k}")
     variants = [cvae]
-    with PhaseSpaceFile(config.data) as f:
+    with PhaseSpaceFile(data) as f:
         check_compatible(cvae, f)
         runs = held_out_runs(cvae, f)[:config.max_runs]
         if len(runs) < 2:
@@ -334,7 +352,7 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
                 "mean_forecast_abs_error_per_quantity": dict(zip(
                     names_q, err.mean(dim=(0, 1)).tolist(), strict=True)),
                 "coverage_per_module": cov.mean(dim=(0, 2)).tolist(),
-                "latent_noise_std": [float(v) for v in noise]}
+                "latent_noise_std": [] if noise is None else [float(v) for v in noise]}
             log.info("forecast 90%% interval coverage %.3f", float(cov.mean()))
 
     # ---- generation: FD and precision/recall with as many generated as real images

@@ -14,8 +14,8 @@ import torch
 
 from physml_core.hdf5 import H5Appender
 
-from .data import PHASE_SPACE_SCHEMA, PhaseSpaceFile, check_images
-from .train import LoadedCVAE, LoadedLSTM, check_compatible, held_out_runs
+from .artifacts import LoadedCVAE, LoadedLSTM, check_compatible
+from .data import PHASE_SPACE_SCHEMA, PhaseSpaceFile, check_images, held_out_runs
 
 __all__ = ["forecast", "forecast_file"]
 
@@ -69,8 +69,8 @@ def forecast(cvae: LoadedCVAE, lstm: LoadedLSTM, observed_images: np.ndarray,
     if not normalized:
         out.mul_(torch.as_tensor(cvae.normalizer.scale, device=out.device).view(15, 1, 1))
     # numpy view of the (possibly channels-last) tensor: no copy on CPU
-    out = out.cpu().numpy()
-    return out.reshape(r, cfg.modules, *out.shape[1:])
+    images = out.cpu().numpy()
+    return images.reshape(r, cfg.modules, *images.shape[1:])
 
 
 def forecast_file(data: str | Path, cvae: LoadedCVAE, lstm: LoadedLSTM, output: str | Path,

@@ -15,8 +15,8 @@ import torch
 from physml_core.errors import CheckpointError
 from physml_core.hdf5 import DatasetSpec, Schema, write_h5
 
+from .artifacts import LoadedCVAE
 from .data import NUM_PROJECTIONS
-from .train import LoadedCVAE
 
 __all__ = ["GENERATED_SCHEMA", "generate", "write_generated"]
 

@@ -1,161 +1,70 @@
 """Training jobs: the CVAE on (run, module) images and the latent LSTM on latent sequences.
 
-Both jobs hold out runs (never (run, module) pairs) for validation, fit the image normalisation
-on the training runs only (one max per projection, the reference's global min-max without its
-test-set re-normalisation bug), write ``config.json``, TensorBoard events and ``metrics.jsonl``
-through :class:`physml_core.logging.RunLogger`, save a checkpoint every epoch and resume from
-the newest checkpoint of ``run_dir``.
+Both run on :func:`physml_core.training.fit`, which owns the run folder, the resume policy,
+checkpoints, logs, the time limit and DDP; a step is one epoch.  Here is only the science:
+both jobs hold out whole runs (never (run, module) pairs) for validation, the CVAE fits the
+image normalisation on the training runs only (one max per projection, the reference's global
+min-max without its test-set re-normalisation bug) and streams the file a block of runs at a
+time; the LSTM learns next-latent prediction on the CVAE's latent sequences.
+
+Under ``torchrun`` every rank draws the same global batch (and the same reparameterisation and
+dropout noise for it) and trains on its rows ``rank::world_size``; losses are weighted and batch
+norm uses the global batch (:mod:`clarm.parallel`), so N processes give the result of one.
 """
 
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any
+from typing import ClassVar
 
 import numpy as np
+import numpy.typing as npt
 import torch
+from torch import nn
 from torch.nn import functional as F
 
-from physml_core.checkpoint import checkpoint_path, latest, load_checkpoint, save_checkpoint
-from physml_core.config import from_dict
-from physml_core.device import resolve_device, seed_everything
-from physml_core.errors import CheckpointError
-from physml_core.logging import RunLogger, default_run_dir, get_logger, progress
+from physml_core.checkpoint import Checkpoint
+from physml_core.distributed import wrap_model
+from physml_core.logging import get_logger
+from physml_core.training import Clock, TrainingJob, TrainResult, TrainState, fit
 
-from .data import PhaseSpaceFile
+from .artifacts import (
+    CVAEFitted,
+    LSTMFitted,
+    check_compatible,
+    encode_latents,
+    encode_runs,
+    load_cvae,
+)
+from .config import PACKAGE, CVAETrainConfig, LSTMTrainConfig, require, scheduled_lr
+from .data import PhaseSpaceFile, held_out_runs, train_splits
 from .metrics import ssim_per_channel
 from .models import CVAE, CVAEConfig, LatentLSTM, LSTMConfig, cvae_loss
+from .normalise import Normalizer, iter_blocks
+from .parallel import rank_rows, share_weight, use_global_batch_norm
 
 __all__ = [
-    "PACKAGE",
+    "CVAEJob",
     "CVAETrainConfig",
+    "LSTMJob",
     "LSTMTrainConfig",
-    "LoadedCVAE",
-    "LoadedLSTM",
-    "Normalizer",
-    "encode_runs",
-    "load_cvae",
-    "load_lstm",
     "next_step_batches",
-    "split_runs",
+    "scheduled_lr",
     "train_cvae",
     "train_lstm",
 ]
 
-PACKAGE = "clarm"
 log = get_logger(__name__)
 
 
-@dataclass
-class CVAETrainConfig:
-    """``clarm train cvae``: paths, model and optimisation settings."""
-
-    data: str = ""
-    run_dir: str = ""
-    epochs: int = 30
-    batch_size: int = 32
-    lr: float = 1e-3
-    lr_min: float = 1e-5
-    schedule: str = "cosine"
-    beta: float = 1.0
-    latent_dim: int = 8
-    cond_decoder: bool = True
-    condition_on_settings: bool = False
-    prior: str = "conditional"
-    base_filters: int = 32
-    val_fraction: float = 0.15
-    max_train_runs: int = 0
-    block_runs: int = 16
-    seed: int = 0
-    device: str = "auto"
-
-    def validate(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
-            raise ValueError("epochs and batch_size must be >= 1 and lr > 0")
-        if self.block_runs < 1:
-            raise ValueError(f"block_runs must be >= 1, got {self.block_runs}")
-        if not 0 < self.val_fraction < 1:
-            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
-        if self.beta < 0:
-            raise ValueError(f"beta must be >= 0, got {self.beta}")
-        if self.schedule not in ("cosine", "constant"):
-            raise ValueError(f"schedule must be 'cosine' or 'constant', got {self.schedule!r}")
-        if not 0 <= self.lr_min <= self.lr:
-            raise ValueError(f"lr_min must be in [0, lr], got {self.lr_min}")
+def _epoch_seed(seed: int, epoch: int, stream: int) -> int:
+    """A seed for epoch ``epoch``'s draws of ``stream`` (the same on every rank and when a
+    run is resumed at that epoch)."""
+    return int(np.random.SeedSequence([seed, epoch, stream]).generate_state(1)[0])
 
 
-def scheduled_lr(config: CVAETrainConfig, progress_fraction: float) -> float:
-    """Learning rate at ``progress_fraction`` (0..1) of training: cosine decay from ``lr`` to
-    ``lr_min`` (stateless, so a resumed run continues on the same curve)."""
-    if config.schedule == "constant":
-        return config.lr
-    frac = min(max(progress_fraction, 0.0), 1.0)
-    return config.lr_min + 0.5 * (config.lr - config.lr_min) * (1.0 + math.cos(math.pi * frac))
-
-
-@dataclass
-class LSTMTrainConfig:
-    """``clarm train lstm``: latent sequences from a trained CVAE."""
-
-    data: str = ""
-    cvae: str = ""
-    run_dir: str = ""
-    epochs: int = 200
-    batch_size: int = 8
-    lr: float = 1e-3
-    hidden: int = 64
-    layers: int = 2
-    min_length: int = 1
-    seed: int = 0
-    device: str = "auto"
-
-    def validate(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
-            raise ValueError("epochs and batch_size must be >= 1 and lr > 0")
-        if self.min_length < 1:
-            raise ValueError(f"min_length must be >= 1, got {self.min_length}")
-
-
-class Normalizer:
-    """Per-projection scale fitted on training images: x / max -> [0, 1]."""
-
-    def __init__(self, scale: np.ndarray) -> None:
-        scale = np.asarray(scale, dtype=np.float32).reshape(-1)
-        if scale.shape != (15,) or not (np.isfinite(scale).all() and (scale > 0).all()):
-            raise ValueError("normaliser scale must be 15 positive finite values")
-        self.scale = scale
-
-    @classmethod
-    def fit(cls, f: PhaseSpaceFile, runs: np.ndarray, batch: int = 8) -> Normalizer:
-        peak = np.zeros(15, np.float32)
-        for lo in range(0, len(runs), batch):
-            imgs = f.images(runs[lo:lo + batch])
-            peak = np.maximum(peak, imgs.max(axis=(0, 1, 3, 4)))
-        return cls(np.where(peak > 0, peak, 1.0))
-
-    def __call__(self, images: np.ndarray | torch.Tensor) -> Any:
-        scale = self.scale.reshape(15, 1, 1)
-        if isinstance(images, torch.Tensor):
-            return (images / torch.as_tensor(scale, device=images.device)).clamp(0.0, 1.0)
-        return np.clip(images / scale, 0.0, 1.0)
-
-    def inverse(self, images: np.ndarray) -> np.ndarray:
-        return images * self.scale.reshape(15, 1, 1)
-
-
-def split_runs(num_runs: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Random split of run numbers into (train, held-out), both sorted; at least one each."""
-    if num_runs < 2:
-        raise ValueError(f"need at least 2 runs to hold some out, the file has {num_runs}")
-    perm = np.random.default_rng(seed).permutation(num_runs)
-    n_val = min(num_runs - 1, max(1, round(val_fraction * num_runs)))
-    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
-
-
-def _settings_stats(settings: np.ndarray | None, runs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _settings_stats(settings: npt.NDArray[np.float32] | None, runs: npt.NDArray[np.int64]
+                    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
     if settings is None or settings.shape[1] == 0:
         raise ValueError("condition_on_settings needs a 'settings' dataset in the data file")
     mean = settings[runs].mean(axis=0)
@@ -163,195 +72,155 @@ def _settings_stats(settings: np.ndarray | None, runs: np.ndarray) -> tuple[np.n
     return mean.astype(np.float32), np.where(std > 0, std, 1.0).astype(np.float32)
 
 
-@dataclass
-class LoadedCVAE:
-    """A CVAE restored from a checkpoint with everything training knew."""
+class CVAEJob(TrainingJob[CVAETrainConfig]):
+    """One epoch = every (run, module) image of the training runs once, streamed in blocks of
+    ``block_runs`` runs (run order reshuffled per epoch, pairs shuffled inside each block)."""
 
+    package: ClassVar[str] = PACKAGE
+
+    fitted: CVAEFitted
+    s_all: torch.Tensor | None
+    modules: int
     model: CVAE
-    normalizer: Normalizer
-    train_runs: np.ndarray
-    val_runs: np.ndarray
-    dataset_id: str
-    settings_mean: np.ndarray | None
-    settings_std: np.ndarray | None
-    latents_min: np.ndarray
-    latents_max: np.ndarray
-    config: dict
-    path: Path
+    net: nn.Module
+    optimizer: torch.optim.Adam
 
-    def settings_tensor(self, settings: np.ndarray | None, rows: int) -> torch.Tensor | None:
-        if self.model.config.settings_dim == 0:
-            return None
-        if settings is None:
-            raise ValueError("this CVAE is conditioned on settings; the data file has none")
-        return torch.as_tensor((settings - self.settings_mean) / self.settings_std).float()
+    @property
+    def model_name(self) -> str:
+        return "cvae"
 
+    @property
+    def total_steps(self) -> int:
+        return self.config.epochs
 
-def iter_blocks(f: PhaseSpaceFile, runs: np.ndarray, norm: Normalizer,
-                block_runs: int) -> Any:
-    """Yield (run positions, normalised images (b, M, 15, H, W) tensor) for consecutive
-    blocks of ``runs`` read from the file (only one block is in memory at a time)."""
-    for lo in range(0, len(runs), block_runs):
-        pos = np.arange(lo, min(len(runs), lo + block_runs))
-        yield pos, torch.from_numpy(np.ascontiguousarray(norm(f.images(runs[pos]))))
+    @property
+    def data(self) -> str:
+        return require(self.config.data, "data", "the phase-space file to train on")
 
+    def setup(self, resume: Checkpoint | None) -> None:
+        cfg = self.config
+        with PhaseSpaceFile(self.data) as f:
+            if resume is not None:
+                self.fitted = CVAEFitted.from_extra(resume.extra, resume.path)
+            else:
+                train_runs, val_runs = train_splits(f, cfg.val_fraction, cfg.seed)
+                if cfg.max_train_runs is not None:
+                    train_runs = train_runs[:cfg.max_train_runs]
+                smean = sstd = None
+                if cfg.condition_on_settings:
+                    smean, sstd = _settings_stats(f.settings(), train_runs)
+                model_cfg = CVAEConfig(
+                    resolution=f.resolution, modules=f.modules, latent_dim=cfg.latent_dim,
+                    settings_dim=0 if smean is None else len(smean),
+                    cond_decoder=cfg.cond_decoder, prior=cfg.prior,
+                    base_filters=cfg.base_filters)
+                self.fitted = CVAEFitted(
+                    model_config=model_cfg, normalizer=Normalizer.fit(f, train_runs),
+                    train_runs=train_runs, val_runs=val_runs,
+                    dataset_id=str(f.attrs.get("dataset_id", "")), settings_mean=smean,
+                    settings_std=sstd)
+            settings = f.settings()
+            self.modules = f.modules
+        mean, std = self.fitted.settings_mean, self.fitted.settings_std
+        self.s_all = None
+        if mean is not None and std is not None and settings is not None:
+            self.s_all = torch.as_tensor((settings - mean) / std).float()
+        self.model = CVAE(self.fitted.model_config)
+        if self.ctx.is_distributed:
+            use_global_batch_norm(self.model)
+        self.net = wrap_model(self.model, self.ctx)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
 
-def train_splits(f: PhaseSpaceFile, val_fraction: float, seed: int) -> tuple[np.ndarray,
-                                                                             np.ndarray]:
-    """(train, validation) runs of ``f``: a random split of the runs outside the official
-    test split (imported public data keeps its test runs out of training entirely)."""
-    split = f.split()
-    pool = np.arange(f.runs) if split is None else np.flatnonzero(split == 0)
-    tr, va = split_runs(len(pool), val_fraction, seed)
-    return pool[tr], pool[va]
+    def state(self) -> TrainState:
+        return TrainState(models={"cvae": self.model}, optimizers={"adam": self.optimizer})
 
+    def train_step(self, step: int, clock: Clock) -> dict[str, float]:
+        cfg, ctx, device = self.config, self.ctx, self.ctx.device
+        train_runs = self.fitted.train_runs
+        gen = np.random.default_rng([cfg.seed, step])
+        noise = torch.Generator().manual_seed(_epoch_seed(cfg.seed, step, 1))
+        order = train_runs[gen.permutation(len(train_runs))]
+        steps_per_epoch = -(-len(train_runs) * self.modules // cfg.batch_size)
+        smallest = max(2, ctx.world_size)  # every rank needs a row; batch norm two in all
+        lr = scheduled_lr(cfg, step / cfg.epochs)
+        sums = np.zeros(3)  # this rank's loss, reconstruction and KL, summed over its images
+        t0, seen, batches = time.perf_counter(), 0, 0
+        self.net.train()
+        with PhaseSpaceFile(self.data) as f:
+            for pos, block in iter_blocks(f, order, self.fitted.normalizer, cfg.block_runs):
+                pairs = np.array([(i, m) for i in range(len(pos)) for m in range(self.modules)])
+                pairs = pairs[gen.permutation(len(pairs))]
+                for lo in range(0, len(pairs), cfg.batch_size):
+                    batch = pairs[lo:lo + cfg.batch_size]
+                    if len(batch) < smallest:
+                        continue
+                    lr = scheduled_lr(cfg, (step + min(batches / steps_per_epoch, 1.0))
+                                      / cfg.epochs)
+                    for group in self.optimizer.param_groups:
+                        group["lr"] = lr
+                    eps, keep = self.model.draw_noise(len(batch), noise)
+                    mine = rank_rows(len(batch), ctx)
+                    idx = batch[mine]
+                    x = block[idx[:, 0], idx[:, 1]].to(device)
+                    mod = torch.as_tensor(idx[:, 1], device=device)
+                    s = None if self.s_all is None else \
+                        self.s_all[order[pos[idx[:, 0]]]].to(device)
+                    out = self.net(x, mod, s, eps=eps[mine].to(device),
+                                   keep=keep[mine].to(device))
+                    loss, rec, kl = cvae_loss(out, x, cfg.beta)
+                    self.optimizer.zero_grad(set_to_none=True)
+                    (loss * share_weight(len(idx), len(batch), ctx)).backward()
+                    self.optimizer.step()
+                    sums += len(idx) * np.array([loss.item(), rec.item(), kl.item()])
+                    seen, batches = seen + len(batch), batches + 1
+                del block
+        # fit averages over ranks: rank sums x world / global count -> the global means
+        per = ctx.world_size / max(seen, 1)
+        metrics = {"loss": sums[0] * per, "recon": sums[1] * per, "kl": sums[2] * per,
+                   "images_per_s": seen / max(time.perf_counter() - t0, 1e-9), "lr": lr}
+        if ctx.is_main:
+            log.info("cvae epoch %d: %s", step + 1,
+                     ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+        return metrics
 
-def _resume(run_dir: Path, package_model: str, config_obj: Any) -> Any:
-    ckpt_file = latest(run_dir)
-    if ckpt_file is None:
-        return None
-    ckpt = load_checkpoint(ckpt_file, package=PACKAGE, model_name=package_model)
-    log.info("resuming from %s (epoch %d)", ckpt_file, ckpt.step)
-    return ckpt
+    def validate(self, step: int) -> dict[str, float]:
+        with PhaseSpaceFile(self.data) as f:
+            return _val_cvae(self.model, f, self.fitted.val_runs, self.fitted.normalizer,
+                             self.s_all, self.config.beta, self.ctx.device,
+                             self.config.block_runs)
 
-
-def train_cvae(config: CVAETrainConfig) -> Path:
-    """Train the CVAE; returns the run folder (checkpoints in ``run_dir/checkpoints``)."""
-    config.validate()
-    seed_everything(config.seed)
-    device = resolve_device(config.device)
-    run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(PACKAGE, "cvae")
-    f = PhaseSpaceFile(config.data)
-    try:
-        train_runs, val_runs = train_splits(f, config.val_fraction, config.seed)
-        if config.max_train_runs:
-            train_runs = train_runs[:config.max_train_runs]
-        norm = Normalizer.fit(f, train_runs)
-        settings = f.settings()
-        smean = sstd = None
-        if config.condition_on_settings:
-            smean, sstd = _settings_stats(settings, train_runs)
-        modules, resolution = f.modules, f.resolution
-        data_id = str(f.attrs.get("dataset_id", ""))
-        s_all = None
-        if smean is not None:
-            s_all = torch.as_tensor((settings - smean) / sstd).float()
-        model_cfg = CVAEConfig(resolution=resolution, modules=modules,
-                               latent_dim=config.latent_dim,
-                               settings_dim=0 if s_all is None else s_all.shape[1],
-                               cond_decoder=config.cond_decoder, prior=config.prior,
-                               base_filters=config.base_filters)
-        model = CVAE(model_cfg).to(device)
-        opt = torch.optim.Adam(model.parameters(), lr=config.lr)
-        start_epoch = 0
-        ckpt = _resume(run_dir, "cvae", config)
-        if ckpt is not None:
-            ckpt.restore(model=model, optimizer=opt)
-            start_epoch = ckpt.step
-        extra_base = {"normalizer_scale": norm.scale, "train_runs": train_runs,
-                      "val_runs": val_runs, "dataset_id": data_id,
-                      "model_config": asdict(model_cfg)}
-        if smean is not None:
-            extra_base.update(settings_mean=smean, settings_std=sstd)
-        if ckpt is not None and start_epoch >= config.epochs and "latents_min" not in ckpt.extra:
-            # an interrupted run finished by resuming with --epochs <= done: add the latent box
-            extra = dict(extra_base)
-            extra["latents_min"], extra["latents_max"] = _latent_box(
-                model, f, train_runs, norm, s_all, device, config.block_runs)
-            save_checkpoint(checkpoint_path(run_dir, start_epoch), package=PACKAGE,
-                            model_name="cvae", model=model, optimizer=opt, step=start_epoch,
-                            config=config, extra=extra)
-        steps_per_epoch = -(-len(train_runs) * modules // config.batch_size)
-        with RunLogger(run_dir, config=config) as logger:
-            for epoch in range(start_epoch, config.epochs):
-                model.train()
-                gen = np.random.default_rng([config.seed, epoch])
-                order = train_runs[gen.permutation(len(train_runs))]
-                t0, tot, tot_rec, tot_kl, seen, step = time.perf_counter(), 0.0, 0.0, 0.0, 0, 0
-                lr = scheduled_lr(config, epoch / config.epochs)
-                bar = progress(total=steps_per_epoch, desc=f"cvae {epoch + 1}")
-                # stream blocks of runs; shuffle the (run, module) pairs inside each block
-                for pos, block in iter_blocks(f, order, norm, config.block_runs):
-                    pairs = np.array([(i, m) for i in range(len(pos)) for m in range(modules)])
-                    pairs = pairs[gen.permutation(len(pairs))]
-                    for lo in range(0, len(pairs), config.batch_size):
-                        idx = pairs[lo:lo + config.batch_size]
-                        if len(idx) < 2:
-                            continue
-                        frac = (epoch + min(step / steps_per_epoch, 1.0)) / config.epochs
-                        lr = scheduled_lr(config, frac)
-                        for group in opt.param_groups:
-                            group["lr"] = lr
-                        x = block[idx[:, 0], idx[:, 1]].to(device)
-                        mod = torch.as_tensor(idx[:, 1], device=device)
-                        s = None if s_all is None else s_all[order[pos[idx[:, 0]]]].to(device)
-                        out = model(x, mod, s)
-                        loss, rec, kl = cvae_loss(out, x, config.beta)
-                        opt.zero_grad(set_to_none=True)
-                        loss.backward()
-                        opt.step()
-                        n = len(idx)
-                        tot, tot_rec, tot_kl, seen = (tot + loss.item() * n,
-                                                      tot_rec + rec.item() * n,
-                                                      tot_kl + kl.item() * n, seen + n)
-                        step += 1
-                        bar.update(1)
-                    del block
-                bar.close()
-                rate = seen / max(time.perf_counter() - t0, 1e-9)
-                val = _val_cvae(model, f, val_runs, norm, s_all, config.beta, device,
-                                config.block_runs)
-                scalars = {"loss": tot / max(seen, 1), "recon": tot_rec / max(seen, 1),
-                           "kl": tot_kl / max(seen, 1), "images_per_s": rate, "lr": lr, **val}
-                logger.log_scalars(epoch + 1, scalars)
-                log.info("epoch %d: %s", epoch + 1,
-                         ", ".join(f"{k}={v:.4g}" for k, v in scalars.items()))
-                extra = dict(extra_base)
-                if epoch + 1 == config.epochs:  # the min/max latent box of the reference sampler
-                    extra["latents_min"], extra["latents_max"] = _latent_box(
-                        model, f, train_runs, norm, s_all, device, config.block_runs)
-                save_checkpoint(checkpoint_path(run_dir, epoch + 1), package=PACKAGE,
-                                model_name="cvae", model=model, optimizer=opt, step=epoch + 1,
-                                config=config, extra=extra)
-    finally:
-        f.close()
-    return run_dir
+    def extra_state(self, final: bool) -> dict[str, object]:
+        if final:  # the min/max latent box of the reference sampler
+            with PhaseSpaceFile(self.data) as f:
+                self.fitted.latents_min, self.fitted.latents_max = _latent_box(
+                    self.model, f, self.fitted.train_runs, self.fitted.normalizer, self.s_all,
+                    self.ctx.device, self.config.block_runs)
+        else:
+            self.fitted.latents_min = self.fitted.latents_max = None
+        return self.fitted.to_extra()
 
 
-@torch.no_grad()
-def _encode(model: CVAE, x: torch.Tensor, runs: np.ndarray, s_all: torch.Tensor | None,
-            device: torch.device, batch: int = 64) -> torch.Tensor:
-    """Latent means (R, M, D) of images x (R, M, 15, H, W)."""
-    model.eval()
-    r, m = x.shape[:2]
-    flat = x.reshape(r * m, *x.shape[2:])
-    mods = torch.arange(m).repeat(r)
-    run_of = np.repeat(np.arange(r), m)
-    out = []
-    for lo in range(0, r * m, batch):
-        s = None if s_all is None else s_all[runs[run_of[lo:lo + batch]]].to(device)
-        cond = model.condition(mods[lo:lo + batch].to(device), s)
-        mu, _ = model.encode(flat[lo:lo + batch].to(device), cond)
-        out.append(mu.cpu())
-    return torch.cat(out).view(r, m, -1)
-
-
-def _latent_box(model: CVAE, f: PhaseSpaceFile, runs: np.ndarray, norm: Normalizer,
-                s_all: torch.Tensor | None, device: torch.device,
-                block_runs: int) -> tuple[np.ndarray, np.ndarray]:
-    lo_box = hi_box = None
+def _latent_box(model: CVAE, f: PhaseSpaceFile, runs: npt.NDArray[np.int64], norm: Normalizer,
+                s_all: torch.Tensor | None, device: torch.device, block_runs: int
+                ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """Per-module min and max (modules, latent) of the latent means of ``runs``."""
+    lo_box: torch.Tensor | None = None
+    hi_box: torch.Tensor | None = None
     for pos, block in iter_blocks(f, runs, norm, block_runs):
-        z = _encode(model, block, runs[pos], s_all, device)
+        z = encode_latents(model, block, runs[pos], s_all, device)
         zmin, zmax = z.amin(dim=0), z.amax(dim=0)
         lo_box = zmin if lo_box is None else torch.minimum(lo_box, zmin)
         hi_box = zmax if hi_box is None else torch.maximum(hi_box, zmax)
+    if lo_box is None or hi_box is None:
+        raise ValueError("no training runs to compute the latent box on")
     return lo_box.numpy(), hi_box.numpy()
 
 
 @torch.no_grad()
-def _val_cvae(model: CVAE, f: PhaseSpaceFile, val_runs: np.ndarray, norm: Normalizer,
-              s_all: torch.Tensor | None, beta: float, device: torch.device,
+def _val_cvae(model: CVAE, f: PhaseSpaceFile, val_runs: npt.NDArray[np.int64],
+              norm: Normalizer, s_all: torch.Tensor | None, beta: float, device: torch.device,
               block_runs: int) -> dict[str, float]:
+    """Loss, MSE and SSIM (data range 1) per image of the held-out runs."""
     model.eval()
     tot, mse, ssim, n = 0.0, 0.0, 0.0, 0
     for pos, block in iter_blocks(f, val_runs, norm, block_runs):
@@ -369,95 +238,13 @@ def _val_cvae(model: CVAE, f: PhaseSpaceFile, val_runs: np.ndarray, norm: Normal
             mse += F.mse_loss(rec, x, reduction="sum").item() / x[0].numel()
             ssim += float(ssim_per_channel(rec.cpu(), x.cpu()).mean(dim=1).sum())
             n += len(x)
-    return {"val_loss": tot / n, "val_mse": mse / n, "val_ssim": ssim / n}
+    return {"loss": tot / n, "mse": mse / n, "ssim": ssim / n}
 
 
-def load_cvae(path: str | Path, device: str | torch.device = "cpu") -> LoadedCVAE:
-    """Restore a CVAE checkpoint (file or run folder); refuses other packages/models."""
-    ckpt = load_checkpoint(path, package=PACKAGE, model_name="cvae")
-    extra = ckpt.extra
-    try:
-        model_cfg = from_dict(CVAEConfig, dict(extra["model_config"]))
-        model = CVAE(model_cfg)
-        ckpt.restore(model=model, rng=False)
-        norm = Normalizer(np.asarray(extra["normalizer_scale"]))
-    except KeyError as exc:
-        raise CheckpointError(f"{ckpt.path}: CVAE checkpoint lacks {exc}") from None
-    # channels-last convolutions are about 2x faster on CPU (oneDNN) for inference
-    model.to(resolve_device(device), memory_format=torch.channels_last).eval()
-
-    def arr(key: str) -> np.ndarray | None:
-        return None if key not in extra else np.asarray(extra[key])
-
-    return LoadedCVAE(model=model, normalizer=norm, train_runs=arr("train_runs"),
-                      val_runs=arr("val_runs"), dataset_id=str(extra.get("dataset_id", "")),
-                      settings_mean=arr("settings_mean"), settings_std=arr("settings_std"),
-                      latents_min=arr("latents_min"), latents_max=arr("latents_max"),
-                      config=dict(ckpt.config or {}), path=ckpt.path)
-
-
-def encode_runs(cvae: LoadedCVAE, f: PhaseSpaceFile, runs: np.ndarray,
-                modules: int | None = None) -> torch.Tensor:
-    """Latent means (R, modules, D) of the first ``modules`` modules of ``runs`` of ``f``."""
-    check_compatible(cvae, f)
-    modules = f.modules if modules is None else modules
-    device = next(cvae.model.parameters()).device
-    settings = f.settings()
-    s_all = cvae.settings_tensor(settings, f.runs)
-    out = []
-    for lo in range(0, len(runs), 8):
-        x = torch.from_numpy(cvae.normalizer(f.images(runs[lo:lo + 8])[:, :modules]))
-        out.append(_encode(cvae.model, x, runs[lo:lo + 8], s_all, device))
-    return torch.cat(out) if out else torch.zeros(0, modules, cvae.model.config.latent_dim)
-
-
-def check_compatible(cvae: LoadedCVAE, f: PhaseSpaceFile) -> None:
-    """Raise ``ValueError`` when ``f`` does not fit the model (modules, resolution)."""
-    cfg = cvae.model.config
-    if f.resolution != cfg.resolution:
-        raise ValueError(f"{f.path}: images are {f.resolution}x{f.resolution}, the CVAE was "
-                         f"trained on {cfg.resolution}x{cfg.resolution}")
-    if f.modules != cfg.modules:
-        raise ValueError(f"{f.path}: {f.modules} modules, the CVAE was trained on {cfg.modules}")
-
-
-def held_out_runs(cvae: LoadedCVAE, f: PhaseSpaceFile) -> np.ndarray:
-    """Runs of ``f`` never used in training: the official test split of imported public data,
-    else the held-out split if ``f`` is the training file, all runs of another simulation."""
-    same = cvae.dataset_id and str(f.attrs.get("dataset_id", "")) == cvae.dataset_id
-    split = f.split()
-    if same and split is not None and (split == 1).any():
-        return np.flatnonzero(split == 1)  # the official test split of imported public data
-    if same and f.runs == len(cvae.train_runs) + len(cvae.val_runs):
-        return np.asarray(cvae.val_runs, dtype=np.int64)
-    if same:
-        index = f.run_index()
-        return np.flatnonzero(~np.isin(index, cvae.train_runs))
-    return np.arange(f.runs)
-
-
-@dataclass
-class LoadedLSTM:
-    model: LatentLSTM
-    z_mean: np.ndarray
-    z_std: np.ndarray
-    cvae_path: str
-    path: Path
-
-
-def load_lstm(path: str | Path, device: str | torch.device = "cpu") -> LoadedLSTM:
-    """Restore a latent-LSTM checkpoint (file or run folder)."""
-    ckpt = load_checkpoint(path, package=PACKAGE, model_name="lstm")
-    try:
-        model = LatentLSTM(from_dict(LSTMConfig, dict(ckpt.extra["model_config"])))
-        ckpt.restore(model=model, rng=False)
-        z_mean = np.asarray(ckpt.extra["z_mean"], dtype=np.float32)
-        z_std = np.asarray(ckpt.extra["z_std"], dtype=np.float32)
-    except KeyError as exc:
-        raise CheckpointError(f"{ckpt.path}: LSTM checkpoint lacks {exc}") from None
-    model.to(resolve_device(device)).eval()
-    return LoadedLSTM(model=model, z_mean=z_mean, z_std=z_std,
-                      cvae_path=str(ckpt.extra.get("cvae_path", "")), path=ckpt.path)
+def train_cvae(config: CVAETrainConfig, progress_bar: bool = True) -> TrainResult:
+    """Train the CVAE (see :class:`CVAEJob`); checkpoints in ``result.run_dir/checkpoints``."""
+    require(config.data, "data", "the phase-space file to train on")
+    return fit(CVAEJob, config, progress_bar=progress_bar)
 
 
 def next_step_batches(z: torch.Tensor, lengths: torch.Tensor | None = None,
@@ -480,68 +267,112 @@ def next_step_batches(z: torch.Tensor, lengths: torch.Tensor | None = None,
     return z[:, :-1], inp_len, z[:, 1:], mask
 
 
-def train_lstm(config: LSTMTrainConfig) -> Path:
+class _TeacherForced(nn.Module):
+    """The LSTM's training pass as ``forward`` (what DDP wraps)."""
+
+    def __init__(self, lstm: LatentLSTM) -> None:
+        super().__init__()
+        self.lstm = lstm
+
+    def forward(self, seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.lstm.predict_steps(seq, lengths)
+
+
+class LSTMJob(TrainingJob[LSTMTrainConfig]):
+    """One epoch = every training run's latent sequence once, in shuffled batches of runs."""
+
+    package: ClassVar[str] = PACKAGE
+
+    fitted: LSTMFitted
+    seqs: torch.Tensor
+    lens: torch.Tensor
+    tgts: torch.Tensor
+    mask: torch.Tensor
+    z_val: torch.Tensor | None
+    model: LatentLSTM
+    net: nn.Module
+    optimizer: torch.optim.Adam
+
+    @property
+    def model_name(self) -> str:
+        return "lstm"
+
+    @property
+    def total_steps(self) -> int:
+        return self.config.epochs
+
+    def setup(self, resume: Checkpoint | None) -> None:
+        cfg = self.config
+        cvae = load_cvae(require(cfg.cvae, "cvae", "the trained CVAE"), device="cpu")
+        with PhaseSpaceFile(require(cfg.data, "data", "the phase-space file")) as f:
+            check_compatible(cvae, f)
+            same = cvae.dataset_id == str(f.attrs.get("dataset_id", ""))
+            train_runs = cvae.train_runs if same else np.arange(f.runs, dtype=np.int64)
+            held = held_out_runs(cvae, f)
+            train_runs = np.setdiff1d(train_runs, held)
+            if len(train_runs) == 0:
+                raise ValueError("no training runs left for the LSTM")
+            z_train = encode_runs(cvae, f, train_runs)
+            self.z_val = encode_runs(cvae, f, held) if len(held) else None
+        if resume is not None:
+            self.fitted = LSTMFitted.from_extra(resume.extra, resume.path)
+        else:
+            self.fitted = LSTMFitted(
+                model_config=LSTMConfig(latent_dim=z_train.shape[2], hidden=cfg.hidden,
+                                        layers=cfg.layers, modules=z_train.shape[1]),
+                z_mean=z_train.mean(dim=(0, 1)).numpy(),
+                z_std=z_train.std(dim=(0, 1)).clamp_min(1e-6).numpy(), cvae_path=str(cvae.path))
+        zs = (z_train - torch.from_numpy(self.fitted.z_mean)) / torch.from_numpy(self.fitted.z_std)
+        self.seqs, self.lens, self.tgts, self.mask = next_step_batches(
+            zs, min_length=cfg.min_length)
+        self.model = LatentLSTM(self.fitted.model_config)
+        self.net = wrap_model(_TeacherForced(self.model), self.ctx)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+
+    def state(self) -> TrainState:
+        return TrainState(models={"lstm": self.model}, optimizers={"adam": self.optimizer})
+
+    def train_step(self, step: int, clock: Clock) -> dict[str, float]:
+        cfg, ctx, device = self.config, self.ctx, self.ctx.device
+        dim = self.seqs.shape[2]
+        perm = torch.randperm(len(self.seqs),
+                              generator=torch.Generator().manual_seed(_epoch_seed(cfg.seed,
+                                                                                  step, 0)))
+        total = 0.0  # this rank's squared error summed over its steps, per latent dimension
+        self.net.train()
+        for lo in range(0, len(perm), cfg.batch_size):
+            batch = perm[lo:lo + cfg.batch_size]
+            count = int(self.mask[batch].sum()) * dim  # squared errors in the global batch
+            mine, weight = batch[rank_rows(len(batch), ctx)], 1.0
+            if len(mine) == 0:  # a batch smaller than the world: join DDP's all-reduce with 0
+                mine, weight = batch[:1], 0.0
+            pred = self.net(self.seqs[mine].to(device), self.lens[mine])
+            sel = self.mask[mine].to(device)
+            sse = (pred[sel] - self.tgts[mine].to(device)[sel]).square().sum()
+            self.optimizer.zero_grad(set_to_none=True)
+            (sse * (weight * ctx.world_size / max(count, 1))).backward()
+            self.optimizer.step()
+            total += weight * sse.item() / dim
+        return {"loss": total * ctx.world_size / max(int(self.mask.sum()), 1)}
+
+    def validate(self, step: int) -> dict[str, float]:
+        """Rollout MSE (standardised latents) on the held-out runs from 4 observed modules."""
+        observed = min(4, self.seqs.shape[1])
+        if self.z_val is None or observed < 1:
+            return {}
+        self.model.eval()
+        mean = torch.from_numpy(self.fitted.z_mean)
+        std = torch.from_numpy(self.fitted.z_std)
+        zv = ((self.z_val - mean) / std).to(self.ctx.device)
+        roll = self.model.rollout(zv[:, :observed], zv.shape[1])
+        return {"rollout_mse": F.mse_loss(roll[:, observed:], zv[:, observed:]).item()}
+
+    def extra_state(self, final: bool) -> dict[str, object]:
+        return self.fitted.to_extra()
+
+
+def train_lstm(config: LSTMTrainConfig, progress_bar: bool = True) -> TrainResult:
     """Train the latent LSTM on latent sequences of the CVAE's training runs."""
-    config.validate()
-    seed_everything(config.seed)
-    device = resolve_device(config.device)
-    cvae = load_cvae(config.cvae, device="cpu")
-    run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(PACKAGE, "lstm")
-    with PhaseSpaceFile(config.data) as f:
-        check_compatible(cvae, f)
-        train_runs = np.asarray(cvae.train_runs if cvae.dataset_id == str(
-            f.attrs.get("dataset_id", "")) else np.arange(f.runs), dtype=np.int64)
-        held = held_out_runs(cvae, f)
-        train_runs = np.setdiff1d(train_runs, held)
-        if len(train_runs) == 0:
-            raise ValueError("no training runs left for the LSTM")
-        z_train = encode_runs(cvae, f, train_runs)
-        z_val = encode_runs(cvae, f, held) if len(held) else None
-    z_mean = z_train.mean(dim=(0, 1))
-    z_std = z_train.std(dim=(0, 1)).clamp_min(1e-6)
-    zs = (z_train - z_mean) / z_std
-    seqs, lens, tgts, mask = next_step_batches(zs, min_length=config.min_length)
-    model_cfg = LSTMConfig(latent_dim=zs.shape[2], hidden=config.hidden, layers=config.layers,
-                           modules=zs.shape[1])
-    model = LatentLSTM(model_cfg).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
-    start = 0
-    ckpt = _resume(run_dir, "lstm", config)
-    if ckpt is not None:
-        ckpt.restore(model=model, optimizer=opt)
-        start = ckpt.step
-    gen = torch.Generator().manual_seed(config.seed)
-    extra = {"model_config": asdict(model_cfg), "z_mean": z_mean.numpy(),
-             "z_std": z_std.numpy(), "cvae_path": str(cvae.path)}
-    observed = min(4, zs.shape[1] - 1)
-    every = max(1, config.epochs // 20)
-    with RunLogger(run_dir, config=config) as logger:
-        for epoch in range(start, config.epochs):
-            model.train()
-            perm = torch.randperm(len(seqs), generator=gen)
-            tot = 0.0
-            for lo in range(0, len(perm), config.batch_size):
-                idx = perm[lo:lo + config.batch_size]
-                pred = model.predict_steps(seqs[idx].to(device), lens[idx])
-                sel = mask[idx].to(device)
-                loss = F.mse_loss(pred[sel], tgts[idx].to(device)[sel])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                tot += loss.item() * int(sel.sum())
-            scalars = {"loss": tot / max(int(mask.sum()), 1)}
-            if z_val is not None and observed >= 1:
-                model.eval()
-                zv = ((z_val - z_mean) / z_std).to(device)
-                roll = model.rollout(zv[:, :observed], zv.shape[1])
-                scalars["val_rollout_mse"] = F.mse_loss(roll[:, observed:],
-                                                        zv[:, observed:]).item()
-            logger.log_scalars(epoch + 1, scalars)
-            last = epoch + 1 == config.epochs
-            if (epoch + 1) % every == 0 or last:
-                log.info("lstm epoch %d: %s", epoch + 1,
-                         ", ".join(f"{k}={v:.4g}" for k, v in scalars.items()))
-                save_checkpoint(checkpoint_path(run_dir, epoch + 1), package=PACKAGE,
-                                model_name="lstm", model=model, optimizer=opt, step=epoch + 1,
-                                config=config, extra=extra)
-    return run_dir
+    require(config.data, "data", "the phase-space file")
+    require(config.cvae, "cvae", "the trained CVAE")
+    return fit(LSTMJob, config, progress_bar=progress_bar)

@@ -118,10 +118,29 @@ class CVAE(nn.Module):
         return zeros, zeros
 
     # ------------------------------------------------------------------ encode / decode
-    def encode(self, images: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.enc_fc(self.encoder(images))
+    def encode(self, images: torch.Tensor, cond: torch.Tensor, keep: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and log-variance (B, latent) of q(z | x, c).  In training mode ``keep`` (B,
+        hidden) bool, when given, is the dropout mask (drawn by the caller for a whole global
+        batch, so data-parallel ranks drop exactly what one process would)."""
+        if keep is None or not self.training:
+            h = self.enc_fc(self.encoder(images))
+        else:
+            flatten, linear, act, _, norm = self.enc_fc
+            h = act(linear(flatten(self.encoder(images))))
+            h = norm(h * keep / (1.0 - self.config.dropout))
         mu, logvar = self.head(torch.cat([h, cond], dim=1)).chunk(2, dim=1)
         return mu, logvar.clamp(-12.0, 8.0)
+
+    def draw_noise(self, batch: int, generator: torch.Generator
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Random draws of one training batch: ``eps`` (batch, latent) N(0, 1) and the dropout
+        mask ``keep`` (batch, hidden) bool, on the CPU from ``generator``.  Drawn for the
+        global batch on every rank and sliced by rows, they make data-parallel training equal
+        to one process."""
+        eps = torch.randn(batch, self.config.latent_dim, generator=generator)
+        keep = torch.rand(batch, self.config.hidden, generator=generator) >= self.config.dropout
+        return eps, keep
 
     def decode(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """Latents (B, latent) -> images (B, 15, H, W) in [0, 1]."""
@@ -134,10 +153,18 @@ class CVAE(nn.Module):
         return self.decoder(self.dec_fc(inp).view(-1, self._top, 8, 8))
 
     def forward(self, images: torch.Tensor, module: torch.Tensor,
-                settings: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                settings: torch.Tensor | None = None, eps: torch.Tensor | None = None,
+                keep: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Training pass.  ``eps`` (B, latent) standard-normal draws for the
+        reparameterisation and ``keep`` (B, hidden) the dropout mask (see :meth:`draw_noise`);
+        drawn from torch's global generator when None."""
         cond = self.condition(module, settings)
-        mu, logvar = self.encode(images, cond)
-        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if self.training else mu
+        mu, logvar = self.encode(images, cond, keep)
+        if self.training:
+            noise = torch.randn_like(mu) if eps is None else eps.to(mu)
+            z = mu + noise * (0.5 * logvar).exp()
+        else:
+            z = mu
         pmu, plogvar = self.prior(cond)
         return {"logits": self.decode_logits(z, cond), "mu": mu, "logvar": logvar,
                 "prior_mu": pmu, "prior_logvar": plogvar, "z": z}
