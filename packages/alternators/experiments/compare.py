@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from alternators.config import TrainConfig
 from alternators.data import (
     LorenzConfig,
     ReferenceLorenzConfig,
@@ -31,7 +32,7 @@ from alternators.data import (
 )
 from alternators.evaluate import EvaluateConfig, evaluate
 from alternators.models import ModelConfig
-from alternators.train import TrainConfig, train
+from alternators.train import train
 
 # name -> (model config kwargs, {setting: (epochs, batch size)})
 RECIPES = {
@@ -151,7 +152,7 @@ def main() -> None:
             report = evaluate(EvaluateConfig(
                 checkpoints=[str(run_dir)], data=str(data), output=str(run_dir / "eval"),
                 split=split, n_samples=args.samples, horizon=horizon, seed=seed,
-                plots=False))
+                device="cpu", plots=False))
             entry = report["models"][0]
             entry.update(seed=seed, train_wall_seconds=wall, epochs=epochs, batch_size=batch,
                          model_config=model_kw)

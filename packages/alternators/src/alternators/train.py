@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from physml_core.checkpoint import Checkpoint
-from physml_core.distributed import wrap_model
+from physml_core.distributed import DistContext, wrap_model
 from physml_core.errors import ConfigError
 from physml_core.logging import get_logger
 from physml_core.training import Clock, StepUnit, TrainingJob, TrainResult, TrainState, fit
@@ -82,6 +82,10 @@ class SequenceJob(TrainingJob[TrainConfig]):
     package: ClassVar[str] = PACKAGE
     step_unit: ClassVar[StepUnit] = "epoch"
     resume_free: ClassVar[frozenset[str]] = frozenset({"epochs"})
+
+    def __init__(self, config: TrainConfig, ctx: DistContext) -> None:
+        config.data_path()  # no data file: a one-line ConfigError before anything is written
+        super().__init__(config, ctx)
 
     @property
     def model_name(self) -> str:
