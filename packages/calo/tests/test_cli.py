@@ -87,7 +87,11 @@ def test_resume_continues_the_run(pipeline):
     _run("train", "--model", "vae", "--data", root / "train.h5", "--run-dir", root / "vae",
          "--epochs", 2, "--batch-size", 60, "--device", "cpu")
     steps = sorted(int(p.stem.split("_")[1]) for p in (root / "vae" / "checkpoints").glob("*.pt"))
-    assert len(steps) == 2 and steps[1] == 2 * steps[0]
+    assert steps == [1, 2]  # a step is one epoch (physml_core.training)
+    # another configuration in the same folder is refused in one line, naming the setting
+    bad = _run("train", "--model", "vae", "--data", root / "train.h5", "--run-dir", root / "vae",
+               "--epochs", 3, "--batch-size", 50, "--device", "cpu", expect=2)
+    assert "batch_size" in _error_line(bad)
 
 
 def test_reference_against_itself_is_indistinguishable(pipeline):
@@ -136,7 +140,7 @@ def test_gan_checkpoint_generates_through_the_cli(pipeline, tmp_path):
     # A GAN run folder cannot be resumed as a VAE.
     bad = _run("train", "--model", "vae", "--data", pipeline / "train.h5", "--run-dir",
                tmp_path / "gan", "--epochs", 1, "--device", "cpu", expect=2)
-    assert "cannot resume" in _error_line(bad)
+    assert "holds a 'calogan' run, not 'calovae'" in _error_line(bad)
 
 
 def test_shard_and_merge_cli(tmp_path):
@@ -151,14 +155,13 @@ def test_shard_and_merge_cli(tmp_path):
                                   read_showers(tmp_path / "one.h5")["layer_1"])
     (merged,) = file_provenance(tmp_path / "all.h5")
     assert (merged.seed, merged.start, merged.stop) == (5, 0, 300)
-    # Shards need an explicit seed; without --seed a fresh seed is drawn each time.
-    bad = _run("simulate", "-n", 10, "-o", tmp_path / "x.h5", "--shard", "0/2", expect=2)
-    assert "seed" in _error_line(bad)
+    # Without --seed the seed is 0 (the shared default): the same showers, recorded in the file.
     first = _run("simulate", "-n", 20, "-o", tmp_path / "a.h5")
-    _run("simulate", "-n", 20, "-o", tmp_path / "b.h5")
-    assert "drew seed" in first.output
-    assert not np.array_equal(read_showers(tmp_path / "a.h5")["layer_1"],
-                              read_showers(tmp_path / "b.h5")["layer_1"])
+    _run("simulate", "-n", 20, "-o", tmp_path / "b.h5", "--seed", 0)
+    assert "seed 0" in first.output
+    np.testing.assert_array_equal(read_showers(tmp_path / "a.h5")["layer_1"],
+                                  read_showers(tmp_path / "b.h5")["layer_1"])
+    assert file_provenance(tmp_path / "a.h5")[0].seed == 0
 
 
 def test_bench_prints_json():
@@ -216,16 +219,51 @@ def test_generate_rejects_negative_energy(pipeline, tmp_path):
 
 
 def test_presets_set_the_recipe_and_the_calogan_architecture():
-    from calo.train import PRESETS, apply_preset
+    from dataclasses import replace
 
-    base = TrainConfig(model="gan", data="x.h5")
-    cpu = apply_preset(base, {"batch_size": 32, "epochs": None})
-    assert cpu.batch_size == 32 and cpu.epochs == PRESETS["cpu"]["gan"]["epochs"]
+    from calo.config import DEFAULT_PRESET, PRESETS, preset_config
+
+    cpu = PRESETS["cpu"]["gan"]
+    assert cpu.model == "gan" and cpu.epochs == 12 and cpu.batch_size == 64
     assert (cpu.gan.latent_dim, cpu.gan.d_conv_channels) == (128, 32)
     assert cpu.energy_weight_gan == 1.0
-    assert cpu.gan is not PRESETS["cpu"]["gan"]["gan"]  # a copy: editing it leaves the preset
-    paper = apply_preset(TrainConfig(model="gan", data="x.h5", preset="paper"))
+    copy = preset_config("cpu", "gan")
+    copy.gan.latent_dim = 7  # a copy: editing it leaves the preset
+    assert PRESETS["cpu"]["gan"].gan.latent_dim == 128
+    paper = PRESETS["paper"]["gan"]
     assert paper.gan == CaloGANConfig() and paper.gan.latent_dim == 1024
     assert (paper.batch_size, paper.lr_d, paper.energy_weight_gan) == (256, 2e-5, 0.05)
-    vae = apply_preset(TrainConfig(model="vae", data="x.h5"))
-    assert vae.gan == CaloGANConfig()  # the VAE recipe leaves the GAN architecture alone
+    assert paper.max_rows is None and paper.max_minutes is None
+    assert PRESETS["cpu"]["vae"].gan == CaloGANConfig()  # the VAE recipe leaves the GAN alone
+    # The dataclass defaults are the default preset for the default model.
+    assert TrainConfig() == PRESETS[DEFAULT_PRESET][TrainConfig().model]
+    assert {m: c.model for m, c in PRESETS["paper"].items()} == {"gan": "gan", "vae": "vae"}
+    assert replace(TrainConfig(), max_minutes=float("inf")).max_minutes is None
+
+
+def test_cli_picks_the_preset_and_applies_only_typed_options(monkeypatch, tmp_path):
+    import importlib
+
+    train_module = importlib.import_module("calo.train")  # calo.train is also the function
+    seen: list[TrainConfig] = []
+
+    def fake_train(config: TrainConfig, progress_bar: bool = True):
+        seen.append(config)
+        from physml_core.training import TrainResult
+
+        return TrainResult(run_dir=tmp_path, checkpoint=tmp_path / "c.pt", step=1,
+                           step_unit="epoch", completed=True, seconds=0.0)
+
+    monkeypatch.setattr(train_module, "train", fake_train)
+    _run("train", "--model", "gan", "--data", "x.h5", "--preset", "paper", "--epochs", 3,
+         "--max-minutes", "inf")
+    _run("train", "--model", "gan", "--data", "x.h5", "--all-rows")
+    paper, cpu = seen
+    assert paper.epochs == 3 and paper.max_minutes is None and paper.gan.latent_dim == 1024
+    assert paper.batch_size == 256 and paper.data == "x.h5"
+    assert cpu.max_rows is None and cpu.epochs == 12 and cpu.max_minutes == 30.0
+    bad = _run("train", "--model", "gan", "--data", "x.h5", "--all-rows", "--max-rows", 10,
+               expect=2)
+    assert "--all-rows" in _error_line(bad)
+    bad = _run("train", "--model", "vae", "--data", "x.h5", "--no-time-limit", expect=2)
+    assert "no-time-limit" in _error_line(bad)

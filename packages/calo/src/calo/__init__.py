@@ -3,12 +3,16 @@
 - :mod:`calo.data`: the CaloGAN HDF5 schema, validated streaming reads and writes, fetch helper.
 - :mod:`calo.sim`: a vectorised GFlash-style simulator of the CaloGAN calorimeter.
 - :mod:`calo.models`: CaloGAN (PyTorch port) and CaloVAE.
+- :mod:`calo.config`: the training config and its presets; :mod:`calo.artifacts`: load a
+  trained model (:func:`load_model` -> :class:`LoadedModel`).
 - :mod:`calo.train`, :mod:`calo.generate`, :mod:`calo.evaluate`: the pipeline steps.
 - :mod:`calo.observables`, :mod:`calo.metrics`: shower shapes and distribution metrics.
 """
 
 from importlib.metadata import PackageNotFoundError, version
 
+from .artifacts import LoadedModel, load_model
+from .config import PRESETS, TrainConfig, preset_config
 from .data import CALO_SCHEMA, iter_showers, read_showers, write_showers
 from .evaluate import EvaluateConfig, evaluate
 from .generate import GenerateConfig, generate
@@ -26,7 +30,7 @@ from .models import CaloGAN, CaloGANConfig, CaloVAE, CaloVAEConfig
 from .observables import high_level_features, high_level_features_cc, shower_observables
 from .preprocessing import ShowerPreprocessor
 from .sim import SimConfig, merge_files, simulate_showers, simulate_to_file
-from .train import TrainConfig, apply_preset, load_model, train
+from .train import train
 
 try:
     __version__ = version("calo")
@@ -35,6 +39,7 @@ except PackageNotFoundError:  # pragma: no cover - source tree without installat
 
 __all__ = [
     "CALO_SCHEMA",
+    "PRESETS",
     "CaloGAN",
     "CaloGANConfig",
     "CaloVAE",
@@ -42,11 +47,11 @@ __all__ = [
     "ClassifierConfig",
     "EvaluateConfig",
     "GenerateConfig",
+    "LoadedModel",
     "ShowerPreprocessor",
     "SimConfig",
     "TrainConfig",
     "__version__",
-    "apply_preset",
     "calochallenge_edges",
     "classifier_test",
     "evaluate",
@@ -59,6 +64,7 @@ __all__ = [
     "ks_statistic",
     "load_model",
     "merge_files",
+    "preset_config",
     "read_showers",
     "separation_power",
     "shower_observables",

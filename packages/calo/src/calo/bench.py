@@ -18,7 +18,7 @@ import torch
 
 from physml_core.device import autocast, device_summary, resolve_device
 
-from .models import CaloGAN, CaloVAE
+from .models import CaloGAN, CaloGANGenerator, CaloVAE
 from .models.calogan import layer_flops
 from .sim import SimConfig, simulate_showers
 
@@ -87,8 +87,9 @@ def run_benchmark(
         result["matmul_2048_bf16_gflops"] = matmul_flops(dev, torch.bfloat16,
                                                          seconds=min(seconds, 1.0)) / 1e9
     for name in models:
+        model: CaloGANGenerator | CaloVAE
         if name == "gan":
-            model: torch.nn.Module = CaloGAN().generator
+            model = CaloGAN().generator
             per_layer = layer_flops(model)
             nominal = per_layer["total"]
             executed = model.inference_plan().flops_per_shower()
@@ -102,7 +103,7 @@ def run_benchmark(
             for batch in batch_sizes:
                 energy = torch.empty(batch, 1, device=dev).uniform_(1.0, 100.0)
 
-                def once(model: torch.nn.Module = model, energy: torch.Tensor = energy,
+                def once(model: CaloGANGenerator | CaloVAE = model, energy: torch.Tensor = energy,
                          dtype: str = dtype) -> int:
                     with torch.inference_mode(), autocast(dev, dtype):
                         out = model.sample_showers(energy)

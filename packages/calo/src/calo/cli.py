@@ -6,16 +6,17 @@ function.  User errors print one line and exit with status 2 (physml_core.cli co
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
+from typing import Literal
 
 import click
+from click.core import ParameterSource
 
 from physml_core.cli import (
     checkpoint_option,
-    data_option,
     device_option,
-    epochs_option,
     make_group,
     num_option,
     output_option,
@@ -24,6 +25,9 @@ from physml_core.cli import (
     shard_option,
 )
 from physml_core.config import save_json
+from physml_core.options import config_from_cli, options_from
+
+from .config import DEFAULT_PRESET, PRESETS, TrainConfig, preset_config
 
 __all__ = ["cli", "main"]
 
@@ -50,24 +54,18 @@ def _energy(ctx: click.Context, param: click.Parameter, value: str | None
               show_default=True, help="Incident particle: positron or photon.")
 @click.option("--energy", callback=_energy, default="1:100", show_default=True,
               help="Incident energy range MIN:MAX in GeV (uniform), or one value.")
-@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=None,
-              help="Random seed. Without it a fresh seed is drawn (printed and stored in the "
-                   "file), so a held-out file never silently repeats a training file; shards "
-                   "of one file need the same explicit --seed.")
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
+              help="Random seed (runs are reproducible: the same seed gives the same showers). "
+                   "Every file records its seed, particle and rows, so give a held-out file "
+                   "another seed than the training file: 'calo evaluate --checkpoint' refuses a "
+                   "reference that shares rows with the training data. Shards of one file need "
+                   "the same seed.")
 @shard_option()
-def simulate(num: int, output: Path, particle: str, energy: tuple[float, float],
-             seed: int | None, shard: tuple[int, int]) -> None:
+def simulate(num: int, output: Path, particle: Literal["eplus", "gamma"],
+             energy: tuple[float, float], seed: int, shard: tuple[int, int]) -> None:
     """Simulate showers with the GFlash-style parametric simulator."""
-    import secrets
-
     from .sim import SimConfig, simulate_to_file
 
-    if seed is None:
-        if shard[1] > 1:
-            raise click.BadParameter("shards of one file need the same explicit --seed",
-                                     param_hint="--seed")
-        seed = secrets.randbits(32)
-        click.echo(f"no --seed given: drew seed {seed} (pass --seed {seed} to reproduce)")
     cfg = SimConfig(particle=particle, energy_min_gev=energy[0], energy_max_gev=energy[1],
                     seed=seed)
     rows = simulate_to_file(output, num, cfg, shard=shard, progress_bar=True)
@@ -87,40 +85,28 @@ def merge(inputs: tuple[Path, ...], output: Path) -> None:
 
 
 @cli.command()
-@click.option("--model", type=click.Choice(["gan", "vae"]), required=True,
-              help="gan: CaloGAN; vae: CaloVAE.")
-@data_option(help="Training showers (CaloGAN HDF5; the last 10 % are held out).")
+@click.option("--preset", type=click.Choice(sorted(PRESETS)), default=DEFAULT_PRESET,
+              show_default=True, help="Training recipe, the base of every option not given: "
+              "cpu (~30 min on 2 cores) or paper (the CaloGAN paper's; a GPU job).")
+@options_from(TrainConfig, exclude=("run_dir",))
 @run_dir_option()
-@click.option("--preset", type=click.Choice(["cpu", "paper"]), default="cpu", show_default=True,
-              help="Training recipe: cpu (default, ~30 min on 2 cores) or paper (GPU).")
-@epochs_option(help="Training epochs (default: from the preset).")
-@click.option("--batch-size", type=click.IntRange(2), default=None,
-              help="Batch size (default: from the preset).")
-@click.option("--max-rows", type=click.IntRange(4), default=None,
-              help="Use only the first N showers of the file (default: from the preset).")
-@click.option("--all-rows", is_flag=True, help="Use every shower of the file.")
-@click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Stop (with a checkpoint) after this wall time (default: from the preset).")
-@click.option("--no-time-limit", is_flag=True, help="Train all epochs whatever the time.")
-@device_option()
-@seed_option()
-def train(model: str, data: Path, run_dir: Path | None, preset: str, epochs: int | None,
-          batch_size: int | None, max_rows: int | None, all_rows: bool,
-          max_minutes: float | None, no_time_limit: bool, device: str, seed: int) -> None:
-    """Train CaloGAN or CaloVAE; resumes when --run-dir holds checkpoints."""
-    from .train import TrainConfig, apply_preset
+@click.option("--all-rows", is_flag=True, help="Use every shower of the file (no --max-rows).")
+@click.pass_context
+def train(ctx: click.Context, preset: str, all_rows: bool, **values: object) -> None:
+    """Train CaloGAN or CaloVAE; resumes when --run-dir holds checkpoints of the same run.
+    Runs unchanged under torchrun (data-parallel, same global batch)."""
     from .train import train as run_train
 
-    base = TrainConfig(model=model, data=str(data), run_dir=str(run_dir) if run_dir else None,
-                       preset=preset, device=device, seed=seed)
-    cfg = apply_preset(base, {"epochs": epochs, "batch_size": batch_size, "max_rows": max_rows,
-                              "max_minutes": max_minutes})
+    if all_rows and ctx.get_parameter_source("max_rows") is not ParameterSource.DEFAULT:
+        raise click.UsageError("give --max-rows or --all-rows, not both")
+    base = preset_config(preset, str(values["model"]))
+    config = config_from_cli(TrainConfig, values, ctx, base=base)
     if all_rows:
-        cfg.max_rows = None
-    if no_time_limit:
-        cfg.max_minutes = None
-    result = run_train(cfg)
-    click.echo(f"trained {model} for {result.step} steps; checkpoint {result.checkpoint}")
+        config = dataclasses.replace(config, max_rows=None)
+    result = run_train(config)
+    state = "trained" if result.completed else "stopped at the time limit after"
+    click.echo(f"{state} {config.model} for {result.step} of {config.epochs} epochs; "
+               f"checkpoint {result.checkpoint}")
 
 
 @cli.command()
@@ -268,7 +254,12 @@ def bench(device: str, batch_sizes: str, models: str, seconds: float, bf16: bool
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point (also ``python -m calo.cli`` and ``torchrun ... -m
+    calo.cli``)."""
     cli()
+
+
+if __name__ == "__main__":
+    main()
 
 

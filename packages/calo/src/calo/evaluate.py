@@ -37,6 +37,7 @@ from physml_core.hdf5 import H5Reader
 from physml_core.logging import get_logger
 from physml_core.provenance import Provenance, check_disjoint, from_attrs, from_records
 
+from .artifacts import load_training_provenance
 from .data import CALO_SCHEMA, LAYER_KEYS, count_showers, read_showers
 from .geometry import LAYERS
 from .metrics import (
@@ -185,9 +186,7 @@ def _held_out_check(config: EvaluateConfig) -> dict[str, Any]:
     used: list[Provenance] | None = None
     sources = []
     if config.checkpoint is not None:
-        from .train import _load_checkpoint, training_provenance
-
-        used = training_provenance(_load_checkpoint(config.checkpoint))
+        used = load_training_provenance(config.checkpoint)
         sources.append(f"checkpoint {config.checkpoint}")
     _, gen_train = _file_provenance(config.generated)
     if gen_train is not None:

@@ -12,14 +12,16 @@ from physml_core.config import to_dict
 from physml_core.device import autocast, resolve_device
 from physml_core.hdf5 import DatasetSpec, H5Reader, Schema
 from physml_core.logging import progress
+from physml_core.provenance import to_records
 
+from .artifacts import load_model
 from .data import CALO_SCHEMA, H5Appender
-from .train import load_model
 
 #: Attribute of generated files: the provenance records of the checkpoint's training rows.
 TRAIN_PROVENANCE_ATTR = "train_provenance"
 
-__all__ = ["ENERGY_SCHEMA", "OVERFLOW_NOTE", "TRAIN_PROVENANCE_ATTR", "GenerateConfig", "generate", "parse_energy_range"]
+__all__ = ["ENERGY_SCHEMA", "OVERFLOW_NOTE", "TRAIN_PROVENANCE_ATTR", "GenerateConfig", "generate",
+           "parse_energy_range"]
 
 #: Any file with an ``energy`` (N, 1) GeV dataset (e.g. a CaloGAN file) can drive generation.
 ENERGY_SCHEMA = Schema("calo-energies", (DatasetSpec("energy", (None, 1), unit="GeV"),))
@@ -86,7 +88,8 @@ def generate(config: GenerateConfig, progress_bar: bool = True) -> int:
     say so (see :data:`OVERFLOW_NOTE`).
     """
     device = resolve_device(config.device)
-    model, ckpt = load_model(config.checkpoint, device)
+    loaded = load_model(config.checkpoint, device)
+    model = loaded.model
     energies: np.ndarray | None = None
     if config.energy_file is not None:
         with H5Reader(config.energy_file, ENERGY_SCHEMA) as reader:
@@ -99,13 +102,14 @@ def generate(config: GenerateConfig, progress_bar: bool = True) -> int:
             energies = np.resize(energies, n)
     else:
         n = config.num or 10000
-    lo, hi = config.energy_gev or model.energy_range_gev
+    lo, hi = config.energy_gev or loaded.energy_range_gev
     rng = np.random.default_rng(config.seed)
     torch_gen = torch.Generator(device=device).manual_seed(config.seed)
-    attrs = {"generator": f"calo.{ckpt.model_name}", "checkpoint": str(ckpt.path),
-             "checkpoint_step": ckpt.step, "generate_config": to_dict(config),
+    attrs = {"generator": f"calo.{loaded.model_name}", "checkpoint": str(loaded.checkpoint),
+             "checkpoint_step": loaded.step, "generate_config": to_dict(config),
              "overflow_modelled": 0, "overflow_note": OVERFLOW_NOTE,
-             TRAIN_PROVENANCE_ATTR: ckpt.extra.get("data_provenance")}
+             TRAIN_PROVENANCE_ATTR: (to_records(loaded.provenance)
+                                     if loaded.provenance is not None else None)}
     with H5Appender(config.output, CALO_SCHEMA, attrs=attrs) as out:
         bar = progress(total=n, desc="generate", disable=None if progress_bar else True)
         for start in range(0, n, config.batch_size):

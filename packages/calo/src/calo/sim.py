@@ -162,10 +162,8 @@ def _longitudinal(
     ln_a = np.log(a_mean) + sig_a * (c1 * z1 - c2 * z2)
     alpha = np.maximum(np.exp(ln_a), 1.05)
     beta = (alpha - 1.0) / np.exp(ln_t)
-    if cfg.particle == "gamma":
-        start = rng.exponential(9.0 / 7.0, size=n)
-    else:
-        start = np.zeros(n)
+    start = (np.asarray(rng.exponential(9.0 / 7.0, size=n)) if cfg.particle == "gamma"
+             else np.zeros(n))
     return alpha, beta, start
 
 

@@ -51,6 +51,14 @@ class ShowerStream:
         """Number of batches per epoch (upper bound)."""
         return max(1, (self.stop - self.start) // self.batch_size)
 
+    def batches_per_epoch(self) -> int:
+        """Exact number of batches :meth:`epoch` yields (the same for every epoch)."""
+        count = 0
+        for lo in range(self.start, self.stop, self.block_rows):
+            full, rest = divmod(min(lo + self.block_rows, self.stop) - lo, self.batch_size)
+            count += full + (1 if rest >= self.min_batch else 0)
+        return count
+
     def epoch(self, epoch: int) -> Iterator[dict[str, np.ndarray]]:
         rng = np.random.default_rng([self.seed, int(epoch)])
         blocks = list(range(self.start, self.stop, self.block_rows))

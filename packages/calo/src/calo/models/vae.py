@@ -16,6 +16,7 @@ MLPs conditioned on log E, which keeps the decoder at about 2 MFLOP per shower.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -97,10 +98,15 @@ class CaloVAE(nn.Module):
             energy = torch.cat([energy[:, :2], energy[:, 2:].clamp(-8.0, 3.0)], dim=1)
         return logit, mean, logstd.clamp(-5.0, 2.0), energy
 
-    def forward(self, w: torch.Tensor, m: torch.Tensor, c: torch.Tensor
-                ) -> tuple[torch.Tensor | None, ...]:
+    def forward(self, w: torch.Tensor, m: torch.Tensor, c: torch.Tensor,
+                noise: torch.Tensor | None = None) -> tuple[torch.Tensor | None, ...]:
+        """Encode, sample z = mu + noise * sigma (``noise`` (B, latent) standard normal, drawn
+        here when None) and decode: (hit logits, value means, value log-std, energy head,
+        mu, logvar)."""
         mu, logvar = self.encode(w, m, c)
-        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        if noise is None:
+            noise = torch.randn_like(mu)
+        z = mu + noise * torch.exp(0.5 * logvar)
         return (*self.decode(z, c), mu, logvar)
 
     @torch.no_grad()
@@ -142,8 +148,19 @@ def vae_loss(
     kl_weight: float,
     energy_weight: float = 1.0,
     sparsity_weight: float = 1.0,
+    *,
+    net: nn.Module | None = None,
+    noise: torch.Tensor | None = None,
+    batch_mean: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
     """CaloVAE loss terms (per shower, averaged over the batch).
+
+    Tensors are (B, 504) cells (``w``, ``m``, ``cells_mev`` in MeV) and (B, 1) (``c``,
+    ``energy_gev`` in GeV).  ``net`` is the module to call (``model`` itself, or its DDP
+    wrapper); ``noise`` (B, latent) the reparametrisation noise (drawn by the model when None);
+    ``batch_mean`` maps a (B,) tensor to its mean over the batch (default ``Tensor.mean``; under
+    DDP the mean over the global batch, so that every term, the sparsity term's batch means
+    included, is the one-process loss).
 
     ``recon``: hit-mask BCE plus Gaussian NLL of the normalised energy of hit cells;
     ``kl``: KL(q(z|x) || N(0, 1)) times ``kl_weight`` (annealed by the trainer);
@@ -152,11 +169,12 @@ def vae_loss(
     ``sparsity``: squared error of the mean hit probability against the true hit fraction, per
     layer.  ``total`` is their sum.
     """
-    logit, mean, logstd, energy_head, mu, logvar = model(w, m, c)
+    mean_of = batch_mean or torch.mean
+    logit, mean, logstd, energy_head, mu, logvar = (net or model)(w, m, c, noise=noise)
     bce = F.binary_cross_entropy_with_logits(logit, m, reduction="none").sum(dim=1)
     nll = (0.5 * ((w - mean) * torch.exp(-logstd)) ** 2 + logstd) * m
-    recon = (bce + nll.sum(dim=1)).mean()
-    kl = (-0.5 * (1 + logvar - mu**2 - logvar.exp()).sum(dim=1)).mean()
+    recon = mean_of(bce + nll.sum(dim=1))
+    kl = mean_of(-0.5 * (1 + logvar - mu**2 - logvar.exp()).sum(dim=1))
     prep = model.preprocessor
     p_hit = torch.sigmoid(logit)
     expected = prep.inverse(mean, p_hit, energy_gev) / (1000.0 * energy_gev.reshape(-1, 1))
@@ -164,9 +182,10 @@ def vae_loss(
     energy_terms = []
     sparsity_terms = []
     for layer_cells in _layer_slices():
-        energy_terms.append(((expected[:, layer_cells].sum(1) - truth[:, layer_cells].sum(1))
-                             ** 2).mean())
-        sparsity_terms.append((p_hit[:, layer_cells].mean() - m[:, layer_cells].mean()) ** 2)
+        energy_terms.append(mean_of((expected[:, layer_cells].sum(1)
+                                     - truth[:, layer_cells].sum(1)) ** 2))
+        sparsity_terms.append((mean_of(p_hit[:, layer_cells].mean(1))
+                               - mean_of(m[:, layer_cells].mean(1))) ** 2)
     energy = torch.stack(energy_terms).sum()
     sparsity = torch.stack(sparsity_terms).sum() * 1e3
     total = recon + kl_weight * kl + energy_weight * 100.0 * energy + sparsity_weight * sparsity
@@ -174,7 +193,8 @@ def vae_loss(
     if energy_head is not None:
         target = energy_targets(cells_mev, energy_gev)
         mean_e, logstd_e = energy_head[:, :2], energy_head[:, 2:]
-        head = (0.5 * ((target - mean_e) * torch.exp(-logstd_e)) ** 2 + logstd_e).sum(1).mean()
+        head = mean_of((0.5 * ((target - mean_e) * torch.exp(-logstd_e)) ** 2
+                        + logstd_e).sum(1))
         total = total + 10.0 * energy_weight * head
         out["energy_head"] = head
     out["total"] = total

@@ -1,0 +1,5 @@
+"""``python -m calo``: the calo command line."""
+
+from .cli import main
+
+main()
