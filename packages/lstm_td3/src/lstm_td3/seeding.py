@@ -7,10 +7,17 @@ Rule.  A seed is the integer
 with ``stream`` the code of the stream's purpose (table below), ``run`` the run's seed
 (``TrainConfig.seed``, or the ``--seed`` of ``lstm-td3 evaluate``) in ``[0, 2**16)``, ``index``
 the env (or evaluation episode) in ``[0, 2**16)`` and ``episode`` that env's episode counter in
-``[0, 2**32)``.  The map ``(stream, run, index, episode) -> seed`` is injective, so no two streams,
-runs, envs or episodes ever share a seed: run ``s`` and run ``s + 1`` have disjoint env seeds, and
-the evaluation seeds can never equal a training seed.  The integers have up to 67 bits; Gymnasium
-(``gymnasium.utils.seeding.np_random``) and NumPy's ``SeedSequence`` take any non-negative int.
+``[0, 2**32)``.  Run seeds from ``2**16`` up to the shared ``--seed`` range's ``2**32 - 1`` map
+to a second block above the first one,
+
+    seed = (((2**8 + stream) * 2**32 + run) * 2**16 + index) * 2**32 + episode,
+
+(at least ``2**88``, while the first block stays below ``2**67``), so the seeds of runs below
+``2**16`` are those of the rule's first version.  The map ``(stream, run, index, episode) ->
+seed`` is injective, so no two streams, runs, envs or episodes ever share a seed: run ``s`` and
+run ``s + 1`` have disjoint env seeds, and the evaluation seeds can never equal a training
+seed.  The integers have up to 89 bits; Gymnasium (``gymnasium.utils.seeding.np_random``) and
+NumPy's ``SeedSequence`` take any non-negative int.
 
 =============  ====  ==========================================================================
 stream         code  used for
@@ -32,8 +39,11 @@ __all__ = ["MAX_RUN_SEED", "STREAMS", "stream_seed"]
 
 STREAMS: dict[str, int] = {"train_env": 0, "test": 1, "eval": 2, "agent": 3, "replay": 4,
                            "pomdp": 5}
-#: largest run seed (``TrainConfig.seed``, ``evaluate --seed``)
-MAX_RUN_SEED = 2**16 - 1
+#: largest run seed (``TrainConfig.seed``, ``evaluate --seed``): the shared ``--seed`` range
+MAX_RUN_SEED = 2**32 - 1
+#: run seeds below this use the rule's first block (the seeds of its first version)
+_FIRST_BLOCK_RUNS = 2**16
+_SECOND_BLOCK = 2**8
 _MAX_INDEX = 2**16 - 1
 _MAX_EPISODE = 2**32 - 1
 
@@ -47,4 +57,7 @@ def stream_seed(stream: str, run: int, index: int = 0, episode: int = 0) -> int:
                              ("episode", episode, _MAX_EPISODE)):
         if isinstance(value, bool) or int(value) != value or not 0 <= value <= top:
             raise ValueError(f"{name} must be an integer in [0, {top}], got {value!r}")
-    return ((STREAMS[stream] * 2**16 + int(run)) * 2**16 + int(index)) * 2**32 + int(episode)
+    code, run = STREAMS[stream], int(run)
+    if run < _FIRST_BLOCK_RUNS:
+        return ((code * 2**16 + run) * 2**16 + int(index)) * 2**32 + int(episode)
+    return (((_SECOND_BLOCK + code) * 2**32 + run) * 2**16 + int(index)) * 2**32 + int(episode)
