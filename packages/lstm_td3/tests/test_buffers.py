@@ -206,20 +206,28 @@ def test_beta_schedule():
 
 
 @pytest.mark.parametrize("cls", [ReplayBuffer, PrioritizedReplayBuffer])
-def test_save_load_roundtrip(tmp_path, cls):
+def test_state_roundtrip_through_a_checkpoint(tmp_path, cls):
+    # the way training stores the buffer: its state_dict in a checkpoint's extra (arrays come
+    # back as tensors)
+    from physml_core.checkpoint import load_checkpoint, save_checkpoint
+
+
     a = cls(2, 1, capacity=10, n_envs=2, max_hist_len=3, seed=4)
     rng = np.random.default_rng(0)
     for _ in range(7):
         o = rng.normal(size=(2, 2))
         a.add(o, rng.normal(size=(2, 1)), rng.normal(size=2), o, [False, True], [False, False])
     a.update_priorities(np.arange(4), np.arange(4.0))
-    a.save(tmp_path / "r.npz")
+    path = save_checkpoint(tmp_path / "ckpt_000000001.pt", package="lstm_td3",
+                           model_name="lstm_td3", extra={"replay": a.state_dict()})
+    stored = {k: (v.numpy() if isinstance(v, torch.Tensor) else v)
+              for k, v in load_checkpoint(path).extra["replay"].items()}
     b = cls(2, 1, capacity=10, n_envs=2, max_hist_len=3, seed=99)
-    b.load(tmp_path / "r.npz")
+    b.load_state_dict(stored)
     for x, y in zip(a.sample(16, 0.5), b.sample(16, 0.5), strict=True):
         np.testing.assert_array_equal(x, y)
     with pytest.raises(ValueError, match="max_hist_len"):
-        cls(2, 1, capacity=10, n_envs=2, max_hist_len=2).load(tmp_path / "r.npz")
+        cls(2, 1, capacity=10, n_envs=2, max_hist_len=2).load_state_dict(stored)
 
 
 @pytest.mark.parametrize("L", [0, 3])

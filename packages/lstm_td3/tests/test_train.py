@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 
+import click
 import numpy as np
 import pytest
 import torch
@@ -12,7 +14,7 @@ from click.testing import CliRunner
 
 from lstm_td3.agent import TD3Config
 from lstm_td3.cli import build_config, cli
-from lstm_td3.config import TrainConfig, preset
+from lstm_td3.config import PRESETS, TrainConfig, preset
 from lstm_td3.evaluate import evaluate_checkpoint
 from lstm_td3.networks import NetworkConfig
 from lstm_td3.train import load_agent, train
@@ -36,15 +38,15 @@ def test_training_smoke_writes_logs_and_checkpoints(tmp_path):
     result = train(_cfg(), tmp_path / "run", show_progress=False)
     assert result.steps == 300 and result.updates == 250
     records = read_metrics(tmp_path / "run" / "metrics.jsonl")
-    tests = [r for r in records if "test/return_mean" in r]
+    tests = [r for r in records if "val/return_mean" in r]
     assert [r["step"] for r in tests] == [150, 300]
-    for key in ("loss/q", "loss/pi", "q/q1_mean", "perf/env_steps_per_s"):
+    for key in ("train/q_loss", "train/pi_loss", "train/q1_mean", "train/env_steps_per_s"):
         assert np.isfinite(tests[-1][key])
     assert any("train/episode_return" in r for r in records)
     assert (tmp_path / "run" / "config.json").is_file()
     assert any((tmp_path / "run" / "tensorboard").iterdir())
     ckpt = load_checkpoint(latest(tmp_path / "run"), package="lstm_td3")
-    assert ckpt.step == 300 and "replay" in ckpt.extra
+    assert ckpt.step == 300 and "replay" in ckpt.extra and ckpt.step_unit == "env_step"
     agent, cfg = load_agent(tmp_path / "run")
     assert cfg.agent.max_hist_len == 3 and agent.obs_dim == 2
     ev = evaluate_checkpoint(tmp_path / "run", episodes=2, seed=1)
@@ -85,9 +87,12 @@ def test_resume_is_exact_without_cutting_episodes(tmp_path):
     for key in ("obs", "act", "rew", "next_obs", "done", "priorities", "ep_step"):
         assert torch.equal(torch.as_tensor(r1[key]), torch.as_tensor(r2[key])), key
     for run in ("full", "half"):
-        lengths = [r["train/episode_length"] for r in read_metrics(tmp_path / run /
-                   "metrics.jsonl") if "train/episode_length" in r]
-        assert lengths == [70] * 5, (run, lengths)  # 360 steps: 5 whole episodes, none cut
+        # one line per epoch: the mean length of the episodes that ended in it, and the count
+        records = [r for r in read_metrics(tmp_path / run / "metrics.jsonl")
+                   if "train/episode_length" in r]
+        lengths = [r["train/episode_length"] for r in records]
+        assert lengths == [70] * len(lengths) and len(lengths) >= 2, (run, lengths)
+        assert records[-1]["train/episodes"] == 5  # 360 steps: 5 whole episodes, none cut
     # the running episode is in the checkpoint: step 300 is 20 steps into episode 4
     running = load_checkpoint(latest(tmp_path / "half")).extra["running"]
     assert int(running["episode"][0]) == 5 and int(running["ep_len"][0]) == 10
@@ -130,7 +135,8 @@ def test_resume_from_a_checkpoint_without_episode_state_warns_and_starts_anew(tm
 def test_resume_is_exact(tmp_path):
     cfg = _cfg(total_steps=300, use_per=True)
     train(cfg, tmp_path / "full", show_progress=False, tensorboard=False)
-    train(cfg, tmp_path / "half", show_progress=False, tensorboard=False, stop_at=150)
+    stopped = train(cfg, tmp_path / "half", show_progress=False, tensorboard=False, stop_at=150)
+    assert not stopped.completed and stopped.step == 150
     train(cfg, tmp_path / "half", show_progress=False, tensorboard=False)  # resumes at 150
     (m1, r1), (m2, r2) = _weights(tmp_path / "full"), _weights(tmp_path / "half")
     for net in m1:
@@ -139,8 +145,39 @@ def test_resume_is_exact(tmp_path):
     for key in ("obs", "act", "priorities", "ep_step"):
         assert torch.equal(torch.as_tensor(r1[key]), torch.as_tensor(r2[key])), key
     steps = [r["step"] for r in read_metrics(tmp_path / "half" / "metrics.jsonl")
-             if "test/return_mean" in r]
+             if "val/return_mean" in r]
     assert steps == [150, 300]
+
+
+def test_resume_inside_an_epoch_is_exact(tmp_path):
+    # a stop inside an epoch (as the time limit does): the checkpoint keeps the epoch's first
+    # step in its name and the state reached; the resumed run ends that epoch, exactly
+    cfg = _cfg(total_steps=300, max_episode_steps=70)
+    train(cfg, tmp_path / "full", show_progress=False, tensorboard=False)
+    stopped = train(cfg, tmp_path / "half", show_progress=False, tensorboard=False, stop_at=200)
+    assert not stopped.completed and stopped.step == 150
+    ckpt = load_checkpoint(latest(tmp_path / "half"))
+    assert ckpt.step == 150 and int(ckpt.extra["counters"]["step"]) == 200
+    done = train(cfg, tmp_path / "half", show_progress=False, tensorboard=False)
+    assert done.completed and done.steps == 300
+    (m1, r1), (m2, r2) = _weights(tmp_path / "full"), _weights(tmp_path / "half")
+    for net in m1:
+        for key in m1[net]:
+            assert torch.equal(m1[net][key], m2[net][key]), (net, key)
+    assert torch.equal(torch.as_tensor(r1["obs"]), torch.as_tensor(r2["obs"]))
+
+
+def test_resume_refuses_another_configuration(tmp_path):
+    cfg = _cfg(total_steps=150)
+    train(cfg, tmp_path / "r", show_progress=False, tensorboard=False)
+    # total steps and threads may change between sessions of one run
+    more = train(replace(cfg, total_steps=300, threads=1), tmp_path / "r",
+                 show_progress=False, tensorboard=False)
+    assert more.steps == 300
+    with pytest.raises(CheckpointError, match="batch_size") as info:
+        train(replace(cfg, batch_size=16, total_steps=450), tmp_path / "r",
+              show_progress=False, tensorboard=False)
+    assert "\n" not in str(info.value) and "--no-resume" in str(info.value)
 
 
 def test_wrong_checkpoint_is_refused(tmp_path):
@@ -169,14 +206,19 @@ def test_presets_and_config_building():
     assert paper == NetworkConfig((128,), 128, 1, (), (128, 128), (128,), True)
     assert not preset("paper").reset_at_checkpoint
     assert preset("paper").agent.max_hist_len == 5 and not preset("paper").use_per
-    cfg = build_config("paper", None, {"env": "Pendulum-v1", "hist_len": 0, "per": True,
-                                       "gamma": 0.9}, past_act=True, hidden=8)
+    cfg = build_config({"env_id": "Pendulum-v1", "max_hist_len": 0, "use_per": True,
+                        "gamma": 0.9}, past_act=True, hidden=8)
     assert cfg.agent.max_hist_len == 0 and cfg.use_per and cfg.agent.gamma == 0.9
     assert cfg.agent.actor.lstm_hidden == 8 and cfg.agent.critic.hist_with_past_act
     assert not cfg.agent.compile
-    assert build_config("paper", None, {"compile": True}).agent.compile
+    assert build_config({"compile": True}).agent.compile
+    # options not given keep the preset's values
+    beam = build_config({"total_steps": 100}, preset_name="beam")
+    assert beam.total_steps == 100 and beam.batch_size == 256 and beam.agent.gamma == 0.98
     with pytest.raises(ValueError):
         preset("nope")
+    with pytest.raises(ValueError, match="threads"):
+        TrainConfig(threads=0)
     with pytest.raises(ValueError):
         TrainConfig(pomdp="blur")
 
@@ -230,6 +272,35 @@ def test_cli_train_evaluate_plot(tmp_path, monkeypatch):
     assert res.exit_code == 0, res.output
     assert png.read_bytes()[:4] == b"\x89PNG"
     assert json.loads(res.output)["groups"]["L2"]["runs"] == 2
+
+
+def test_paper_preset_is_the_dataclass_defaults_and_the_cli_shows_them():
+    # the command line's shown defaults come from the dataclass; they are the paper preset's
+    assert PRESETS["paper"] == TrainConfig()
+    command = cli.commands["train"]
+    shown = {p.name: p.default for p in command.params if isinstance(p, click.Option)}
+    defaults = TrainConfig()
+    assert shown["total_steps"] == defaults.total_steps == 800_000
+    assert shown["gamma"] == defaults.agent.gamma and shown["max_hist_len"] == 5
+    assert shown["seed"] == 0 and shown["device"] == "auto" and shown["threads"] is None
+
+
+def test_cli_resumes_only_the_same_configuration(tmp_path):
+    runner = CliRunner()
+    args = ["train", "--pomdp", "remove_velocity", "--hist-len", "2", "--total-steps", "60",
+            "--steps-per-epoch", "60", "--start-steps", "30", "--update-after", "30",
+            "--batch-size", "16", "--hidden", "8", "--test-episodes", "1",
+            "--max-episode-steps", "30", "--device", "cpu", "--no-tensorboard",
+            "--run-dir", str(tmp_path / "r")]
+    assert runner.invoke(cli, args).exit_code == 0
+    res = runner.invoke(cli, [*args, "--total-steps", "120"])  # a longer run: resumes
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output.strip().splitlines()[-1])["steps"] == 120
+    res = runner.invoke(cli, [*args, "--gamma", "0.9"])
+    assert res.exit_code == 2 and "agent" in res.stderr and len(res.stderr.splitlines()) == 1
+    res = runner.invoke(cli, [*args, "--gamma", "0.9", "--no-resume"])
+    assert res.exit_code == 0, res.output
+    assert list((tmp_path / "r").glob("replaced-*/checkpoints/ckpt_*.pt"))
 
 
 @pytest.mark.parametrize("args, message", [

@@ -4,6 +4,7 @@ with prioritized replay, POMDP wrappers and vector environments."""
 from importlib.metadata import PackageNotFoundError, version
 
 from .agent import LSTMTD3, TD3Config
+from .artifacts import LoadedAgent, load_agent
 from .buffers import Batch, PrioritizedReplayBuffer, ReplayBuffer, SumTree, beta_schedule
 from .config import PRESETS, TrainConfig, preset
 from .envs import ensure_registered, make_env, make_vector_env
@@ -11,7 +12,7 @@ from .evaluate import EvalResult, evaluate_checkpoint, run_episodes
 from .history import ActingHistory
 from .networks import Actor, Critic, NetworkConfig, TwinCritic
 from .plot import plot_runs
-from .train import TrainResult, load_agent, train
+from .train import LSTMTD3Job, TrainResult, train
 from .wrappers import POMDPWrapper, parse_pomdp
 
 try:
@@ -27,6 +28,8 @@ __all__ = [
     "Batch",
     "Critic",
     "EvalResult",
+    "LSTMTD3Job",
+    "LoadedAgent",
     "NetworkConfig",
     "POMDPWrapper",
     "PrioritizedReplayBuffer",

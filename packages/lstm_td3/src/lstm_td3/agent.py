@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from physml_core.options import opt
+
 from .buffers.replay import Batch
 from .history import ActingHistory
 from .networks import Actor, NetworkConfig, TwinCritic
@@ -37,28 +39,37 @@ class TD3Config:
     half-range otherwise (Pendulum-v1: 2).
     """
 
-    gamma: float = 0.99
-    polyak: float = 0.995
-    pi_lr: float = 1e-3
-    q_lr: float = 1e-3
-    act_noise: float = 0.1
-    target_noise: float = 0.2
-    noise_clip: float = 0.5
-    policy_delay: int = 2
-    max_hist_len: int = 5
+    gamma: float = field(default=0.99, metadata=opt("Discount factor.", min=0, max=1))
+    polyak: float = field(default=0.995, metadata=opt(
+        "Target averaging: targ <- polyak * targ + (1 - polyak) * net (below 1).", min=0, max=1))
+    pi_lr: float = field(default=1e-3, metadata=opt("Actor learning rate (Adam).", min=0))
+    q_lr: float = field(default=1e-3, metadata=opt("Critic learning rate (Adam).", min=0))
+    act_noise: float = field(default=0.1, metadata=opt(
+        "Exploration noise std, in units of the action half-range.", min=0))
+    target_noise: float = field(default=0.2, metadata=opt(
+        "Target-smoothing noise std, in units of the action half-range.", min=0))
+    noise_clip: float = field(default=0.5, metadata=opt(
+        "Clip of the target-smoothing noise, in units of the action half-range.", min=0))
+    policy_delay: int = field(default=2, metadata=opt(
+        "Critic updates per actor and target update.", min=1))
+    max_hist_len: int = field(default=5, metadata=opt(
+        "History length L (0 = plain TD3).", flag="--hist-len", min=0))
     actor: NetworkConfig = field(default_factory=NetworkConfig)
     critic: NetworkConfig = field(default_factory=NetworkConfig)
     #: Run the critic and actor losses (forward and backward) and acting through
     #: ``torch.compile`` (inductor), with the LSTM unrolled into plain ops.  Same parameters,
     #: checkpoints and update rule as eager (results agree to float rounding); the first calls
     #: compile (tens of seconds).  Off by default.
-    compile: bool = False
+    compile: bool = field(default=False, metadata=opt(
+        "torch.compile the losses and acting (inductor; the first updates compile for tens of "
+        "seconds)."))
     #: On CUDA: capture the whole update (critic loss, backward and Adam step; every
     #: ``policy_delay`` updates also the actor's and the Polyak averaging) as two CUDA graphs,
     #: after ``graph_warmup`` eager updates, and replay them (no Python or kernel-launch cost
     #: per op).  Adam then keeps its step count on the device (``capturable``).  Ignored on
     #: other devices; cannot be combined with ``compile``.
-    cuda_graph: bool = False
+    cuda_graph: bool = field(default=False, metadata=opt(
+        "On CUDA: replay the whole update as captured CUDA graphs."))
     graph_warmup: int = 3
 
     def __post_init__(self) -> None:
@@ -138,9 +149,9 @@ class LSTMTD3:
         # fused Adam: one kernel per step instead of a loop over ~20 parameter tensors
         fused = self.device.type in ("cpu", "cuda")
         self.use_graph = bool(cfg.cuda_graph and self.device.type == "cuda")
-        opt = {"fused": fused, "capturable": self.use_graph}
-        self.pi_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.pi_lr, **opt)
-        self.q_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.q_lr, **opt)
+        adam = {"fused": fused, "capturable": self.use_graph}
+        self.pi_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.pi_lr, **adam)
+        self.q_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.q_lr, **adam)
         self._graphs: dict[bool, Any] = {}  # with_actor -> (graph, static batch, noise, outputs)
         self._src = list(self.actor.parameters()) + list(self.critic.parameters())
         self._tgt = list(self.actor_targ.parameters()) + list(self.critic_targ.parameters())
@@ -361,34 +372,9 @@ class LSTMTD3:
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"pi_opt": self.pi_opt, "q_opt": self.q_opt}
 
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue learning bit for bit (weights, optimizers, RNGs)."""
-        import json
-
-        # deep copies: optimizer state dicts alias the live moment tensors
-        return {
-            "modules": copy.deepcopy({k: m.state_dict() for k, m in self.modules().items()}),
-            "optimizers": copy.deepcopy({k: o.state_dict() for k, o in self.optimizers().items()}),
-            "n_updates": self.n_updates,
-            "rng": json.dumps(self.rng.bit_generator.state),
-            "gen": self.gen.get_state(),
-        }
-
     def fix_optimizer_flags(self) -> None:
         """After loading optimizer states: keep this agent's ``capturable`` setting (loading
         takes the saved one, and a CUDA graph needs ``capturable``)."""
-        for opt in self.optimizers().values():
-            for group in opt.param_groups:
+        for optimizer in self.optimizers().values():
+            for group in optimizer.param_groups:
                 group["capturable"] = self.use_graph
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        import json
-
-        for k, m in self.modules().items():
-            m.load_state_dict(state["modules"][k])
-        for k, o in self.optimizers().items():
-            o.load_state_dict(state["optimizers"][k])
-        self.fix_optimizer_flags()
-        self.n_updates = int(state["n_updates"])
-        self.rng.bit_generator.state = json.loads(state["rng"])
-        self.gen.set_state(state["gen"].cpu() if hasattr(state["gen"], "cpu") else state["gen"])

@@ -165,14 +165,14 @@ def _train_sps(n_envs: int, steps: int, hist_len: int, batch: int, hidden: int |
         steps_per_epoch=steps, start_steps=0, update_after=0 if updates else 2 * steps,
         update_every=50,
         batch_size=batch, replay_size=100_000, num_test_episodes=1, seed=seed, device="cpu",
-        torch_threads=threads, save_replay=False, agent=agent,
+        threads=threads, save_replay=False, agent=agent, tensorboard=False,
     )
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        result = train(cfg, tmp, resume=False, show_progress=False, tensorboard=False)
+        result = train(cfg, tmp, resume=False, show_progress=False)
         wall = time.perf_counter() - t0
-    return {"env_steps_per_s": round(result.steps_per_s, 2), "updates": result.updates,
-            "wall_s": round(wall, 2)}
+    return {"env_steps_per_s": round(result.steps_per_s or 0.0, 2),
+            "updates": result.updates or 0, "wall_s": round(wall, 2)}
 
 
 def _update_figures(t_up: float, flops: float, floor: float) -> dict[str, float]:
@@ -338,12 +338,13 @@ def _ours_run(env_id: str, pomdp: str, steps: int, start: int, hist_len: int, ba
         env_id=env_id, pomdp=pomdp, n_envs=1, total_steps=steps, steps_per_epoch=steps,
         start_steps=start, update_after=start, update_every=50, batch_size=batch,
         replay_size=max(steps, 1000), num_test_episodes=1, seed=seed, device="cpu",
-        torch_threads=threads, save_replay=False,
+        threads=threads, save_replay=False, tensorboard=False,
         agent=TD3Config(max_hist_len=hist_len, **({"actor": net, "critic": net} if net else {})),
     )
     with tempfile.TemporaryDirectory() as tmp:
-        result = train(cfg, tmp, resume=False, show_progress=False, tensorboard=False)
-    return {"env_steps_per_s": round(result.steps_per_s, 2), "updates": result.updates}
+        result = train(cfg, tmp, resume=False, show_progress=False)
+    return {"env_steps_per_s": round(result.steps_per_s or 0.0, 2),
+            "updates": result.updates or 0}
 
 
 def _sb3_model(steps: int, start: int, batch: int, seed: int, width: int):

@@ -1,4 +1,8 @@
-"""Training job configuration and presets (paper defaults; the beam fork's values)."""
+"""Training job configuration and presets (paper defaults; the beam fork's values).
+
+Every ``lstm-td3 train`` option is a field here, with its help text and default
+(:func:`physml_core.options.opt`); the command line is generated from this dataclass.
+"""
 
 from __future__ import annotations
 
@@ -7,48 +11,68 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from physml_core.options import opt
+from physml_core.training import RunConfig
+
 from .agent import TD3Config
 from .networks import NetworkConfig
-from .seeding import MAX_RUN_SEED
 from .wrappers.pomdp import parse_pomdp
 
 __all__ = ["BEAM_NOISE_RAD", "PRESETS", "TrainConfig", "preset"]
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(RunConfig):
     """Everything one training run needs; saved as ``config.json`` and in every checkpoint.
 
     Step counts are *environment* steps summed over all ``n_envs`` envs.  Defaults are the
-    paper's (Meng et al. 2021): 10k uniform-random start steps, updates from 1k steps on, every 50
-    steps as many gradient steps as env steps (``utd_ratio`` 1), batch 100, replay 1e6, an
-    evaluation of 10 deterministic episodes every 4000 steps.
+    paper's (Meng et al. 2021) and equal the ``paper`` preset: 10k uniform-random start steps,
+    updates from 1k steps on, every 50 steps as many gradient steps as env steps
+    (``utd_ratio`` 1), batch 100, replay 1e6, an evaluation of 10 deterministic episodes every
+    4000 steps.  The shared run fields (run folder, resume, seed, device, time limit,
+    checkpoints kept) come from :class:`~physml_core.training.RunConfig`.
     """
 
-    env_id: str = "Pendulum-v1"
-    pomdp: str = ""
-    n_envs: int = 1
-    vectorization: Literal["sync", "async"] = "sync"
-    max_episode_steps: int | None = None
+    env_id: str = field(default="Pendulum-v1", metadata=opt(
+        "Gymnasium id, e.g. Pendulum-v1, HalfCheetahBulletEnv-v0, beamenv/PSBPhaseCycle-v0.",
+        flag="--env"))
+    pomdp: str | None = field(default=None, metadata=opt(
+        "POMDP variant(s), e.g. remove_velocity, flickering, random_noise, "
+        "random_sensor_missing, remove_velocity+flickering (default: the full observation)."))
+    n_envs: int = field(default=1, metadata=opt("Parallel envs (one vector env).", min=1))
+    vectorization: Literal["sync", "async"] = field(default="sync", metadata=opt(
+        "Vector env: one process (sync) or one worker process per env (async)."))
+    max_episode_steps: int | None = field(default=None, metadata=opt(
+        "Time limit of an episode (default: the env's own).", min=1))
+    #: keyword arguments for ``gymnasium.make`` (command line: ``--env-kwargs JSON``)
     env_kwargs: dict[str, Any] = field(default_factory=dict)
-    total_steps: int = 800_000
-    steps_per_epoch: int = 4000
-    start_steps: int = 10_000
-    update_after: int = 1000
-    update_every: int = 50
-    utd_ratio: float = 1.0
-    batch_size: int = 100
-    replay_size: int = 1_000_000
-    use_per: bool = False
-    per_alpha: float = 0.6
-    per_beta0: float = 0.4
+    total_steps: int = field(default=800_000, metadata=opt(
+        "Env steps of the whole run, summed over the envs.", min=1))
+    steps_per_epoch: int = field(default=4000, metadata=opt(
+        "Env steps per epoch; test episodes, a log line and a checkpoint follow each.", min=1))
+    start_steps: int = field(default=10_000, metadata=opt(
+        "Uniform-random actions for the first this many env steps.", min=0))
+    update_after: int = field(default=1000, metadata=opt(
+        "No gradient updates before this many env steps.", min=0))
+    update_every: int = field(default=50, metadata=opt(
+        "Env steps between blocks of gradient updates.", min=1))
+    utd_ratio: float = field(default=1.0, metadata=opt(
+        "Gradient updates per env step (update-to-data ratio, > 0).", flag="--utd", min=0))
+    batch_size: int = field(default=100, metadata=opt(
+        "Transitions (with their history windows) per gradient update."))
+    replay_size: int = field(default=1_000_000, metadata=opt(
+        "Replay capacity in transitions.", min=1))
+    use_per: bool = field(default=False, metadata=opt(
+        "Prioritized replay (Schaul et al. 2016).", flag="--per/--no-per"))
+    per_alpha: float = field(default=0.6, metadata=opt("PER priority exponent.", min=0, max=1))
+    per_beta0: float = field(default=0.4, metadata=opt(
+        "PER importance-weight exponent at the start (annealed to 1).", min=0, max=1))
     per_eps: float = 1e-6
-    num_test_episodes: int = 10
-    seed: int = 0
-    device: str = "auto"
-    torch_threads: int = 1
-    save_replay: bool = True
-    keep_checkpoints: int = 2
+    num_test_episodes: int = field(default=10, metadata=opt(
+        "Deterministic test episodes after every epoch.", flag="--test-episodes", min=1))
+    threads: int | None = field(default=None, metadata=opt(""))
+    save_replay: bool = field(default=True, metadata=opt(
+        "Put the replay buffer into checkpoints (needed to resume)."))
     #: cut the running episodes at every checkpoint (the earlier behaviour); resume is exact
     #: without it (episodes are re-entered from their seeds and actions)
     reset_at_checkpoint: bool = False
@@ -59,31 +83,33 @@ class TrainConfig:
     #: device-to-host copy, instead of after every update (which costs a device sync per update
     #: on CUDA); priorities are then up to ``update_every * utd_ratio`` updates late
     per_batch_priorities: bool = False
-    preset: str = "paper"
+    #: end this session after this many env steps, as if interrupted there (schedules still
+    #: follow ``total_steps``); the same call without it continues.  None: run to the end.
+    stop_at: int | None = None
     agent: TD3Config = field(default_factory=TD3Config)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         parse_pomdp(self.pomdp)
         positive = ("n_envs", "total_steps", "steps_per_epoch", "update_every", "batch_size",
-                    "replay_size", "num_test_episodes", "keep_checkpoints")
+                    "replay_size", "num_test_episodes")
         for name in positive:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("start_steps", "update_after", "torch_threads"):
+        for name in ("start_steps", "update_after"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.max_episode_steps is not None and self.max_episode_steps < 1:
-            raise ValueError(f"max_episode_steps must be >= 1, got {self.max_episode_steps}")
+        for name in ("max_episode_steps", "threads", "stop_at"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
         if self.utd_ratio <= 0:
             raise ValueError(f"utd_ratio must be > 0, got {self.utd_ratio}")
         if not 0.0 <= self.per_alpha <= 1.0 or not 0.0 <= self.per_beta0 <= 1.0:
             raise ValueError("per_alpha and per_beta0 must be in [0, 1]")
         if self.per_eps <= 0:
             raise ValueError(f"per_eps must be > 0, got {self.per_eps}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not (
-                0 <= self.seed <= MAX_RUN_SEED):
-            raise ValueError(f"seed must be an integer in [0, {MAX_RUN_SEED}], got {self.seed!r}")
         if self.vectorization not in ("sync", "async"):
             raise ValueError(f"vectorization must be sync or async, got {self.vectorization!r}")
 
@@ -106,8 +132,10 @@ _BEAM_NET = NetworkConfig(
 _FORK_HALF_RANGE_RAD = math.pi / 4
 BEAM_NOISE_RAD = {"act_noise": 0.08, "target_noise": 0.03, "noise_clip": 0.1}
 
-#: Named starting points.  ``beam``: the extended fork's settings for the PSB phase-correction
-#: task (``beamenv/PSBPhaseCorrection-v0``, the fork's task), noises converted as above.
+#: Named starting points (``lstm-td3 train --preset NAME``; options given on the command line
+#: override them).  ``paper``: the dataclass defaults (a test checks that they agree).
+#: ``beam``: the extended fork's settings for the PSB phase-correction task
+#: (``beamenv/PSBPhaseCorrection-v0``, the fork's task), noises converted as above.
 PRESETS: dict[str, TrainConfig] = {
     "paper": TrainConfig(),
     "beam": TrainConfig(
@@ -122,7 +150,6 @@ PRESETS: dict[str, TrainConfig] = {
         replay_size=1_000_000,
         use_per=True,
         num_test_episodes=4,
-        preset="beam",
         agent=TD3Config(
             gamma=0.98,
             pi_lr=1e-4,

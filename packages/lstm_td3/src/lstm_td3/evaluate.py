@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from .agent import LSTMTD3
+from .artifacts import load_agent
 from .envs import make_env, make_vector_env
 from .history import ActingHistory
 from .seeding import stream_seed
@@ -165,10 +166,8 @@ def evaluate_checkpoint(
     """Load a training checkpoint (file or run folder) and evaluate its actor on the held-out
     ``eval`` seed stream (``seed`` picks the stream's run slot); ``render`` shows the episodes
     in a window, ``video`` (``.gif`` or ``.npz``) records them without a display."""
-    from .train import load_agent
-
     agent, cfg = load_agent(checkpoint, device=device)
     return run_episodes(
-        agent, cfg.env_id, episodes, seed, cfg.pomdp or None, cfg.max_episode_steps, render,
+        agent, cfg.env_id, episodes, seed, cfg.pomdp, cfg.max_episode_steps, render,
         cfg.env_kwargs, video,
     )

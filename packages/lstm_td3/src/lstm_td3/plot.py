@@ -7,9 +7,18 @@ from pathlib import Path
 
 import numpy as np
 
+from physml_core.atomic import atomic_path
 from physml_core.logging import read_metrics
 
 __all__ = ["find_runs", "load_curve", "plot_runs"]
+
+#: metric names of runs written before the shared training layer (which logs training
+#: metrics as ``train/...`` and the test episodes as ``val/...``), so earlier runs still plot
+_EARLIER_NAMES = {"val/return_mean": "test/return_mean", "val/return_std": "test/return_std",
+                  "val/episode_length": "test/episode_length", "train/q_loss": "loss/q",
+                  "train/pi_loss": "loss/pi", "train/q1_mean": "q/q1_mean",
+                  "train/env_steps_per_s": "perf/env_steps_per_s",
+                  "train/updates_per_s": "perf/updates_per_s"}
 
 
 def find_runs(path: str | Path) -> list[Path]:
@@ -26,14 +35,17 @@ def find_runs(path: str | Path) -> list[Path]:
     return runs
 
 
-def load_curve(run_dir: str | Path, metric: str = "test/return_mean") -> tuple[np.ndarray,
-                                                                               np.ndarray]:
+def load_curve(run_dir: str | Path, metric: str = "val/return_mean") -> tuple[np.ndarray,
+                                                                              np.ndarray]:
     """``(steps, values)`` of ``metric`` in ``run_dir/metrics.jsonl`` (later lines win on
-    repeated steps, e.g. after a resume)."""
+    repeated steps, e.g. after a resume; a run written before the shared training layer is
+    read under its earlier metric names)."""
     points: dict[int, float] = {}
+    earlier = _EARLIER_NAMES.get(metric, metric)
     for record in read_metrics(Path(run_dir) / "metrics.jsonl"):
-        if metric in record:
-            points[int(record["step"])] = float(record[metric])
+        for name in (metric, earlier):
+            if name in record:
+                points[int(record["step"])] = float(record[name])
     if not points:
         raise ValueError(f"{run_dir}: metric {metric!r} was never logged")
     steps = np.array(sorted(points))
@@ -43,7 +55,7 @@ def load_curve(run_dir: str | Path, metric: str = "test/return_mean") -> tuple[n
 def plot_runs(
     groups: Sequence[str | Path],
     output: str | Path,
-    metric: str = "test/return_mean",
+    metric: str = "val/return_mean",
     labels: Sequence[str] | None = None,
     title: str | None = None,
 ) -> dict[str, dict[str, float]]:
@@ -89,6 +101,7 @@ def plot_runs(
     fig.tight_layout()
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(output, dpi=120)
+    with atomic_path(output) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
     return summary

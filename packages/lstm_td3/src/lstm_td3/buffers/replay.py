@@ -19,7 +19,6 @@ construction and no Python loop runs per sample.  Windows are left-aligned: entr
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -333,19 +332,3 @@ class ReplayBuffer:
         self.filled_rows = n
         self._ep_counter = np.asarray(state["ep_counter"], dtype=np.int64).copy()
         self.rng.bit_generator.state = json.loads(str(state["rng"]))
-
-    def save(self, path: str | Path) -> Path:
-        """Write :meth:`state_dict` to ``path`` (``.npz``), atomically."""
-        from physml_core.atomic import atomic_path
-
-        path = Path(path)
-        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, **{k: np.asarray(v) for k, v in self.state_dict().items()})
-        return path
-
-    def load(self, path: str | Path) -> None:
-        """Restore a buffer written by :meth:`save`."""
-        with np.load(Path(path), allow_pickle=False) as data:
-            state = {k: data[k] for k in data.files}
-        state = {k: (v.item() if v.ndim == 0 else v) for k, v in state.items()}
-        self.load_state_dict(state)
