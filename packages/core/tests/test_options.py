@@ -64,6 +64,8 @@ def test_generated_options_follow_the_table_and_field_defaults():
     assert params["epochs"].default == 5 and params["hidden"].default == 16
     assert "Hidden units." in params["hidden"].help
     assert params["threads"].help == SHARED_OPTIONS["threads"].help
+    assert params["run_dir"].default is None and params["max_minutes"].default is None
+    assert params["data"].required
 
 
 def test_config_from_cli_applies_typed_values_only():

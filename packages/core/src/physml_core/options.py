@@ -206,7 +206,8 @@ def _option(spec: _Spec) -> Callable[[F], F]:
     if meta.get("required"):
         kwargs.update(required=True, show_default=False)
     elif spec.default is None:
-        kwargs["show_default"] = False
+        # explicit: without a default click >= 8.3 reports an UNSET sentinel, not None
+        kwargs.update(default=None, show_default=False)
     elif isinstance(spec.default, Path):
         kwargs["default"] = str(spec.default)
     else:
