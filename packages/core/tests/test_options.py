@@ -18,6 +18,8 @@ from physml_core.training import RunConfig
 class Inner:
     hidden: int = field(default=16, metadata=opt("Hidden units.", min=1))
     kind: Literal["a", "b"] = field(default="a", metadata=opt("Kind of body."))
+    shape: list[int] | None = field(default=None, metadata=opt("Image shape, e.g. 4,4."))
+    widths: tuple[float, ...] = field(default=(0.5, 1.0), metadata=opt("Widths."))
 
 
 @dataclass
@@ -75,6 +77,10 @@ def test_config_from_cli_applies_typed_values_only():
     assert "epochs=50" in out.output and "lr=0.0001" in out.output  # preset kept
     assert "hidden=32" in out.output and "kind='b'" in out.output and "resume=False" in out.output
     assert "seed=4" in out.output and "data='f.h5'" in out.output
+    assert "shape=None" in out.output and "widths=(0.5, 1.0)" in out.output
+    out = _run("--data", "f.h5", "--shape", "4,5", "--widths", "2")
+    assert out.exit_code == 0, out.output
+    assert "shape=[4, 5]" in out.output and "widths=(2.0,)" in out.output
 
 
 @pytest.mark.parametrize("args, needle", [
@@ -83,6 +89,7 @@ def test_config_from_cli_applies_typed_values_only():
     (("--kind", "c"), "--kind"),
     (("--max-minutes", "0"), "--max-minutes"),
     ((), "--data"),
+    (("--shape", "4,x"), "--shape"),
 ])
 def test_bad_values_are_one_line_usage_errors(args, needle):
     out = _run(*(("--data", "x") if needle != "--data" else ()), *args)

@@ -141,8 +141,30 @@ def _strip_optional(hint: Any) -> tuple[Any, bool]:
     return hint, False
 
 
+class CommaList(click.ParamType):
+    """``"1,2,3"`` -> ``[1, 2, 3]`` for ``list[int]`` / ``tuple[float, ...]`` fields."""
+
+    def __init__(self, item: type[int] | type[float]) -> None:
+        self.item = item
+        self.name = f"{item.__name__},..."
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> list[int] | list[float]:
+        if isinstance(value, (list, tuple)):
+            return [self.item(v) for v in value]
+        try:
+            return [self.item(v) for v in str(value).split(",") if v.strip()]
+        except ValueError:
+            self.fail(f"{value!r} is not a comma-separated list of {self.item.__name__}s",
+                      param, ctx)
+
+
 def _click_type(hint: Any, meta: Mapping[str, Any]) -> click.ParamType:
     lo, hi = meta.get("min"), meta.get("max")
+    if typing.get_origin(hint) in (list, tuple):
+        args = [a for a in typing.get_args(hint) if a is not Ellipsis]
+        if args and all(a is args[0] for a in args) and args[0] in (int, float):
+            return CommaList(args[0])
     if typing.get_origin(hint) is typing.Literal:
         return click.Choice([str(a) for a in typing.get_args(hint)])
     if hint is int:
@@ -154,7 +176,7 @@ def _click_type(hint: Any, meta: Mapping[str, Any]) -> click.ParamType:
     if hint is str:
         return click.STRING
     raise TypeError(f"no command-line type for {hint!r}: give the field no opt() metadata or "
-                    "use int, float, str, bool, Path or a Literal")
+                    "use int, float, str, bool, Path, a Literal or a list of int/float")
 
 
 @dataclass(frozen=True)
@@ -210,6 +232,8 @@ def _option(spec: _Spec) -> Callable[[F], F]:
         kwargs.update(default=None, show_default=False)
     elif isinstance(spec.default, Path):
         kwargs["default"] = str(spec.default)
+    elif isinstance(spec.default, (list, tuple)):
+        kwargs["default"] = ",".join(str(v) for v in spec.default)
     else:
         kwargs["default"] = spec.default
     return click.option(*flags, spec.name, type=ptype, **kwargs)
