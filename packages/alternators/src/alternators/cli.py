@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -18,7 +17,6 @@ from physml_core.cli import (
     make_group,
     num_option,
     output_option,
-    run_dir_option,
     seed_option,
     shard_option,
     threads_option,
@@ -170,27 +168,15 @@ def merge_cmd(output: Path, inputs: tuple[Path, ...]) -> None:
 
 # ----------------------------------------------------------------------------- train
 @cli.command("train")
-@options_from(TrainConfig, exclude=("run_dir",))
-# --run-dir from core's helper: options_from leaves a None default unset (click >= 8.3)
-@run_dir_option()
-@click.option("--obs-shape", default=None, metavar="C,H,W",
-              help="Image shape of the observations (conv body).")
+@options_from(TrainConfig)
 @threads_option()
 @click.pass_context
-def train_cmd(ctx: click.Context, obs_shape: str | None, threads: int | None,
-              **values: object) -> None:
+def train_cmd(ctx: click.Context, threads: int | None, **values: object) -> None:
     """Train a model; the same command continues the run in --run-dir (same settings)."""
     from .train import train
 
     _threads(threads)
     config = config_from_cli(TrainConfig, values, ctx)
-    if obs_shape:
-        try:
-            shape = [int(v) for v in obs_shape.split(",")]
-        except ValueError:
-            raise click.BadParameter(f"{obs_shape!r} is not C,H,W", param_hint="--obs-shape")\
-                from None
-        config = replace(config, model=replace(config.model, obs_shape=shape))
     result = train(config)
     if int(os.environ.get("RANK", "0")) != 0:
         return

@@ -48,7 +48,8 @@ class ModelConfig:
     body: Literal["mlp", "attention", "conv"] = field(default="mlp", metadata=opt(
         "Alternator networks: mlp, the reference's per-step self-attention (attention) or "
         "conv (images, with --obs-shape)."))
-    obs_shape: list[int] | None = None  # CLI: --obs-shape C,H,W (parsed by the command)
+    obs_shape: list[int] | None = field(default=None, metadata=opt(
+        "Image shape C,H,W of the observations (conv body).", metavar="C,H,W"))
     sigma_x: float = field(default=0.2, metadata=opt(
         "Alternator observation noise, in [0, 1).", min=0, max=1))
     alpha: float = field(default=0.7, metadata=opt(
