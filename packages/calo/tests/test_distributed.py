@@ -1,0 +1,101 @@
+"""``calo train`` under torchrun through the shared layer (two Gloo processes on the CPU).
+
+CaloVAE: every rank draws the random numbers of the whole global batch and takes its half of
+the rows; every loss term is a mean over the global batch (the sparsity term's batch means are
+all-reduced), so the two processes train to the weights of one process with the same global
+batch, to float rounding.  CaloGAN: batch normalisation and minibatch discrimination are
+batch-global, and torch's SyncBatchNorm refuses CPU tensors (ValueError in torch 2.15), so
+each rank normalises over its own half: the run is not the one-process run (README), but it
+trains, both ranks keep identical weights, and only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from calo.artifacts import load_model
+from calo.config import preset_config
+from calo.sim import SimConfig, simulate_to_file
+from calo.train import train
+from physml_core.logging import read_metrics
+
+SCRIPT = Path(__file__).parent / "scripts" / "ddp_train.py"
+EPOCHS = 2
+
+
+def _torchrun() -> list[str]:
+    exe = shutil.which("torchrun", path=os.path.dirname(sys.executable))
+    return [exe] if exe else [sys.executable, "-m", "torch.distributed.run"]
+
+
+def _launch(out: Path, *args: str) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    done = subprocess.run([*_torchrun(), "--standalone", "--nproc-per-node", "2", str(SCRIPT),
+                           str(out), *args], capture_output=True, text=True, timeout=300,
+                          env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def _writes(out: Path) -> tuple[dict, dict]:
+    return (json.loads((out / "written-by-rank0.json").read_text()),
+            json.loads((out / "written-by-rank1.json").read_text()))
+
+
+@pytest.fixture(scope="module")
+def tiny_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("calo_ddp") / "train.h5"
+    simulate_to_file(path, 100, SimConfig(seed=4))
+    return path
+
+
+@pytest.mark.slow
+def test_torchrun_vae_equals_one_process_and_only_rank0_writes(tiny_file, tmp_path):
+    ddp_dir = tmp_path / "ddp"
+    _launch(tmp_path, "vae", "--data", str(tiny_file), "--run-dir", str(ddp_dir), "--epochs",
+            str(EPOCHS), "--batch-size", "16", "--max-rows", "100", "--device", "cpu",
+            "--no-tensorboard", "--seed", "5")
+    config = replace(preset_config("cpu", "vae"), data=str(tiny_file),
+                     run_dir=str(tmp_path / "one"), epochs=EPOCHS, batch_size=16, max_rows=100,
+                     device="cpu", tensorboard=False, seed=5)
+    one = train(config, progress_bar=False)
+    ddp, alone = load_model(ddp_dir), load_model(one.checkpoint)
+    assert ddp.step == alone.step == EPOCHS and ddp.step_unit == "epoch"
+    ddp_state, alone_state = ddp.model.state_dict(), alone.model.state_dict()
+    assert ddp_state.keys() == alone_state.keys()
+    for key, value in alone_state.items():
+        torch.testing.assert_close(ddp_state[key], value, rtol=1e-4, atol=5e-5, msg=key)
+    ddp_rows = read_metrics(ddp_dir / "metrics.jsonl")
+    one_rows = read_metrics(tmp_path / "one" / "metrics.jsonl")
+    assert [r["step"] for r in ddp_rows] == list(range(1, EPOCHS + 1))
+    for key in ("train/loss_total", "train/loss_sparsity", "val/loss"):
+        assert [r[key] for r in ddp_rows] == pytest.approx([r[key] for r in one_rows],
+                                                           rel=1e-4), key
+    rank0, rank1 = _writes(tmp_path)
+    assert (rank0["checkpoints"], rank0["logging"]) == (EPOCHS, True)
+    assert (rank1["checkpoints"], rank1["logging"]) == (0, False)  # only rank 0 writes
+    assert rank0["parameters_sha256"] == rank1["parameters_sha256"]
+
+
+@pytest.mark.slow
+def test_torchrun_calogan_trains_with_per_rank_batch_statistics(tiny_file, tmp_path):
+    ddp_dir = tmp_path / "gan"
+    _launch(tmp_path, "gan", str(tiny_file), str(ddp_dir))
+    rank0, rank1 = _writes(tmp_path)
+    assert (rank0["checkpoints"], rank0["logging"]) == (EPOCHS, True)
+    assert (rank1["checkpoints"], rank1["logging"]) == (0, False)  # only rank 0 writes
+    assert rank0["parameters_sha256"] == rank1["parameters_sha256"]  # DDP keeps ranks equal
+    loaded = load_model(ddp_dir, expect="gan")
+    assert loaded.step == EPOCHS and loaded.preprocessor is None
+    with torch.no_grad():
+        showers = loaded.model.sample_showers(torch.full((4, 1), 50.0))
+    assert all(torch.isfinite(v).all() for v in showers.values())

@@ -1,0 +1,61 @@
+"""Training through physml_core.training: time limit inside an epoch, resume, the typed loader."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from calo.artifacts import LoadedModel, load_model
+from calo.config import TrainConfig
+from calo.models import CaloVAE, CaloVAEConfig
+from calo.sim import SimConfig, simulate_to_file
+from calo.train import train
+from physml_core.checkpoint import latest
+from physml_core.errors import CheckpointError
+
+
+@pytest.fixture(scope="module")
+def small_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("calo_train") / "train.h5"
+    simulate_to_file(path, 120, SimConfig(seed=8))
+    return path
+
+
+def _config(data: Path, run_dir: Path, **kw: object) -> TrainConfig:
+    values: dict = dict(model="vae", data=str(data), run_dir=str(run_dir), epochs=2,
+                        batch_size=20, max_rows=None, device="cpu", tensorboard=False,
+                        max_minutes=None, vae=CaloVAEConfig(latent_dim=4, hidden=(32,)))
+    values.update(kw)
+    return TrainConfig(**values)
+
+
+def test_time_limit_stops_inside_an_epoch_and_the_same_run_resumes(small_file, tmp_path,
+                                                                   monkeypatch):
+    ticks = iter(range(0, 100_000, 40))  # each clock reading advances 40 s
+    monkeypatch.setattr(time, "monotonic", lambda: float(next(ticks)))
+    stopped = train(_config(small_file, tmp_path / "run", max_minutes=1.0), progress_bar=False)
+    # the clock expired after the second batch of epoch 0 (of 5): checkpoint at epoch 0
+    assert not stopped.completed and stopped.step == 0
+    assert latest(tmp_path / "run") == stopped.checkpoint
+    monkeypatch.undo()
+    done = train(_config(small_file, tmp_path / "run"), progress_bar=False)
+    assert done.completed and done.step == 2 and done.step_unit == "epoch"
+
+
+def test_load_model_returns_what_the_run_was_trained_with(small_file, tmp_path):
+    result = train(_config(small_file, tmp_path / "run", epochs=1), progress_bar=False)
+    loaded = load_model(tmp_path / "run")
+    assert isinstance(loaded, LoadedModel) and isinstance(loaded.model, CaloVAE)
+    assert not loaded.model.training and loaded.step == 1 and loaded.step_unit == "epoch"
+    assert loaded.checkpoint == result.checkpoint and loaded.model_name == "calovae"
+    lo, hi = loaded.energy_range_gev
+    assert 1.0 <= lo < hi <= 100.0
+    assert loaded.preprocessor is not None and loaded.preprocessor.fitted
+    assert loaded.config.vae == CaloVAEConfig(latent_dim=4, hidden=(32,))
+    assert loaded.provenance is not None
+    assert {(p.seed, p.setting) for p in loaded.provenance} == {(8, "eplus")}
+    assert max(p.stop for p in loaded.provenance) == 120  # training and validation rows
+    with pytest.raises(CheckpointError, match="expected 'calogan'"):
+        load_model(tmp_path / "run", expect="gan")
