@@ -4,6 +4,7 @@ one-line error convention for bad input."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -197,3 +198,42 @@ def test_bench_reports_json_figures():
         assert sim > 0 and obs > 0 and fc > 0
         assert result["forecast_speedup_vs_simulator"][batch] == pytest.approx(sim / fc)
         assert result["end_to_end_speedup"][batch] == pytest.approx(sim / (obs + fc))
+
+
+def test_a_run_folder_resumes_only_the_same_run(tiny_h5, tmp_path, monkeypatch):
+    """The shared training layer's policy: the same command continues a run; other settings
+    in the same folder are refused in one line (before the layer, clarm resumed anything, and
+    without --run-dir a second run silently 'resumed' the first); --no-resume starts afresh."""
+    from clarm.config import CVAETrainConfig
+    from clarm.train import train_cvae
+    from physml_core.errors import ConfigError
+
+    folder = tmp_path / "cvae"
+    args = ["train", "cvae", "--data", str(tiny_h5), "--run-dir", str(folder), "--epochs", "1",
+            "--batch-size", "8", "--base-filters", "4", "--val-fraction", "0.34",
+            "--device", "cpu", "--no-tensorboard"]
+    code, out = run(*args)
+    assert code == 0, out
+    first = (folder / "checkpoints" / "ckpt_000000001.pt").read_bytes()
+    code, out = run(*args, "--lr", "0.002")
+    assert_user_error(code, out, "these settings differ: lr")
+    assert "--no-resume" in out
+    code, out = run(*args)  # the finished run again: nothing more to train
+    assert code == 0, out
+    assert len((folder / "metrics.jsonl").read_text().splitlines()) == 1
+    code, out = run(*args, "--lr", "0.002", "--no-resume")
+    assert code == 0, out
+    moved = list(folder.glob("replaced-*/checkpoints/ckpt_000000001.pt"))
+    assert len(moved) == 1 and moved[0].read_bytes() == first
+    code, out = run("train", "lstm", "--data", str(tiny_h5), "--cvae", str(folder),
+                    "--run-dir", str(folder), "--epochs", "1")
+    assert_user_error(code, out, "holds a 'cvae' run, not 'lstm'")
+    # without --run-dir every run gets its own folder under runs/clarm/
+    monkeypatch.chdir(tmp_path)
+    code, out = run(*[a for a in args if a not in ("--run-dir", str(folder))])
+    assert code == 0, out
+    assert out.strip().splitlines()[-1].startswith(str(Path("runs") / "clarm" / "cvae-"))
+    with pytest.raises(ConfigError, match="data is required"):
+        train_cvae(CVAETrainConfig())
+    code, out = run("train", "cvae", "--epochs", "1")
+    assert_user_error(code, out, "--data")

@@ -13,6 +13,7 @@ process training on the whole global batch (to float precision):
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -58,7 +59,12 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         dims = [0, *range(2, input.dim())]
         x = input.double()
         count = x.new_full((1,), float(input.numel() // c))
-        stats = dist_nn.functional.all_reduce(torch.cat([x.sum(dims), (x * x).sum(dims), count]))
+        with warnings.catch_warnings():
+            # torch 2.x deprecates it for the functional collectives, whose all_reduce has no
+            # autograd; this one differentiates through the sum
+            warnings.simplefilter("ignore", FutureWarning)
+            stats = dist_nn.functional.all_reduce(
+                torch.cat([x.sum(dims), (x * x).sum(dims), count]))
         n = stats[-1]
         mean = stats[:c] / n
         var = (stats[c:2 * c] / n - mean * mean).clamp_min(0.0)

@@ -83,7 +83,7 @@ class CVAEJob(TrainingJob[CVAETrainConfig]):
     modules: int
     model: CVAE
     net: nn.Module
-    optimizer: torch.optim.Adam
+    optimizer: torch.optim.Optimizer
 
     @property
     def model_name(self) -> str:
@@ -291,7 +291,7 @@ class LSTMJob(TrainingJob[LSTMTrainConfig]):
     z_val: torch.Tensor | None
     model: LatentLSTM
     net: nn.Module
-    optimizer: torch.optim.Adam
+    optimizer: torch.optim.Optimizer
 
     @property
     def model_name(self) -> str:
