@@ -20,7 +20,7 @@ import torch
 
 from physml_core.options import opt
 
-from .buffers.replay import Batch
+from .buffers.replay import Batch, TensorBatch
 from .history import ActingHistory
 from .networks import Actor, NetworkConfig, TwinCritic
 
@@ -149,12 +149,14 @@ class LSTMTD3:
         # fused Adam: one kernel per step instead of a loop over ~20 parameter tensors
         fused = self.device.type in ("cpu", "cuda")
         self.use_graph = bool(cfg.cuda_graph and self.device.type == "cuda")
-        adam = {"fused": fused, "capturable": self.use_graph}
-        self.pi_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.pi_lr, **adam)
-        self.q_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.q_lr, **adam)
+        self.pi_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.pi_lr, fused=fused,
+                                       capturable=self.use_graph)
+        self.q_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.q_lr, fused=fused,
+                                      capturable=self.use_graph)
         self._graphs: dict[bool, Any] = {}  # with_actor -> (graph, static batch, noise, outputs)
-        self._src = list(self.actor.parameters()) + list(self.critic.parameters())
-        self._tgt = list(self.actor_targ.parameters()) + list(self.critic_targ.parameters())
+        self._src: list[torch.Tensor] = [*self.actor.parameters(), *self.critic.parameters()]
+        self._tgt: list[torch.Tensor] = [*self.actor_targ.parameters(),
+                                         *self.critic_targ.parameters()]
         self._critic_params = list(self.critic.parameters())
         self.n_updates = 0
         self.rng = np.random.default_rng(seed)
@@ -216,12 +218,12 @@ class LSTMTD3:
         return self.act_low_np + u * (self.act_high_np - self.act_low_np)
 
     # ------------------------------------------------------------------ learning
-    def to_tensors(self, batch: Batch) -> Batch:
+    def to_tensors(self, batch: Batch | TensorBatch) -> TensorBatch:
         """The batch as tensors on the agent's device (``indices`` stays as given: it is only
         for the replay buffer).  Tensors already there are used as they are."""
         dev = self.device
-        return Batch(*(torch.as_tensor(x).to(dev, non_blocking=True) for x in batch[:-1]),
-                     batch.indices)
+        return TensorBatch._make([*(torch.as_tensor(x).to(dev, non_blocking=True)
+                                    for x in batch[:-1]), batch.indices])
 
     def _policy(self, obs, hist_obs, hist_act, hist_len) -> torch.Tensor:
         return self.actor(obs, hist_obs, hist_act, hist_len)
@@ -230,21 +232,21 @@ class LSTMTD3:
         """Standard normal draws (batch_size, act_dim) for target policy smoothing."""
         return torch.randn((batch_size, self.act_dim), generator=self.gen, device=self.device)
 
-    def _smoothed_target_action(self, b: Batch, noise: torch.Tensor) -> torch.Tensor:
+    def _smoothed_target_action(self, b: TensorBatch, noise: torch.Tensor) -> torch.Tensor:
         cfg = self.config
         a2 = self.actor_targ(b.next_obs, b.next_hist_obs, b.next_hist_act, b.next_hist_len)
         noise = (noise * cfg.target_noise).clamp(-cfg.noise_clip, cfg.noise_clip) * self.act_half
         return torch.maximum(torch.minimum(a2 + noise, self.act_high), self.act_low)
 
     @torch.no_grad()
-    def target_action(self, b: Batch) -> torch.Tensor:
+    def target_action(self, b: TensorBatch) -> torch.Tensor:
         """Target policy smoothing: ``clip(mu_targ(o') + half * clip(N(0, target_noise),
         +-noise_clip), low, high)`` (``half``: the action half-range) for a batch of tensors;
         shape (B, act_dim)."""
         return self._smoothed_target_action(b, self._target_noise(b.obs.shape[0]))
 
     def _critic_loss(
-        self, b: Batch, noise: torch.Tensor
+        self, b: TensorBatch, noise: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Clipped double-Q loss (scalar, with graph), ``[q_loss, mean q1, mean q2]`` (3,) and
         the TD errors ``e1``, ``e2`` (B,) (both detached); ``noise`` (B, act_dim) N(0, 1)."""
@@ -262,12 +264,12 @@ class LSTMTD3:
             stats = torch.stack([q_loss, q1.mean(), q2.mean()])
         return q_loss, stats, e1.detach(), e2.detach()
 
-    def _actor_loss(self, b: Batch) -> torch.Tensor:
+    def _actor_loss(self, b: TensorBatch) -> torch.Tensor:
         """``-mean Q1(o, mu(o, h), h)`` (scalar); critic parameters must not require grad."""
         pi = self.actor(b.obs, b.hist_obs, b.hist_act, b.hist_len)
         return -self.critic.q1(b.obs, pi, b.hist_obs, b.hist_act, b.hist_len).mean()
 
-    def _step(self, b: Batch, noise: torch.Tensor, with_actor: bool,
+    def _step(self, b: TensorBatch, noise: torch.Tensor, with_actor: bool,
               zero_grads: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """The update's device work: critic step, and with ``with_actor`` the actor step and
         Polyak averaging.  Returns ``stats`` (4,) = [q_loss, mean q1, mean q2, pi_loss (NaN
@@ -294,13 +296,13 @@ class LSTMTD3:
             td = torch.maximum(e1.abs(), e2.abs())
         return torch.cat([stats, last]), td
 
-    def _graph_step(self, b: Batch, noise: torch.Tensor,
+    def _graph_step(self, b: TensorBatch, noise: torch.Tensor,
                     with_actor: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`_step` through a CUDA graph (captured on first use per ``with_actor``): the
         batch and the noise are copied into the graph's static inputs, then it is replayed."""
         entry = self._graphs.get(with_actor)
         if entry is None:
-            static_b = Batch(*(x.clone() for x in b[:-1]), b.indices)
+            static_b = TensorBatch._make([*(x.clone() for x in b[:-1]), b.indices])
             static_noise = noise.clone()
             # gradients must exist (outside the graph pool) and be zeroed in place inside it
             for group in (self.q_opt.param_groups, self.pi_opt.param_groups):
@@ -320,7 +322,7 @@ class LSTMTD3:
         graph.replay()
         return stats.clone(), td.clone()
 
-    def update(self, batch: Batch, return_td: bool = True, to_host: bool = True
+    def update(self, batch: Batch | TensorBatch, return_td: bool = True, to_host: bool = True
                ) -> dict[str, Any]:
         """One critic update (and, every ``policy_delay`` calls, an actor + target update).
 

@@ -8,6 +8,7 @@ eager one.
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import os
 import platform
@@ -175,7 +176,8 @@ def _train_sps(n_envs: int, steps: int, hist_len: int, batch: int, hidden: int |
             "updates": result.updates or 0, "wall_s": round(wall, 2)}
 
 
-def _update_figures(t_up: float, flops: float, floor: float) -> dict[str, float]:
+def _update_figures(t_up: float, flops: float, floor: float
+                    ) -> dict[str, float | list[int]]:
     return {
         "ms_per_update": round(t_up * 1e3, 3),
         "gradient_updates_per_s": round(1.0 / t_up, 2),
@@ -328,7 +330,7 @@ def run_benchmark(quick: bool = False, seed: int = 0, hidden: int | None = None,
 
 
 # ---------------------------------------------------------------------------- peers
-def _ours_run(env_id: str, pomdp: str, steps: int, start: int, hist_len: int, batch: int,
+def _ours_run(env_id: str, pomdp: str | None, steps: int, start: int, hist_len: int, batch: int,
               seed: int, threads: int, net: NetworkConfig | None = None) -> dict[str, Any]:
     """One whole training run of ours; env steps/s over the loop (collection + updates, no
     evaluation or checkpoint) and its update count."""
@@ -339,7 +341,8 @@ def _ours_run(env_id: str, pomdp: str, steps: int, start: int, hist_len: int, ba
         start_steps=start, update_after=start, update_every=50, batch_size=batch,
         replay_size=max(steps, 1000), num_test_episodes=1, seed=seed, device="cpu",
         threads=threads, save_replay=False, tensorboard=False,
-        agent=TD3Config(max_hist_len=hist_len, **({"actor": net, "critic": net} if net else {})),
+        agent=(TD3Config(max_hist_len=hist_len) if net is None
+               else TD3Config(max_hist_len=hist_len, actor=net, critic=net)),
     )
     with tempfile.TemporaryDirectory() as tmp:
         result = train(cfg, tmp, resume=False, show_progress=False)
@@ -354,7 +357,9 @@ def _sb3_model(steps: int, start: int, batch: int, seed: int, width: int):
 
     env = gym.make("Pendulum-v1")
     # SB3 adds its noises to the action rescaled to [-1, 1]: the same half-range fractions
-    noise = NormalActionNoise(np.zeros(1), 0.1 * np.ones(1) * float(env.action_space.high[0]))
+    space = env.action_space
+    assert isinstance(space, gym.spaces.Box)  # Pendulum-v1's torque
+    noise = NormalActionNoise(np.zeros(1), 0.1 * np.ones(1) * float(space.high[0]))
     return SB3TD3(
         "MlpPolicy", env, learning_rate=1e-3, buffer_size=max(steps, 1000),
         learning_starts=start, batch_size=batch, tau=0.005, gamma=0.99,
@@ -412,17 +417,15 @@ def run_peer_benchmark(quick: bool = False, seed: int = 0, threads: int | None =
         "lstm_steps": lstm_steps, "random_start_steps": start, "update_every": 50,
         "updates_per_env_step": 1, "batch_size": batch, "width": width, "repeats": repeats,
         "torch_threads": torch.get_num_threads()}}
-    try:
-        import stable_baselines3
-    except ImportError:
+    have_sb3 = importlib.util.find_spec("stable_baselines3") is not None
+    if not have_sb3:
         out["sb3"] = "stable-baselines3 is not installed (a dev dependency): not measured"
-        stable_baselines3 = None
     runs: dict[str, list[dict[str, Any]]] = {"ours_td3_hist0": [], "sb3_td3": []}
     model = None
     for _ in range(repeats):  # alternate, so both see the same machine load
-        runs["ours_td3_hist0"].append(_ours_run("Pendulum-v1", "", steps, start, 0, batch,
+        runs["ours_td3_hist0"].append(_ours_run("Pendulum-v1", None, steps, start, 0, batch,
                                                 seed, threads))
-        if stable_baselines3 is not None:
+        if have_sb3:
             fig, model = _sb3_run(steps, start, batch, seed, width)
             runs["sb3_td3"].append(fig)
     lstm = _ours_run("Pendulum-v1", "remove_velocity", lstm_steps, min(1000, lstm_steps // 2),

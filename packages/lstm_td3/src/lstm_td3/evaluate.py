@@ -109,7 +109,8 @@ def run_episodes(
         mode = "rgb_array" if video is not None else "human"
         env = make_env(env_id, pomdp, None, max_episode_steps, render_mode=mode,
                        env_kwargs=env_kwargs)
-        returns, lengths = [], []
+        returns: list[float] = []
+        lengths: list[int] = []
         frames: list[np.ndarray] = []
         try:
             for i in range(episodes):
@@ -135,16 +136,17 @@ def run_episodes(
     venv = make_vector_env(env_id, episodes, "sync", pomdp, None, max_episode_steps,
                            env_kwargs=env_kwargs)
     try:
-        obs, _ = venv.reset(seed=seeds)
+        # a vector env takes one seed per env (gymnasium types VectorEnv.reset's seed as int)
+        obs, _ = venv.reset(seed=seeds)  # type: ignore[arg-type]
         hist = ActingHistory(episodes, agent.obs_dim, agent.act_dim, L)
         totals = np.zeros(episodes)
-        lengths = np.zeros(episodes, dtype=np.int64)
+        steps = np.zeros(episodes, dtype=np.int64)
         running = np.ones(episodes, dtype=bool)
         while running.any():
             a = agent.act(obs, hist)
             nxt, r, term, trunc, _ = venv.step(a)
             totals += np.where(running, r, 0.0)
-            lengths += running
+            steps += running
             done = np.asarray(term) | np.asarray(trunc)
             hist.push(obs, a)
             hist.reset(done)
@@ -152,7 +154,7 @@ def run_episodes(
             obs = nxt
     finally:
         venv.close()
-    return EvalResult(totals, lengths)
+    return EvalResult(totals, steps)
 
 
 def evaluate_checkpoint(

@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -187,8 +188,8 @@ class Actor(nn.Module):
         self,
         obs_dim: int,
         act_dim: int,
-        act_limit: torch.Tensor | float = 1.0,
-        act_offset: torch.Tensor | float = 0.0,
+        act_limit: torch.Tensor | np.ndarray | float = 1.0,
+        act_offset: torch.Tensor | np.ndarray | float = 0.0,
         cfg: NetworkConfig | None = None,
         use_memory: bool = True,
     ) -> None:
@@ -203,6 +204,8 @@ class Actor(nn.Module):
         self.post = mlp([mem_dim + cur_dim, *cfg.post_comb, act_dim], False)
         if self.memory is None:
             self._register_load_state_dict_pre_hook(_fold_constant_memory(mem_in, cfg))
+        self.act_limit: torch.Tensor
+        self.act_offset: torch.Tensor
         self.register_buffer("act_limit", torch.as_tensor(act_limit, dtype=torch.float32))
         self.register_buffer("act_offset", torch.as_tensor(act_offset, dtype=torch.float32))
 

@@ -256,7 +256,7 @@ class LSTMTD3Job(TrainingJob[TrainConfig]):
             else:
                 self.ep_actions[i].append(act[i].copy())
         self.episode += done
-        for i in np.flatnonzero(done):
+        for i in np.flatnonzero(done).tolist():
             self.n_episodes += 1
             stats["ep_ret"].append(float(self.ep_ret[i]))
             stats["ep_len"].append(float(self.ep_len[i]))

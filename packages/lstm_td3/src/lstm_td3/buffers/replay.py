@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-__all__ = ["Batch", "ReplayBuffer"]
+__all__ = ["Batch", "ReplayBuffer", "TensorBatch"]
 
 
 class Batch(NamedTuple):
@@ -50,6 +50,25 @@ class Batch(NamedTuple):
     next_hist_act: np.ndarray
     next_hist_len: np.ndarray
     weights: np.ndarray
+    indices: np.ndarray
+
+
+class TensorBatch(NamedTuple):
+    """A :class:`Batch` as tensors on the learner's device (same fields and shapes;
+    ``indices`` stays a host array, it is only for the replay buffer)."""
+
+    obs: torch.Tensor
+    act: torch.Tensor
+    rew: torch.Tensor
+    next_obs: torch.Tensor
+    done: torch.Tensor
+    hist_obs: torch.Tensor
+    hist_act: torch.Tensor
+    hist_len: torch.Tensor
+    next_hist_obs: torch.Tensor
+    next_hist_act: torch.Tensor
+    next_hist_len: torch.Tensor
+    weights: torch.Tensor
     indices: np.ndarray
 
 
@@ -225,10 +244,13 @@ class ReplayBuffer:
         """Host array -> tensor on :attr:`device`; through pinned memory and a non-blocking
         copy on CUDA (torch's caching host allocator keeps the pinned block until the copy is
         done, so no staging buffer is overwritten in flight)."""
+        device = self.device
+        if device is None:
+            raise RuntimeError("no device attached: call attach_device first")
         t = torch.from_numpy(np.ascontiguousarray(x))
-        if self.device.type == "cuda":
-            return t.pin_memory().to(self.device, non_blocking=True)
-        return t.to(self.device, copy=True)
+        if device.type == "cuda":
+            return t.pin_memory().to(device, non_blocking=True)
+        return t.to(device, copy=True)
 
     def attach_device(self, device: torch.device | str) -> None:
         """Keep a copy of the storage on ``device`` (written by every :meth:`add`), so that
@@ -253,7 +275,7 @@ class ReplayBuffer:
         self._d_done[sl] = self._h2d(self.done.reshape(n)[sl])
         self._d_ep_step[sl] = self._h2d(self.ep_step.reshape(n)[sl])
 
-    def sample_device(self, batch_size: int, beta: float = 1.0) -> Batch:
+    def sample_device(self, batch_size: int, beta: float = 1.0) -> TensorBatch:
         """:meth:`sample` with the windows gathered on :attr:`device` (see
         :meth:`attach_device`): the same indices (same host generator), the same values, as
         tensors; ``indices`` stays a NumPy array for :meth:`update_priorities`."""
@@ -265,7 +287,8 @@ class ReplayBuffer:
         flat, weights = self._sample_indices(batch_size, beta)
         return self.gather_device(flat, weights)
 
-    def gather_device(self, flat: np.ndarray, weights: np.ndarray | None = None) -> Batch:
+    def gather_device(self, flat: np.ndarray, weights: np.ndarray | None = None
+                      ) -> TensorBatch:
         """:meth:`gather` on the device: the same index arithmetic in torch ops."""
         flat_np = np.asarray(flat, dtype=np.int64)
         if weights is None:
@@ -284,7 +307,7 @@ class ReplayBuffer:
         nxt = torch.where((m >= L)[:, None, None], block[:, 1:], block[:, :W])
         nxt = nxt * (self._d_offsets < h_next[:, None])[..., None]
         oa = self._d_oa[idx]
-        return Batch(
+        return TensorBatch(
             obs=oa[:, :od], act=oa[:, od:], rew=self._d_rew[idx],
             next_obs=self._d_next_obs[idx], done=self._d_done[idx],
             hist_obs=hist[..., :od], hist_act=hist[..., od:], hist_len=h,
