@@ -39,8 +39,8 @@ def _policy(name: str, env: Any, rng: np.random.Generator):
     base = env.unwrapped
     step_rad = base.max_increment_rad
     if name.startswith("ckpt:"):
+        from lstm_td3.artifacts import load_agent
         from lstm_td3.history import ActingHistory
-        from lstm_td3.train import load_agent
 
         agent, cfg = load_agent(name[5:])
         L = cfg.agent.max_hist_len

@@ -48,7 +48,6 @@ __all__ = [
     "BackendInfo",
     "backend_cache_dir",
     "build_libblond",
-    "current_backend",
     "ensure_backend",
     "set_num_threads",
 ]
@@ -185,11 +184,6 @@ def set_num_threads(threads: int) -> None:
     with contextlib.suppress(AttributeError):
         lib.omp_set_num_threads(ctypes.c_int(threads))
     _CURRENT = dataclasses.replace(_CURRENT, threads=threads)
-
-
-def current_backend() -> BackendInfo | None:
-    """The backend selected in this process, or ``None`` before :func:`ensure_backend`."""
-    return _CURRENT
 
 
 def _use_numpy(reason: str, built_now: bool = False) -> BackendInfo:

@@ -37,8 +37,9 @@ def render_beam(dt_s: np.ndarray, de_eV: np.ndarray, bucket: Bucket, title: str 
     ax_prof.set_title("line density", fontsize=9)
     if bucket.valid:
         tt, de = bucket.separatrix()
-        height = max(float(de.max()), 1.0) * 1.1e-6
-        span = ((0.0, t_rev_ns), (-height, height))
+        half_height = max(float(de.max()), 1.0) * 1.1e-6
+        span: tuple[tuple[float, float], tuple[float, float]] = (
+            (0.0, t_rev_ns), (-half_height, half_height))
     else:
         span = ((0.0, t_rev_ns), (float(de_eV.min(initial=-1.0)) / 1e6,
                                   float(de_eV.max(initial=1.0)) / 1e6))

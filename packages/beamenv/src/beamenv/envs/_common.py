@@ -31,12 +31,13 @@ def check_action(action: object) -> tuple[float, bool]:
     ``info["action_clipped"]`` reports it.
     """
     try:
-        arr = np.asarray(action, dtype=float).reshape(-1)
+        given = np.asarray(action, dtype=float)
     except (TypeError, ValueError):
         raise BeamEnvError(f"action must be a number or an array of shape (1,), got {action!r}"
                            ) from None
+    arr = given.reshape(-1)
     if arr.size != 1:
-        raise BeamEnvError(f"action must have shape (1,), got {np.shape(action)}")
+        raise BeamEnvError(f"action must have shape (1,), got {given.shape}")
     value = float(arr[0])
     if not math.isfinite(value):
         raise BeamEnvError(f"action must be finite, got {value} (NaN or inf from the policy?)")
@@ -46,6 +47,16 @@ def check_action(action: object) -> tuple[float, bool]:
 
 def action_space() -> spaces.Box:
     return spaces.Box(low=-1.0, high=1.0, shape=(1,), dtype=np.float32)
+
+
+def resonator_parameters(value: tuple[float, float, float] | list[float] | None
+                         ) -> tuple[float, float, float] | None:
+    """``(R_shunt_ohm, f_res_Hz, Q)`` from a tuple or list of three numbers, or None."""
+    if not value:
+        return None
+    if len(value) != 3:
+        raise BeamEnvError(f"resonator must be (R_shunt_ohm, f_res_Hz, Q), got {value!r}")
+    return float(value[0]), float(value[1]), float(value[2])
 
 
 def observation_space(n_bins: int, n_extra: int, extra_low: float = -2.0,

@@ -53,6 +53,7 @@ from ._common import (
     check_positive_int,
     observation_space,
     profile_observation,
+    resonator_parameters,
     wrap_phase,
     wrap_signed,
 )
@@ -156,7 +157,7 @@ class PSBPhaseCorrectionEnv(gym.Env):
                             intensity=check_finite("intensity", intensity, 0.0, 5e13))
         self.effects = IntensityEffects(space_charge=bool(space_charge),
                                         space_charge_g=space_charge_g,
-                                        resonator=tuple(resonator) if resonator else None)
+                                        resonator=resonator_parameters(resonator))
         self.scan_points = check_positive_int("scan_points", scan_points, minimum=3)
         self.loss_penalty = check_finite("loss_penalty", loss_penalty, 0.0)
         self.emittance_penalty = check_finite("emittance_penalty", emittance_penalty, 0.0)
@@ -346,7 +347,7 @@ class PSBPhaseCorrectionEnv(gym.Env):
         truncated = bool(self._k >= self.n_steps and not terminated)
         self._done = terminated or truncated
         obs = self._observation(self._dt) if self._dt.size else np.zeros(
-            self.observation_space.shape, np.float32)
+            self.n_bins + N_EXTRA, np.float32)
         self._last_obs = obs
         info.update({"bunching_factor": bunching, "lost_fraction_step": lost_fraction,
                      "optimum_bunching_factor": self._optimum.best_bunching,

@@ -72,6 +72,7 @@ from ._common import (
     check_positive_int,
     observation_space,
     profile_observation,
+    resonator_parameters,
     wrap_phase,
 )
 
@@ -243,7 +244,7 @@ class PSBPhaseCycleEnv(gym.Env):
                 "v2_ratio", v2_ratio, 0.0, 2.0))
         self.effects = IntensityEffects(space_charge=bool(space_charge),
                                         space_charge_g=space_charge_g,
-                                        resonator=tuple(resonator) if resonator else None)
+                                        resonator=resonator_parameters(resonator))
         self.backend = backend
         self.action_space = action_space()
         self.observation_space = observation_space(self.n_bins, N_EXTRA)
@@ -419,7 +420,7 @@ class PSBPhaseCycleEnv(gym.Env):
         truncated = False
         self._done = terminated
         obs = self._observation(self._dt, self._k, phi2) if self._dt.size else np.zeros(
-            self.observation_space.shape, np.float32)
+            self.n_bins + N_EXTRA, np.float32)
         self._last_obs = obs
         info.update({**terms, "emittance_eVs": self._eps,
                      "emittance_growth_total": self._eps / max(self._eps0, 1e-12) - 1.0,
