@@ -138,8 +138,9 @@ def stream_epoch_bench(data: str | Path, block_runs: int = 16, base_filters: int
     import resource
     import tempfile
 
+    from .config import CVAETrainConfig
     from .data import PhaseSpaceFile
-    from .train import CVAETrainConfig, train_cvae
+    from .train import train_cvae
 
     with PhaseSpaceFile(data) as f:
         runs, modules, res = f.runs, f.modules, f.resolution

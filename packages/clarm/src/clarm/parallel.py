@@ -14,7 +14,6 @@ process training on the whole global batch (to float precision):
 from __future__ import annotations
 
 import warnings
-from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -92,10 +91,9 @@ def use_global_batch_norm(model: nn.Module) -> nn.Module:
     for name, child in list(model.named_children()):
         if isinstance(child, nn.modules.batchnorm._BatchNorm) and \
                 not isinstance(child, GlobalBatchNorm):
-            kwargs: dict[str, Any] = {"eps": child.eps, "momentum": child.momentum,
-                                      "affine": child.affine,
-                                      "track_running_stats": child.track_running_stats}
-            new = GlobalBatchNorm(child.num_features, **kwargs)
+            new = GlobalBatchNorm(child.num_features, eps=child.eps, momentum=child.momentum,
+                                  affine=child.affine,
+                                  track_running_stats=child.track_running_stats)
             new.load_state_dict(child.state_dict())
             new.to(device=child.weight.device if child.affine else None)
             new.train(child.training)
