@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 from clarm.cli import cli
@@ -237,3 +238,26 @@ def test_a_run_folder_resumes_only_the_same_run(tiny_h5, tmp_path, monkeypatch):
         train_cvae(CVAETrainConfig())
     code, out = run("train", "cvae", "--epochs", "1")
     assert_user_error(code, out, "--data")
+
+
+def test_resumed_training_equals_one_long_run(tiny_h5, tmp_path):
+    """Every epoch draws its shuffles and noise from (seed, epoch): two sessions of one epoch
+    each give the weights of one session of two epochs (constant learning rate: the cosine
+    schedule follows --epochs, which a resumed session may change)."""
+    from clarm.config import CVAETrainConfig
+    from clarm.train import train_cvae
+    from physml_core.checkpoint import load_checkpoint
+
+    def config(folder: str, epochs: int) -> CVAETrainConfig:
+        return CVAETrainConfig(data=str(tiny_h5), run_dir=str(tmp_path / folder), epochs=epochs,
+                               batch_size=8, base_filters=4, val_fraction=0.34, device="cpu",
+                               schedule="constant", tensorboard=False)
+
+    long = train_cvae(config("long", 2), progress_bar=False)
+    train_cvae(config("split", 1), progress_bar=False)
+    resumed = train_cvae(config("split", 2), progress_bar=False)
+    assert resumed.step == long.step == 2
+    a = load_checkpoint(long.checkpoint).state["model"]["cvae"]
+    b = load_checkpoint(resumed.checkpoint).state["model"]["cvae"]
+    for key, value in a.items():
+        torch.testing.assert_close(b[key], value, rtol=0, atol=0, msg=key)

@@ -6,6 +6,7 @@ dataclasses (:mod:`clarm.config`); the shared names come from physml-core's one 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
@@ -146,7 +147,8 @@ def train_cvae_cmd(ctx: click.Context, **values: object) -> None:
     from .train import train_cvae
 
     result = train_cvae(config_from_cli(CVAETrainConfig, values, ctx))
-    click.echo(str(result.run_dir))
+    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
+        click.echo(str(result.run_dir))
 
 
 @train.command("lstm")
@@ -159,7 +161,8 @@ def train_lstm_cmd(ctx: click.Context, **values: object) -> None:
     from .train import train_lstm
 
     result = train_lstm(config_from_cli(LSTMTrainConfig, values, ctx))
-    click.echo(str(result.run_dir))
+    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
+        click.echo(str(result.run_dir))
 
 
 @cli.command()
