@@ -10,10 +10,10 @@ terms), and their validation figures.
 
 Several processes (``torchrun``): every rank reads the same global batch and draws the same
 random numbers for all of it (energies, latent vectors, VAE noise), then takes its contiguous
-share of the rows.  For CaloVAE every loss term is a mean over the global batch (the sparsity
-term's batch means are all-reduced), so the run equals the one-process run to float rounding.
-For CaloGAN the gradient is averaged over ranks, but batch normalisation and minibatch
-discrimination see each rank's share only (see the package README).
+share of the rows.  Every loss term is a mean over the global batch (the VAE sparsity term's
+batch means are all-reduced), and CaloGAN's batch normalisation and minibatch discrimination
+compute their statistics over the global batch (:func:`calo.models.layers.global_batch`), so
+a run on N processes is the one-process run with the same global batch, to float rounding.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from .artifacts import PACKAGE, build_model
 from .config import PRESETS, TrainConfig, preset_config
 from .data import CALO_SCHEMA, LAYER_KEYS, count_showers, iter_showers
 from .models import MODEL_NAMES, CaloGAN, CaloVAE, vae_loss
+from .models.layers import global_batch
 from .preprocessing import ShowerPreprocessor, flatten_cells
 from .stream import ShowerStream, split_rows
 
@@ -85,6 +86,15 @@ class _Share:
         lo, hi = self.bounds(batch["energy"].shape[0])
         return {k: v[lo:hi] for k, v in batch.items()}
 
+    def mean_of_rows(self, n_global: int) -> Callable[[torch.Tensor], torch.Tensor]:
+        """``x (B_local, ...) -> this rank's part of the global-batch mean``: ``x.mean()`` in
+        one process, else ``x.sum() * world / n_global``, so that DDP's average over ranks of
+        the gradients is the gradient of the global mean (shares of unequal size included);
+        averaged over ranks the values give the global mean too."""
+        if self.world == 1:
+            return torch.mean
+        return lambda x: x.sum() * (self.world / n_global)
+
     def mean_over(self, n_global: int) -> Callable[[torch.Tensor], torch.Tensor]:
         """``x (B_local,) -> mean over the global batch``: the value every rank sees is the
         global mean; its gradient flows into this rank's rows only (the others' sum enters as
@@ -111,6 +121,8 @@ class _GanTrainer:
         self.model, self.cfg, self.device = model, cfg, device
         self.energy_range = energy_range
         self.share = _Share(ctx)
+        if self.share.world > 1:
+            global_batch(model)  # batch norm and minibatch discrimination over all ranks
         self.g_net = wrap_model(model.generator, ctx) if ctx is not None else model.generator
         self.d_net = (wrap_model(model.discriminator, ctx) if ctx is not None
                       else model.discriminator)
@@ -145,9 +157,11 @@ class _GanTrainer:
         with torch.no_grad():
             fake = g(z, e_fake)
         d_losses = []
+        mean = self.share.mean_of_rows(n)
         for images, energies, target in ((real, e_real, 1.0), (fake, e_fake, 0.0)):
             logit, _ = self.d_net(images, energies)
-            loss = F.binary_cross_entropy_with_logits(logit, torch.full_like(logit, target))
+            loss = mean(F.binary_cross_entropy_with_logits(
+                logit, torch.full_like(logit, target), reduction="none"))
             self.opt["discriminator"].zero_grad(set_to_none=True)
             loss.backward()
             self.opt["discriminator"].step()
@@ -160,8 +174,9 @@ class _GanTrainer:
             e_gen, z = self._draw(n)
             images = self.g_net(z, e_gen)
             logit, total = self.model.discriminator(images, e_gen)
-            adv = F.binary_cross_entropy_with_logits(logit, torch.ones_like(logit))
-            aux = (total - e_gen).abs().mean()
+            adv = mean(F.binary_cross_entropy_with_logits(logit, torch.ones_like(logit),
+                                                          reduction="none"))
+            aux = mean((total - e_gen).abs())
             loss_g = adv + cfg.energy_weight_gan * aux
             self.opt["generator"].zero_grad(set_to_none=True)
             loss_g.backward()

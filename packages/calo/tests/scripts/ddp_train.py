@@ -2,7 +2,7 @@
 
 ``python ddp_train.py OUT_DIR vae <calo train options>`` runs the ``calo train`` command line
 (``calo.cli``, as ``torchrun ... -m calo.cli train`` does); ``python ddp_train.py OUT_DIR gan
-DATA RUN_DIR`` trains a tiny CaloGAN through the library.  Every rank writes
+DATA RUN_DIR`` trains a tiny CaloGAN (:func:`tiny_gan_config`) through the library.  Every rank writes
 ``OUT_DIR/written-by-rank<R>.json``: how many checkpoints it saved, whether it logged, and a
 SHA-256 of its model parameters (DDP keeps the ranks' weights identical).
 """
@@ -18,7 +18,18 @@ from typing import Any
 
 import torch
 
+from calo.config import TrainConfig
+from calo.models import CaloGANConfig
 from calo.train import CaloTrainingJob
+
+
+def tiny_gan_config(data: str, run_dir: str) -> TrainConfig:
+    """A small CaloGAN run: 2 epochs of 5 global batches of 8 showers (the last one 4)."""
+    return TrainConfig(model="gan", data=data, run_dir=run_dir, epochs=2, batch_size=8,
+                       max_rows=40, device="cpu", tensorboard=False, seed=3,
+                       gan=CaloGANConfig(latent_dim=16, d_conv_channels=8,
+                                         d_lc_channels=(4, 4, 4), g_dense_channels=4,
+                                         g_conv_channels=4, g_lc_channels=2))
 
 
 def main() -> None:
@@ -50,17 +61,9 @@ def main() -> None:
 
         cli.main(args=["train", "--model", "vae", *sys.argv[3:]], standalone_mode=False)
     else:
-        from calo.config import TrainConfig
-        from calo.models import CaloGANConfig
         from calo.train import train
 
-        data, run_dir = sys.argv[3:5]
-        train(TrainConfig(model="gan", data=data, run_dir=run_dir, epochs=2, batch_size=8,
-                          max_rows=40, device="cpu", tensorboard=False, seed=3,
-                          gan=CaloGANConfig(latent_dim=16, d_conv_channels=8,
-                                            d_lc_channels=(4, 4, 4), g_dense_channels=4,
-                                            g_conv_channels=4, g_lc_channels=2)),
-              progress_bar=False)
+        train(tiny_gan_config(*sys.argv[3:5]), progress_bar=False)
     digest = hashlib.sha256()
     for p in jobs[0].model.parameters():
         digest.update(p.detach().cpu().numpy().tobytes())
