@@ -129,3 +129,12 @@ def test_chunked_steps_log_and_checkpoint_once_per_chunk(tmp_path):
     assert [json.loads(x)["step"] for x in lines] == [3, 6, 9, 10]
     names = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
     assert names == ["ckpt_000000006.pt", "ckpt_000000009.pt", "ckpt_000000010.pt"]
+
+
+def test_default_run_folders_never_collide(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    first = fit(tiny.TinyJob, _config(tmp_path, epochs=1, run_dir=None), progress_bar=False)
+    second = fit(tiny.TinyJob, _config(tmp_path, epochs=1, run_dir=None), progress_bar=False)
+    assert first.run_dir != second.run_dir
+    assert first.run_dir.parent == Path("runs") / "physml-core"
+    assert first.run_dir.name.startswith("tiny-") and second.step == 1

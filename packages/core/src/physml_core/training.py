@@ -244,8 +244,15 @@ class TrainResult:
 
 
 def _default_run_dir(package: str, model_name: str) -> Path:
+    """``runs/<package>/<model>-<UTC time>``; a second run started within the same second
+    gets ``-2``, ``-3``, ... so that it never resumes the first by accident."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / package / f"{model_name}-{stamp}"
+    base = Path("runs") / package / f"{model_name}-{stamp}"
+    candidate, n = base, 1
+    while candidate.exists():
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return candidate
 
 
 def _differences(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
