@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -104,6 +105,8 @@ def train(ctx: click.Context, preset: str, all_rows: bool, **values: object) -> 
     if all_rows:
         config = dataclasses.replace(config, max_rows=None)
     result = run_train(config)
+    if os.environ.get("RANK", "0") != "0":
+        return  # under torchrun only rank 0 reports
     state = "trained" if result.completed else "stopped at the time limit after"
     click.echo(f"{state} {config.model} for {result.step} of {config.epochs} epochs; "
                f"checkpoint {result.checkpoint}")
