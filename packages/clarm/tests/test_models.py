@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from clarm.metrics import frechet_distance, mse_per_channel, ssim_per_channel
+from clarm.metrics import FRECHET_RIDGE, mse_per_channel, ssim_per_channel
 from clarm.models import CVAE, CVAEConfig, LatentLSTM, LSTMConfig, cvae_loss
 
 
@@ -78,12 +78,36 @@ def test_metrics_known_answers():
     assert float(ssim_per_channel(a, noisy).mean()) == pytest.approx(0.65, abs=0.04)
     assert float(ssim_per_channel(a, 1.0 - a).mean()) < -0.9  # anti-correlated
     assert torch.allclose(mse_per_channel(a, a + 0.1), torch.full((2, 15), 0.01), atol=1e-6)
-    feats = rng.standard_normal((500, 4))
-    assert frechet_distance(feats, feats) == pytest.approx(0.0, abs=1e-4)
-    shifted = frechet_distance(feats, feats + np.array([2.0, 0, 0, 0]))
-    assert shifted == pytest.approx(4.0, rel=1e-3)
     with pytest.raises(ValueError):
         ssim_per_channel(a, a[:1])
+
+
+def test_frechet_distance_is_cores_with_clarms_ridge():
+    """clarm scores generation with core's Frechet distance; ``ridge=FRECHET_RIDGE`` gives
+    exactly the figures of clarm's former implementation (1e-6 on both covariance diagonals,
+    written out here as the reference)."""
+    from scipy import linalg
+
+    from physml_core.stats import frechet_distance
+
+    rng = np.random.default_rng(0)
+    feats = rng.standard_normal((500, 4))
+    assert frechet_distance(feats, feats, ridge=FRECHET_RIDGE) == pytest.approx(0.0, abs=1e-4)
+    shifted = frechet_distance(feats, feats + np.array([2.0, 0, 0, 0]), ridge=FRECHET_RIDGE)
+    assert shifted == pytest.approx(4.0, rel=1e-3)
+
+    def former(a: np.ndarray, b: np.ndarray, eps: float = 1e-6) -> float:
+        ca = np.cov(a, rowvar=False) + eps * np.eye(a.shape[1])
+        cb = np.cov(b, rowvar=False) + eps * np.eye(b.shape[1])
+        covmean = linalg.sqrtm(ca @ cb).real
+        return float(((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(ca + cb - 2 * covmean))
+
+    # few samples in many dimensions (singular covariances), as 14 held-out runs give
+    for n_a, n_b, dim in ((14, 14, 32), (7, 7, 32), (40, 60, 8)):
+        a = rng.standard_normal((n_a, dim)) * rng.random(dim)
+        b = rng.standard_normal((n_b, dim)) * rng.random(dim) + 0.1
+        assert frechet_distance(a, b, ridge=FRECHET_RIDGE) == pytest.approx(
+            former(a, b), rel=1e-9, abs=1e-12)
 
 
 def test_teacher_forced_steps_equal_prefix_predictions():

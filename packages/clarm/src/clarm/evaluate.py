@@ -33,6 +33,7 @@ from torch.nn import functional as F
 from physml_core.config import save_json
 from physml_core.device import resolve_device, seed_everything
 from physml_core.logging import get_logger
+from physml_core.stats import frechet_distance
 
 from .artifacts import (
     LoadedCVAE,
@@ -47,7 +48,7 @@ from .data import PhaseSpaceFile, held_out_runs
 from .forecast import forecast
 from .generate import generate
 from .metrics import (
-    frechet_distance,
+    FRECHET_RIDGE,
     mse_per_channel,
     precision_recall,
     ssim_paper,
@@ -206,7 +207,7 @@ def _generation(cvae: LoadedCVAE, real_feats: list[np.ndarray], clf: ModuleClass
         if k == m - 1:
             sample = g[0]
         gf = _features(clf, g, device)
-        fd.append(frechet_distance(real_feats[k], gf))
+        fd.append(frechet_distance(real_feats[k], gf, ridge=FRECHET_RIDGE))
         if min(len(gf), len(real_feats[k])) > 3:  # k-NN balls need more than k = 3 points
             p, r = precision_recall(real_feats[k], gf)
             prec.append(p)
@@ -362,7 +363,8 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
     if half >= 2:
         report["generation_floor_real_vs_real"] = {
             "runs_per_half": half,
-            "frechet_distance": float(np.mean([frechet_distance(x[:half], x[half:2 * half])
+            "frechet_distance": float(np.mean([frechet_distance(x[:half], x[half:2 * half],
+                                                                ridge=FRECHET_RIDGE)
                                                for x in feats])),
             "precision_recall": None if half <= 3 else [float(np.mean(v)) for v in zip(*[
                 precision_recall(x[:half], x[half:2 * half]) for x in feats], strict=True)]}
