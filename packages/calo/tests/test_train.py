@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from calo.artifacts import LoadedModel, load_model
 from calo.config import TrainConfig
@@ -59,3 +60,21 @@ def test_load_model_returns_what_the_run_was_trained_with(small_file, tmp_path):
     assert max(p.stop for p in loaded.provenance) == 120  # training and validation rows
     with pytest.raises(CheckpointError, match="expected 'calogan'"):
         load_model(tmp_path / "run", expect="gan")
+
+
+@pytest.mark.parametrize("model", ["vae", "gan"])
+def test_resumed_run_equals_one_long_run(small_file, tmp_path, model):
+    from calo.models import CaloGANConfig
+
+    tiny = CaloGANConfig(latent_dim=8, d_conv_channels=4, d_lc_channels=(2, 2, 2),
+                         g_dense_channels=2, g_conv_channels=2, g_lc_channels=2)
+    kw = {"model": model, "gan": tiny, "max_rows": 60}
+    train(_config(small_file, tmp_path / "long", **kw), progress_bar=False)
+    train(_config(small_file, tmp_path / "parts", epochs=1, **kw), progress_bar=False)
+    resumed = train(_config(small_file, tmp_path / "parts", **kw), progress_bar=False)
+    assert resumed.step == 2
+    long, parts = load_model(tmp_path / "long"), load_model(tmp_path / "parts")
+    a, b = long.model.state_dict(), parts.model.state_dict()
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
