@@ -52,9 +52,9 @@ def test_lstm_td3_trains_on_beamenv(tmp_path):
     result = train(cfg, tmp_path / "beam", show_progress=False, tensorboard=False)
     assert result.steps == 40 and result.updates == 10
     records = [r for r in read_metrics(tmp_path / "beam" / "metrics.jsonl")
-               if "test/return_mean" in r]
-    assert records and np.isfinite(records[-1]["test/return_mean"])
-    assert np.isfinite(records[-1]["loss/q"])
+               if "val/return_mean" in r]
+    assert records and np.isfinite(records[-1]["val/return_mean"])
+    assert np.isfinite(records[-1]["train/q_loss"])
     agent, stored = load_agent(tmp_path / "beam")
     assert stored.env_id == env_id and stored.agent.actor.hist_with_past_act
     hist = ActingHistory(1, agent.obs_dim, agent.act_dim, stored.agent.max_hist_len)

@@ -71,4 +71,5 @@ def test_generative_packages_stay_off_the_rl_side(name):
 
 def test_core_depends_on_nothing_domain_specific():
     deps = _names(_meta(ROOT / "packages" / "core")["project"]["dependencies"])
-    assert deps == {"torch", "numpy", "h5py", "click", "tensorboard", "tqdm"}
+    # scipy: the shared Frechet distance (physml_core.stats) needs its matrix square root
+    assert deps == {"torch", "numpy", "scipy", "h5py", "click", "tensorboard", "tqdm"}
