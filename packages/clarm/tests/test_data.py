@@ -131,8 +131,9 @@ def test_import_zenodo_keeps_the_official_split(tmp_path):
                                    rtol=1e-6)
         np.testing.assert_allclose(f.settings()[2:5], arrays["train_part1.npy"][1])
         assert f.attrs["projection_names"][11] == "z-pz"
-        train, val = train_splits(f, 0.25, seed=0)
-        assert set(train) | set(val) == {0, 1, 2, 3, 4} and not set(train) & set(val)
+        train, val = train_splits(f, 0.25)  # the last of the non-test runs is held out
+        np.testing.assert_array_equal(train, [0, 1, 2, 3])
+        np.testing.assert_array_equal(val, [4])
 
         class _Fake:  # a CVAE trained on this file
             dataset_id = f.attrs["dataset_id"]
@@ -178,3 +179,21 @@ def test_synthetic_file_streams_through_cvae_training(tmp_path):
     cvae = load_cvae(result.run_dir)
     assert 5 not in cvae.train_runs and 5 not in cvae.val_runs  # the test run stays out
     assert cvae.latents_min is not None
+
+
+def test_split_runs_holds_out_the_last_runs():
+    """clarm's train/validation split is physml's held-out rule: the last runs, no seed."""
+    from clarm.data import split_runs
+    from physml_core.split import holdout_counts
+
+    for n, frac in ((96, 0.15), (6, 0.34), (5, 0.2), (2, 0.01)):
+        train, val = split_runs(n, frac)
+        n_train, n_val, _ = holdout_counts(n, frac)
+        np.testing.assert_array_equal(train, np.arange(n_train))
+        np.testing.assert_array_equal(val, np.arange(n_train, n))
+        assert len(val) == n_val >= 1 and train.dtype == val.dtype == np.int64
+    np.testing.assert_array_equal(split_runs(96, 0.15)[1], np.arange(82, 96))  # 82 / 14
+    with pytest.raises(ValueError):
+        split_runs(1, 0.5)
+    with pytest.raises(ValueError):
+        split_runs(2, 0.9)  # nothing left to train on

@@ -55,7 +55,8 @@ class CVAETrainConfig(RunConfig):
     base_filters: int = field(default=32, metadata=opt(
         "Filters of the first convolution (doubling per stage).", min=4))
     val_fraction: float = field(default=0.15, metadata=opt(
-        "Fraction of the runs held out for validation (whole runs).", min=0, max=1))
+        "Fraction of the runs held out for validation: the last whole runs of the file "
+        "(outside an official test split).", min=0, max=1))
     max_train_runs: int | None = field(default=None, metadata=opt(
         "Use at most this many training runs (default: all).", min=1))
     block_runs: int = field(default=16, metadata=opt(

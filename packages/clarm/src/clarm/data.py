@@ -31,6 +31,7 @@ import numpy.typing as npt
 
 from physml_core.errors import DataFormatError
 from physml_core.hdf5 import DatasetSpec, H5Appender, H5Reader, Schema
+from physml_core.split import holdout_counts
 
 __all__ = [
     "NUM_PROJECTIONS",
@@ -176,24 +177,27 @@ class PhaseSpaceFile:
         self.close()
 
 
-def split_runs(num_runs: int, val_fraction: float,
-               seed: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """Random split of run positions 0..num_runs-1 into (train, held-out), both sorted; at
-    least one each (the held-out rule of clarm: whole runs, never (run, module) pairs)."""
+def split_runs(num_runs: int,
+               val_fraction: float) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """(train, held-out) run positions of 0..num_runs-1 under physml's held-out rule
+    (:func:`physml_core.split.holdout_counts`): the last ``round(val_fraction * num_runs)``
+    runs (at least one) are held out, the rest train.  Whole runs, never (run, module) pairs;
+    no seed: the same file always splits the same way."""
     if num_runs < 2:
         raise ValueError(f"need at least 2 runs to hold some out, the file has {num_runs}")
-    perm = np.random.default_rng(seed).permutation(num_runs)
-    n_val = min(num_runs - 1, max(1, round(val_fraction * num_runs)))
-    return np.sort(perm[n_val:]).astype(np.int64), np.sort(perm[:n_val]).astype(np.int64)
+    n_train, _, _ = holdout_counts(num_runs, val_fraction)
+    runs = np.arange(num_runs, dtype=np.int64)
+    return runs[:n_train], runs[n_train:]
 
 
-def train_splits(f: PhaseSpaceFile, val_fraction: float,
-                 seed: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """(train, validation) runs of ``f``: a random split of the runs outside the official
-    test split (imported public data keeps its test runs out of training entirely)."""
+def train_splits(f: PhaseSpaceFile,
+                 val_fraction: float) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """(train, validation) runs of ``f``: :func:`split_runs` over the runs outside the
+    official test split, in file order (imported public data keeps its test runs out of
+    training entirely; the validation runs are the last of the remaining runs)."""
     split = f.split()
     pool = np.arange(f.runs) if split is None else np.flatnonzero(split == 0)
-    tr, va = split_runs(len(pool), val_fraction, seed)
+    tr, va = split_runs(len(pool), val_fraction)
     return pool[tr].astype(np.int64), pool[va].astype(np.int64)
 
 

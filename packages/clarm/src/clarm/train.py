@@ -103,7 +103,7 @@ class CVAEJob(TrainingJob[CVAETrainConfig]):
             if resume is not None:
                 self.fitted = CVAEFitted.from_extra(resume.extra, resume.path)
             else:
-                train_runs, val_runs = train_splits(f, cfg.val_fraction, cfg.seed)
+                train_runs, val_runs = train_splits(f, cfg.val_fraction)
                 if cfg.max_train_runs is not None:
                     train_runs = train_runs[:cfg.max_train_runs]
                 smean = sstd = None
