@@ -21,7 +21,6 @@ from physml_core.cli import (
     make_group,
     num_option,
     output_option,
-    run_dir_option,
     seed_option,
     shard_option,
 )
@@ -89,8 +88,7 @@ def merge(inputs: tuple[Path, ...], output: Path) -> None:
 @click.option("--preset", type=click.Choice(sorted(PRESETS)), default=DEFAULT_PRESET,
               show_default=True, help="Training recipe, the base of every option not given: "
               "cpu (~30 min on 2 cores) or paper (the CaloGAN paper's; a GPU job).")
-@options_from(TrainConfig, exclude=("run_dir",))
-@run_dir_option()
+@options_from(TrainConfig)
 @click.option("--all-rows", is_flag=True, help="Use every shower of the file (no --max-rows).")
 @click.pass_context
 def train(ctx: click.Context, preset: str, all_rows: bool, **values: object) -> None:

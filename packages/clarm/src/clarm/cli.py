@@ -19,7 +19,6 @@ from physml_core.cli import (
     make_group,
     num_option,
     output_option,
-    run_dir_option,
     seed_option,
     shard_option,
 )
@@ -138,8 +137,7 @@ def train() -> None:
 
 
 @train.command("cvae")
-@options_from(CVAETrainConfig, exclude=("run_dir",))
-@run_dir_option()  # core's helper: options_from leaves a None default unset (click >= 8.3)
+@options_from(CVAETrainConfig)
 @click.pass_context
 def train_cvae_cmd(ctx: click.Context, **values: object) -> None:
     """Train the conditional VAE on a phase-space file (a step is one epoch; the same command
@@ -152,8 +150,7 @@ def train_cvae_cmd(ctx: click.Context, **values: object) -> None:
 
 
 @train.command("lstm")
-@options_from(LSTMTrainConfig, exclude=("run_dir",))
-@run_dir_option()  # core's helper: options_from leaves a None default unset (click >= 8.3)
+@options_from(LSTMTrainConfig)
 @click.pass_context
 def train_lstm_cmd(ctx: click.Context, **values: object) -> None:
     """Train the latent LSTM on latent sequences of the CVAE's training runs (a step is one

@@ -14,7 +14,6 @@ from physml_core.cli import (
     device_option,
     make_group,
     output_option,
-    run_dir_option,
     seed_option,
     threads_option,
 )
@@ -90,11 +89,7 @@ def build_config(values: dict[str, Any], ctx: click.Context | None = None,
               help="Feed past actions to the memory branch (actor and critics). [on]")
 @click.option("--hidden", type=click.IntRange(min=1), default=None,
               help="Width of every layer and of the LSTM (paper 128, beam 256).")
-# run_dir and threads (default None) come from core's helpers: options_from leaves their
-# click default unset (click >= 8.3), which the shared table's check reads as no default
-@options_from(TrainConfig, exclude=("run_dir", "threads"))
-@run_dir_option()
-@threads_option()
+@options_from(TrainConfig)
 @click.pass_context
 def train_cmd(ctx: click.Context, preset_name: str, config_file: Path | None,
               env_kwargs: dict[str, Any] | None, past_act: bool | None, hidden: int | None,
