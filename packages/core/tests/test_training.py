@@ -138,3 +138,38 @@ def test_default_run_folders_never_collide(tmp_path, monkeypatch):
     assert first.run_dir != second.run_dir
     assert first.run_dir.parent == Path("runs") / "physml-core"
     assert first.run_dir.name.startswith("tiny-") and second.step == 1
+
+
+def test_close_runs_once_even_when_training_fails(tmp_path):
+    closed: list[bool] = []
+
+    class Failing(tiny.TinyJob):
+        def train_step(self, step, clock):
+            raise RuntimeError("boom")
+
+        def close(self) -> None:
+            closed.append(True)
+
+    with pytest.raises(RuntimeError, match="boom"):
+        fit(Failing, _config(tmp_path, epochs=2), progress_bar=False)
+    assert closed == [True]
+
+
+def test_load_trained_upgrades_old_config_keys(tmp_path):
+    result = fit(tiny.TinyJob, _config(tmp_path, epochs=1), progress_bar=False)
+    ckpt = load_checkpoint(result.checkpoint)
+    ckpt.state["config"]["learning_rate"] = ckpt.state["config"].pop("lr")
+    import torch
+
+    old = tmp_path / "old.pt"
+    torch.save(ckpt.state, old)
+    with pytest.raises(CheckpointError, match="learning_rate"):
+        load_trained(old, "physml-core", tiny.TinyConfig)
+
+    def upgrade(stored: dict) -> dict:
+        stored = dict(stored)
+        stored["lr"] = stored.pop("learning_rate")
+        return stored
+
+    _, config = load_trained(old, "physml-core", tiny.TinyConfig, upgrade=upgrade)
+    assert config.lr == tiny.TinyConfig().lr

@@ -40,7 +40,7 @@ import math
 import shutil
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -229,6 +229,10 @@ class TrainingJob(ABC, Generic[ConfigT]):
         data provenance); ``final`` is True for the run's last checkpoint."""
         return {}
 
+    def close(self) -> None:
+        """Release what ``setup`` opened (environments, files); ``fit`` calls it once, also
+        when training stops with an error."""
+
 
 @dataclass
 class TrainResult:
@@ -326,84 +330,91 @@ def fit(job_type: type[TrainingJob[ConfigT]], config: ConfigT,
         _move_aside(run_dir)
     barrier(ctx)
     resume = _resume_checkpoint(job, config, run_dir, digest) if config.resume else None
-    job.setup(resume)
-    state = job.state()
-    start = 0
-    if resume is not None:
-        resume.restore(model=state.models, optimizer=state.optimizers or None,
-                       scheduler=state.schedulers or None, rng=not ctx.is_distributed)
-        start = resume.step
-        log.info("resuming %s from %s (%s %d of %d)", job.model_name, resume.path,
-                 job.step_unit, start, job.total_steps)
-    total = job.total_steps
+    try:
+        job.setup(resume)
+        state = job.state()
+        start = 0
+        if resume is not None:
+            resume.restore(model=state.models, optimizer=state.optimizers or None,
+                           scheduler=state.schedulers or None, rng=not ctx.is_distributed)
+            start = resume.step
+            log.info("resuming %s from %s (%s %d of %d)", job.model_name, resume.path,
+                     job.step_unit, start, job.total_steps)
+        total = job.total_steps
 
-    def save(step: int, final: bool) -> Path:
-        path = checkpoint_path(run_dir, step)
-        if ctx.is_main:
-            save_checkpoint(path, package=job.package, model_name=job.model_name,
-                            model=state.models, optimizer=state.optimizers or None,
-                            scheduler=state.schedulers or None, step=step,
-                            step_unit=job.step_unit, config_hash=digest, config=to_dict(config),
-                            extra=job.extra_state(final))
-            _prune(run_dir, config.keep_checkpoints)
-        barrier(ctx)
-        return path
+        def save(step: int, final: bool) -> Path:
+            path = checkpoint_path(run_dir, step)
+            if ctx.is_main:
+                save_checkpoint(path, package=job.package, model_name=job.model_name,
+                                model=state.models, optimizer=state.optimizers or None,
+                                scheduler=state.schedulers or None, step=step,
+                                step_unit=job.step_unit, config_hash=digest,
+                                config=to_dict(config), extra=job.extra_state(final))
+                _prune(run_dir, config.keep_checkpoints)
+            barrier(ctx)
+            return path
 
-    clock = Clock(config.max_minutes, ctx)
-    metrics: dict[str, float] = {}
-    checkpoint = resume.path if resume is not None else None
-    step = start
-    completed = True
-    with RunLogger(run_dir, config=config, tensorboard=config.tensorboard,
-                   enabled=ctx.is_main) as run_log:
-        bar = progress(total=total, initial=start, desc=f"{job.package} {job.model_name}",
-                       disable=None if progress_bar and ctx.is_main else True)
+        clock = Clock(config.max_minutes, ctx)
+        metrics: dict[str, float] = {}
+        checkpoint = resume.path if resume is not None else None
         step = start
-        while step < total:
-            local = job.train_step(step, clock)
-            if clock.interrupted:  # stopped inside the call: resume redoes it
-                checkpoint = save(step, final=False)
-                completed = False
-                break
-            done = min(step + job.steps_per_call, total)
-            scalars = {f"train/{k}": all_reduce_mean(v, ctx) for k, v in local.items()}
-            bad = {k: v for k, v in scalars.items() if "loss" in k and not math.isfinite(v)}
-            if bad:
-                raise TrainingDiverged(f"training diverged at {job.step_unit} {done}: {bad}; "
-                                       "lower the learning rate")
-            scalars.update({f"val/{k}": v for k, v in job.validate(step).items()})
-            run_log.log_scalars(done, scalars)
-            metrics = scalars
-            bar.update(done - step)
-            last = done == total
-            if done // config.checkpoint_every > step // config.checkpoint_every or last:
-                checkpoint = save(done, final=last)
-            step = done
-            if not last and clock.expired():
-                if checkpoint is None or int(checkpoint.stem.split("_")[1]) != done:
-                    checkpoint = save(done, final=False)
-                completed = False
-                log.info("time limit of %.1f min reached after %s %d of %d", config.max_minutes,
-                         job.step_unit, done, total)
-                break
-        bar.close()
-    if checkpoint is None:  # nothing left to train (resumed a finished run)
-        checkpoint = save(step, final=True)
+        completed = True
+        with RunLogger(run_dir, config=config, tensorboard=config.tensorboard,
+                       enabled=ctx.is_main) as run_log:
+            bar = progress(total=total, initial=start, desc=f"{job.package} {job.model_name}",
+                           disable=None if progress_bar and ctx.is_main else True)
+            while step < total:
+                local = job.train_step(step, clock)
+                if clock.interrupted:  # stopped inside the call: resume redoes it
+                    checkpoint = save(step, final=False)
+                    completed = False
+                    break
+                done = min(step + job.steps_per_call, total)
+                scalars = {f"train/{k}": all_reduce_mean(v, ctx) for k, v in local.items()}
+                bad = {k: v for k, v in scalars.items() if "loss" in k and not math.isfinite(v)}
+                if bad:
+                    raise TrainingDiverged(f"training diverged at {job.step_unit} {done}: "
+                                           f"{bad}; lower the learning rate")
+                scalars.update({f"val/{k}": v for k, v in job.validate(step).items()})
+                run_log.log_scalars(done, scalars)
+                metrics = scalars
+                bar.update(done - step)
+                last = done == total
+                if done // config.checkpoint_every > step // config.checkpoint_every or last:
+                    checkpoint = save(done, final=last)
+                step = done
+                if not last and clock.expired():
+                    if checkpoint is None or int(checkpoint.stem.split("_")[1]) != done:
+                        checkpoint = save(done, final=False)
+                    completed = False
+                    log.info("time limit of %.1f min reached after %s %d of %d",
+                             config.max_minutes, job.step_unit, done, total)
+                    break
+            bar.close()
+        if checkpoint is None:  # nothing left to train (resumed a finished run)
+            checkpoint = save(step, final=True)
+    finally:
+        job.close()
     return TrainResult(run_dir=run_dir, checkpoint=checkpoint, step=step,
                        step_unit=job.step_unit, completed=completed, seconds=clock.seconds,
                        metrics=metrics)
 
 
 def load_trained(path: str | Path, package: str, config_type: type[ConfigT],
-                 model_name: str | None = None) -> tuple[Checkpoint, ConfigT]:
+                 model_name: str | None = None,
+                 upgrade: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+                 ) -> tuple[Checkpoint, ConfigT]:
     """Read a checkpoint (file or run folder) written by :func:`fit` and its typed config.
 
     The one way every package loads a trained model: its artifacts module calls this, then
-    builds the model from the config and ``ckpt.extra`` and restores the weights.
+    builds the model from the config and ``ckpt.extra`` and restores the weights.  ``upgrade``
+    maps a stored config of an older format (renamed keys) to the current one before it is
+    checked.
     """
     ckpt = load_checkpoint(path, package=package, model_name=model_name)
+    stored = dict(ckpt.config or {})
     try:
-        config = from_dict(config_type, dict(ckpt.config or {}))
+        config = from_dict(config_type, upgrade(stored) if upgrade is not None else stored)
     except ConfigError as exc:
         raise CheckpointError(f"{ckpt.path}: stored config is not a {config_type.__name__} "
                               f"({exc})") from None

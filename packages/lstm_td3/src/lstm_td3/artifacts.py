@@ -21,10 +21,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from physml_core.checkpoint import load_checkpoint
-from physml_core.config import from_dict
 from physml_core.device import resolve_device
-from physml_core.errors import CheckpointError, ConfigError
+from physml_core.training import load_trained
 
 from .agent import LSTMTD3
 from .config import TrainConfig
@@ -98,8 +96,9 @@ class LoadedAgent(NamedTuple):
     config: TrainConfig
 
 
-def _legacy_config(ckpt_config: Any) -> dict[str, Any]:
-    data = dict(ckpt_config or {})
+def _legacy_config(stored: dict[str, Any]) -> dict[str, Any]:
+    """A config stored before the shared training layer, with today's key names."""
+    data = dict(stored)
     for old, new in _LEGACY_KEYS.items():
         if old in data:
             value = data.pop(old)
@@ -115,14 +114,9 @@ def load_agent(checkpoint: str | Path, device: str = "cpu") -> LoadedAgent:
     :class:`~lstm_td3.config.TrainConfig` from a checkpoint file or run folder (its newest
     checkpoint).  A checkpoint of another package or model is refused with a one-line
     :class:`~physml_core.errors.CheckpointError`."""
-    # physml_core.training.load_trained, plus the key renames of checkpoints written before
-    # the shared layer (load_trained has no hook for them)
-    ckpt = load_checkpoint(checkpoint, package=PACKAGE, model_name=MODEL_NAME)
-    try:
-        config = from_dict(TrainConfig, _legacy_config(ckpt.config))
-    except ConfigError as exc:
-        raise CheckpointError(f"{ckpt.path}: stored config is not a TrainConfig ({exc})"
-                              ) from None
+    # checkpoints written before the shared layer have other config keys: _legacy_config
+    ckpt, config = load_trained(checkpoint, PACKAGE, TrainConfig, MODEL_NAME,
+                                upgrade=_legacy_config)
     spaces = ActionSpaces.from_extra(ckpt.extra["spaces"])
     agent = build_agent(config, spaces, resolve_device(device), seed=config.seed)
     ckpt.restore(model=agent.modules(), rng=False)

@@ -30,7 +30,6 @@ from __future__ import annotations
 import dataclasses
 import time
 import warnings
-import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -126,7 +125,6 @@ class LSTMTD3Job(TrainingJob[TrainConfig]):
         self.venv = make_vector_env(
             cfg.env_id, n, cfg.vectorization, cfg.pomdp, None, cfg.max_episode_steps,
             env_kwargs=cfg.env_kwargs, episode_seeds=("train_env", cfg.seed), restore=restore)
-        self._close_envs = weakref.finalize(self, self.venv.close)
         obs_space, act_space = self.venv.single_observation_space, self.venv.single_action_space
         if not isinstance(obs_space, Box) or not isinstance(act_space, Box):
             self.venv.close()
@@ -320,9 +318,11 @@ class LSTMTD3Job(TrainingJob[TrainConfig]):
         }
         if self.config.save_replay:
             extra["replay"] = self.buffer.state_dict()
-        if final:
-            self._close_envs()
         return extra
+
+    def close(self) -> None:
+        if hasattr(self, "venv"):
+            self.venv.close()
 
     def _running(self) -> dict[str, np.ndarray]:
         """The state of the running episodes (arrays only)."""
