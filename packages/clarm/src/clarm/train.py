@@ -9,7 +9,7 @@ time; the LSTM learns next-latent prediction on the CVAE's latent sequences.
 
 Under ``torchrun`` every rank draws the same global batch (and the same reparameterisation and
 dropout noise for it) and trains on its rows ``rank::world_size``; losses are weighted and batch
-norm uses the global batch (:mod:`clarm.parallel`), so N processes give the result of one.
+norm uses the global batch (:mod:`physml_core.parallel`), so N processes give the result of one.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from torch.nn import functional as F
 from physml_core.checkpoint import Checkpoint
 from physml_core.distributed import wrap_model
 from physml_core.logging import get_logger
+from physml_core.parallel import rank_rows, share_weight, use_global_batch_norm
 from physml_core.training import Clock, TrainingJob, TrainResult, TrainState, fit
 
 from .artifacts import (
@@ -41,7 +42,6 @@ from .data import PhaseSpaceFile, held_out_runs, train_splits
 from .metrics import ssim_per_channel
 from .models import CVAE, CVAEConfig, LatentLSTM, LSTMConfig, cvae_loss
 from .normalise import Normalizer, iter_blocks
-from .parallel import rank_rows, share_weight, use_global_batch_norm
 
 __all__ = [
     "CVAEJob",

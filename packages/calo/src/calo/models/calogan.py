@@ -34,7 +34,6 @@ from ..geometry import LAYERS
 from .fast_generator import GeneratorPlan, build_plan, run_plan
 from .layers import (
     LEAK,
-    BatchNorm2d,
     LocallyConnected2d,
     MinibatchDiscrimination,
     conv2d_one_channel,
@@ -100,7 +99,7 @@ class _GeneratorStream(nn.Module):
         _keras_init(self.dense)  # Keras Dense: glorot_uniform, zero bias
         self.conv = nn.Conv2d(dense, conv, 2)
         _keras_init(self.conv, "he_uniform")  # as the original's Conv2D(16, kernel he_uniform)
-        self.bn = BatchNorm2d(conv, eps=_BN_EPS, momentum=_BN_MOMENTUM)
+        self.bn = nn.BatchNorm2d(conv, eps=_BN_EPS, momentum=_BN_MOMENTUM)
         self.lc1 = LocallyConnected2d(conv, lc, (rows + 2, cols + 2), (2, 2))
         self.lc2 = LocallyConnected2d(lc, 1, (rows + 1, cols + 1), (2, 2), bias=False,
                                       init="glorot_normal")
@@ -227,14 +226,14 @@ class _DiscriminatorStream(nn.Module):
         self.lc1 = LocallyConnected2d(c0, c1, (rows + 2, cols + 2), (3, 3), stride=(1, 2),
                                       init="glorot_uniform")
         h, w = self.lc1.out_size
-        self.bn1 = BatchNorm2d(c1, eps=_BN_EPS, momentum=_BN_MOMENTUM)
+        self.bn1 = nn.BatchNorm2d(c1, eps=_BN_EPS, momentum=_BN_MOMENTUM)
         self.lc2 = LocallyConnected2d(c1, c2, (h + 2, w + 2), (2, 2), init="glorot_uniform")
         h, w = self.lc2.out_size
-        self.bn2 = BatchNorm2d(c2, eps=_BN_EPS, momentum=_BN_MOMENTUM)
+        self.bn2 = nn.BatchNorm2d(c2, eps=_BN_EPS, momentum=_BN_MOMENTUM)
         self.lc3 = LocallyConnected2d(c2, c3, (h + 2, w + 2), (2, 2), stride=(1, 2),
                                       init="glorot_uniform")
         h, w = self.lc3.out_size
-        self.bn3 = BatchNorm2d(c3, eps=_BN_EPS, momentum=_BN_MOMENTUM)
+        self.bn3 = nn.BatchNorm2d(c3, eps=_BN_EPS, momentum=_BN_MOMENTUM)
         self.n_flat = c3 * h * w
         self.mbd = MinibatchDiscrimination(self.n_flat, config.mbd_kernels, config.mbd_dims)
         self.n_features = self.n_flat + config.mbd_kernels

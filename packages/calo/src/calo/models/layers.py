@@ -4,14 +4,14 @@ Paganini et al., PRD 97 014021, and the LAGAN code it builds on)."""
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["LEAK", "BatchNorm2d", "LocallyConnected2d", "MinibatchDiscrimination",
+from physml_core.parallel import gather_rows, use_global_batch_norm, world_size
+
+__all__ = ["LEAK", "LocallyConnected2d", "MinibatchDiscrimination",
            "conv2d_one_channel", "global_batch", "pad_same_2x2"]
 
 #: Slope of CaloGAN's LeakyReLUs (the Keras default, 0.3); shared by the layer-by-layer
@@ -22,98 +22,20 @@ LEAK = 0.3
 # ------------------------------------------------------------- batch statistics over ranks
 #
 # Batch normalisation and minibatch discrimination depend on the whole batch.  Under DDP
-# (torchrun) each process holds a share of the global batch; with ``global_batch(model)`` these
-# layers compute their batch statistics over the global batch (all processes), with exact
-# gradients, so a data-parallel run is the one-process run to float rounding.  torch's
-# SyncBatchNorm does this only on GPUs (it raises ValueError for CPU tensors), and nothing in
-# torch does it for minibatch discrimination, hence these small collectives, which work with
-# Gloo (CPU) and NCCL alike.
+# (torchrun) each process holds a share of the global batch; ``global_batch(model)`` makes
+# these layers use the global batch of all processes with exact gradients (core's
+# physml_core.parallel: GlobalBatchNorm, gather_rows), so a data-parallel run is the
+# one-process run to float rounding.
 
-def _world_size() -> int:
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
-class _SumOverRanks(torch.autograd.Function):
-    """Sum of a tensor over all processes; the gradient is summed likewise (each process's
-    input influences every process's output)."""
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
-        out = x.detach().clone()
-        dist.all_reduce(out)
-        return out
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-        grad = grad.detach().clone()
-        dist.all_reduce(grad)
-        return grad
-
-
-class _GatherRows(torch.autograd.Function):
-    """Rows (B_r, ...) of every process concatenated in rank order, (sum_r B_r, ...); the
-    gradient of the whole is summed over processes and this process's rows returned."""
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
-        world = dist.get_world_size()
-        count = torch.tensor([x.shape[0]], device=x.device)
-        counts = [torch.zeros_like(count) for _ in range(world)]
-        dist.all_gather(counts, count)
-        sizes = [int(c.item()) for c in counts]
-        padded = x.new_zeros((max(sizes), *x.shape[1:]))
-        padded[:x.shape[0]] = x.detach()
-        parts = [torch.empty_like(padded) for _ in range(world)]
-        dist.all_gather(parts, padded)
-        rank = dist.get_rank()
-        ctx.lo = sum(sizes[:rank])
-        ctx.hi = ctx.lo + sizes[rank]
-        return torch.cat([part[:n] for part, n in zip(parts, sizes, strict=True)])
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-        grad = grad.detach().contiguous().clone()
-        dist.all_reduce(grad)
-        return grad[ctx.lo:ctx.hi]
-
-
-class BatchNorm2d(nn.BatchNorm2d):
-    """``nn.BatchNorm2d`` that, once :func:`global_batch` has switched it on and several
-    processes run, normalises with the mean and variance of the global batch (training mode;
-    the running statistics are updated with them too).  Otherwise exactly ``nn.BatchNorm2d``
-    (same parameters and state dict)."""
-
-    global_batch = False
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not (self.global_batch and self.training and _world_size() > 1):
-            return super().forward(x)
-        if self.weight is None or self.bias is None or self.running_mean is None \
-                or self.running_var is None or self.num_batches_tracked is None \
-                or self.momentum is None:
-            raise ValueError("global-batch BatchNorm2d needs affine parameters, running "
-                             "statistics and a momentum")
-        shape = (1, -1, 1, 1)
-        local_n = x.new_tensor([float(x.shape[0] * x.shape[2] * x.shape[3])])
-        n = float(_SumOverRanks.apply(local_n).item())
-        mean = _SumOverRanks.apply(x.sum(dim=(0, 2, 3))) / n
-        centred = x - mean.view(shape)
-        var = _SumOverRanks.apply((centred * centred).sum(dim=(0, 2, 3))) / n
-        with torch.no_grad():
-            self.num_batches_tracked.add_(1)
-            self.running_mean.lerp_(mean.detach(), self.momentum)
-            self.running_var.lerp_(var.detach() * (n / max(n - 1.0, 1.0)), self.momentum)
-        return centred * torch.rsqrt(var + self.eps).view(shape) * self.weight.view(shape) \
-            + self.bias.view(shape)
-
-
-def global_batch(model: nn.Module, on: bool = True) -> nn.Module:
-    """Let the batch-dependent layers of ``model`` (:class:`BatchNorm2d`,
-    :class:`MinibatchDiscrimination`) see the global batch of all processes when several
-    run (DDP); a no-op in one process.  Returns ``model``."""
+def global_batch(model: nn.Module) -> nn.Module:
+    """Let the batch-dependent layers of ``model`` (batch norm, :class:`MinibatchDiscrimination`)
+    see the global batch of all processes when several run (DDP); the same as before in one
+    process.  Batch norms become :class:`physml_core.parallel.GlobalBatchNorm` (same state
+    dict).  Call it before moving the model to its device; returns ``model``."""
+    use_global_batch_norm(model)
     for module in model.modules():
-        if isinstance(module, BatchNorm2d | MinibatchDiscrimination):
-            module.global_batch = on
+        if isinstance(module, MinibatchDiscrimination):
+            module.global_batch = True
     return model
 
 
@@ -231,8 +153,8 @@ class MinibatchDiscrimination(nn.Module):
         m = rows.transpose(0, 1)  # (K, B, D)
         # cdist's L1 kernel: about 3x faster (forward + backward) than the (B, K, D, B) tensor
         # of differences, and the same function and gradient
-        if self.global_batch and _world_size() > 1:
-            others = _GatherRows.apply(rows).transpose(0, 1)  # (K, N, D), N: global batch
+        if self.global_batch and world_size() > 1:
+            others = gather_rows(rows).transpose(0, 1)  # (K, N, D), N: global batch
             l1 = torch.cdist(m, others, p=1.0)  # (K, B, N)
         else:
             l1 = torch.cdist(m, m, p=1.0)  # (K, B, B)

@@ -1,29 +1,41 @@
-"""Data-parallel helpers of the clarm trainers: shares of a global batch, global batch norm.
+"""Data-parallel pieces shared by the trainers: shares of a global batch, collectives with
+gradients, global batch norm.
 
 Under ``torchrun`` every rank draws the same global batch (same seed, same permutation, same
-noise) and takes the rows ``rank::world_size`` of it.  Two things make the result equal to one
-process training on the whole global batch (to float precision):
+noise) and takes the rows ``rank::world_size`` of it (:func:`rank_rows`).  Three things make
+the result equal to one process training on the whole global batch (to float precision):
 
 * losses are scaled so that DDP's mean of the per-rank gradients is the gradient of the mean
   over the global batch (:func:`share_weight`), whatever the shares' sizes;
-* batch normalisation uses the statistics of the global batch (:class:`GlobalBatchNorm`):
-  torch's ``SyncBatchNorm`` runs on GPUs only, this one on any device and backend (Gloo on
-  the CPU included).
+* batch normalisation uses the statistics of the global batch (:class:`GlobalBatchNorm`,
+  :func:`use_global_batch_norm`): torch's ``SyncBatchNorm`` runs on GPUs only (it raises
+  ``ValueError`` for CPU tensors), this one on any device and backend, Gloo included;
+* layers that compare the rows of a batch (minibatch discrimination) see every rank's rows
+  through :func:`gather_rows`, whose gradient flows back to the rank that owns each row.
+
+Outside an initialised process group of more than one rank all of these are the plain
+one-process operations.
 """
 
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.distributed import nn as dist_nn
 
-from physml_core.distributed import DistContext
+from .distributed import DistContext
 
-__all__ = ["GlobalBatchNorm", "rank_rows", "share_weight", "use_global_batch_norm"]
+__all__ = ["GlobalBatchNorm", "gather_rows", "rank_rows", "share_weight",
+           "use_global_batch_norm", "world_size"]
 
+
+def world_size() -> int:
+    """Processes in the initialised process group (1 when there is none)."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 def rank_rows(batch: int, ctx: DistContext) -> slice:
     """This rank's rows ``rank::world_size`` of a global batch of ``batch`` rows."""
@@ -50,8 +62,7 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
             raise ValueError(f"expected at least 2D input (got {input.dim()}D input)")
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        if not (self.training and dist.is_available() and dist.is_initialized()
-                and dist.get_world_size() > 1):
+        if not (self.training and world_size() > 1):
             return super().forward(input)
         self._check_input_dim(input)
         c = input.shape[1]
@@ -101,3 +112,39 @@ def use_global_batch_norm(model: nn.Module) -> nn.Module:
         else:
             use_global_batch_norm(child)
     return model
+
+
+class _GatherRows(torch.autograd.Function):
+    """Rows (B_r, ...) of every process concatenated in rank order, (sum_r B_r, ...); the
+    gradient of the whole is summed over processes and this process's rows returned."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        world = dist.get_world_size()
+        count = torch.tensor([x.shape[0]], device=x.device)
+        counts = [torch.zeros_like(count) for _ in range(world)]
+        dist.all_gather(counts, count)
+        sizes = [int(c.item()) for c in counts]
+        padded = x.new_zeros((max(sizes), *x.shape[1:]))
+        padded[:x.shape[0]] = x.detach()
+        parts = [torch.empty_like(padded) for _ in range(world)]
+        dist.all_gather(parts, padded)
+        rank = dist.get_rank()
+        ctx.lo = sum(sizes[:rank])
+        ctx.hi = ctx.lo + sizes[rank]
+        return torch.cat([part[:n] for part, n in zip(parts, sizes, strict=True)])
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.detach().contiguous().clone()
+        dist.all_reduce(grad)
+        return grad[ctx.lo:ctx.hi]
+
+
+def gather_rows(x: torch.Tensor) -> torch.Tensor:
+    """Rows (B_r, ...) of every rank concatenated in rank order, (sum_r B_r, ...), with the
+    gradient of each row returned to its rank; ``x`` itself in one process."""
+    if world_size() == 1:
+        return x
+    out: torch.Tensor = _GatherRows.apply(x)
+    return out
