@@ -78,3 +78,16 @@ def test_resumed_run_equals_one_long_run(small_file, tmp_path, model):
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+def test_split_rows_is_the_shared_held_out_rule():
+    import pytest
+
+    from calo.stream import split_rows
+
+    assert split_rows(1000, 0.1) == ((0, 900), (900, 1000))
+    assert split_rows(1000, 0.1, max_rows=50) == ((0, 45), (45, 50))
+    assert split_rows(10, 0.01) == ((0, 8), (8, 10))  # at least two held out
+    assert split_rows(10, 0.0) == ((0, 10), (10, 10))
+    with pytest.raises(ValueError, match="for training"):
+        split_rows(3, 0.5)

@@ -21,6 +21,7 @@ from physml_core.checkpoint import Checkpoint
 from physml_core.distributed import DistContext, wrap_model
 from physml_core.errors import ConfigError
 from physml_core.logging import get_logger
+from physml_core.parallel import rank_rows, share_weight
 from physml_core.training import Clock, StepUnit, TrainingJob, TrainResult, TrainState, fit
 
 from .artifacts import checkpoint_extra
@@ -161,14 +162,13 @@ class SequenceJob(TrainingJob[TrainConfig]):
                                      self.generator):
             if len(global_index) < world:  # a last batch too small to share: all ranks skip
                 continue
-            index = global_index[rank::world]
+            index = global_index[rank_rows(len(global_index), self.ctx)]
             batch = self.train_batch.take(index)
             if window < t_len:
                 start = int(torch.randint(0, t_len - window + 1, (1,), generator=self.generator))
                 batch = batch.window(start, start + window)
             parts = self.net(batch.x, batch.z, batch.mask, batch.z_mask)
-            loss = parts["loss"] if world == 1 else \
-                parts["loss"] * (len(index) * world / len(global_index))
+            loss = parts["loss"] * share_weight(len(index), len(global_index), self.ctx)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.grad_clip > 0:

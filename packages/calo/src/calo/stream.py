@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from physml_core.hdf5 import H5Reader
+from physml_core.split import holdout_counts
 
 from .data import CALO_SCHEMA, LAYER_KEYS
 
@@ -18,17 +19,13 @@ _KEYS = ("energy", *LAYER_KEYS)
 
 def split_rows(total: int, val_fraction: float, max_rows: int | None = None
                ) -> tuple[tuple[int, int], tuple[int, int]]:
-    """Train and validation row ranges: the last ``val_fraction`` of the (first ``max_rows``)
-    rows is held out.  Returns ``((train_start, train_stop), (val_start, val_stop))``."""
-    if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    """Train and validation row ranges under the held-out rule of every physml package
+    (:mod:`physml_core.split`): the last ``val_fraction`` of the (first ``max_rows``) rows is
+    held out, at least 2 rows on each side (batch norm and minibatch features need two).
+    Returns ``((train_start, train_stop), (val_start, val_stop))``."""
     n = total if max_rows is None else min(total, max_rows)
-    n_val = round(val_fraction * n)
-    if val_fraction > 0 and n >= 4:
-        n_val = max(n_val, 2)
-    if n - n_val < 2:
-        raise ValueError(f"need at least 2 training showers, the data leave {n - n_val}")
-    return (0, n - n_val), (n - n_val, n)
+    n_train, n_val, _ = holdout_counts(n, val_fraction, minimum=2)
+    return (0, n_train), (n_train, n_train + n_val)
 
 
 class ShowerStream:

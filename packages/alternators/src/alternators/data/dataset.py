@@ -20,6 +20,7 @@ import numpy as np
 
 from physml_core.errors import DataFormatError
 from physml_core.hdf5 import DatasetSpec, H5Reader, Schema, write_h5
+from physml_core.split import SPLIT_LABELS, holdout_labels
 
 __all__ = [
     "PREDICTION_SCHEMA",
@@ -32,7 +33,7 @@ __all__ = [
     "save_sequences",
 ]
 
-SPLITS = {"train": 0, "val": 1, "test": 2}
+SPLITS = SPLIT_LABELS
 
 SEQUENCE_SCHEMA = Schema(
     name="alternators.sequences",
@@ -79,18 +80,16 @@ PREDICTION_SCHEMA = Schema(
 
 
 def default_split(n: int, val_fraction: float = 0.1, test_fraction: float = 0.1) -> np.ndarray:
-    """Split labels (n,) for files without one: the last sequences are test, before them val.
+    """Split labels (n,) for files without one, under the held-out rule of every physml package
+    (:mod:`physml_core.split`): the last sequences are test, before them validation.
 
-    Every split gets at least one sequence when ``n >= 3``.
+    Every split gets at least one sequence when ``n >= 3``; fewer sequences all train.
     """
     if n < 1:
         raise ValueError("a data set needs at least one sequence")
-    n_test = max(1, round(n * test_fraction)) if n >= 3 else 0
-    n_val = max(1, round(n * val_fraction)) if n >= 3 else 0
-    labels = np.zeros(n, dtype=np.int8)
-    labels[n - n_test - n_val : n - n_test] = SPLITS["val"]
-    labels[n - n_test :] = SPLITS["test"]
-    return labels
+    if n < 3:
+        return np.zeros(n, dtype=np.int8)
+    return holdout_labels(n, val_fraction, test_fraction, minimum=1)
 
 
 def _as_feature_mask(mask: Any, shape: tuple[int, int, int], what: str,
