@@ -7,7 +7,6 @@ import pytest
 
 from calo.metrics import (
     ClassifierConfig,
-    _frechet_gaussians,
     _mmd_poly_unbiased,
     calochallenge_edges,
     classifier_auc_mlp,
@@ -21,6 +20,7 @@ from calo.metrics import (
     separation_power_quantile,
     wasserstein1,
 )
+from physml_core.stats import frechet_gaussians
 
 # ------------------------------------------------------------------------- separation power
 
@@ -67,7 +67,7 @@ def test_quantile_variant_kept_under_its_own_name():
 
 def test_frechet_of_two_gaussians_by_hand():
     # 1-D: mu 0, var 1 against mu 2, var 4: 4 + 1 + 4 - 2 sqrt(4) = 5.
-    assert _frechet_gaussians(np.array([0.0]), np.array([[1.0]]), np.array([2.0]),
+    assert frechet_gaussians(np.array([0.0]), np.array([[1.0]]), np.array([2.0]),
                               np.array([[4.0]])) == pytest.approx(5.0, abs=1e-12)
 
 

@@ -22,7 +22,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import linalg, stats
+from scipy import stats
+
+from physml_core.stats import frechet_distance, frechet_gaussians
 
 __all__ = [
     "ClassifierConfig",
@@ -118,13 +120,7 @@ def frechet_distance_standardised(reference: np.ndarray, generated: np.ndarray,
         raise ValueError(f"feature counts differ: {ref.shape[1]} vs {gen.shape[1]}")
     if standardise:
         ref, gen = _standardise(ref, gen)
-    mu1, mu2 = ref.mean(axis=0), gen.mean(axis=0)
-    s1, s2 = np.atleast_2d(np.cov(ref, rowvar=False)), np.atleast_2d(np.cov(gen, rowvar=False))
-    covmean = linalg.sqrtm(s1 @ s2)
-    if np.iscomplexobj(covmean):
-        covmean = covmean.real
-    value = float(np.sum((mu1 - mu2) ** 2) + np.trace(s1 + s2 - 2.0 * covmean))
-    return max(value, 0.0)
+    return max(frechet_distance(ref, gen), 0.0)
 
 
 def kernel_distance_standardised(reference: np.ndarray, generated: np.ndarray,
@@ -275,25 +271,6 @@ def calochallenge_edges(kind: str, reference: np.ndarray | None = None,
     raise ValueError(f"unknown binning kind {kind!r}")
 
 
-def _frechet_gaussians(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray,
-                       sigma2: np.ndarray, eps: float = 1e-6) -> float:
-    """``|mu1 - mu2|^2 + Tr(S1) + Tr(S2) - 2 Tr((S1 S2)^(1/2))`` (pytorch-fid / JetNet form).
-
-    If the matrix square root is not finite, ``eps`` is added to both diagonals (as JetNet
-    does); a small imaginary part from round-off is dropped.
-    """
-    mu1, mu2 = np.atleast_1d(mu1), np.atleast_1d(mu2)
-    sigma1, sigma2 = np.atleast_2d(sigma1), np.atleast_2d(sigma2)
-    diff = mu1 - mu2
-    covmean = linalg.sqrtm(sigma1 @ sigma2)
-    if not np.all(np.isfinite(covmean)):
-        offset = np.eye(sigma1.shape[0]) * eps
-        covmean = linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
-    if np.iscomplexobj(covmean):
-        covmean = covmean.real
-    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(covmean))
-
-
 def _normalise_by_reference_max(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """JetNet's feature scaling: divide both samples by the reference's max |value| per feature
     (features that are identically 0 are left as they are)."""
@@ -333,7 +310,7 @@ def fpd(reference: np.ndarray, generated: np.ndarray, min_samples: int = 20000,
         for _ in range(num_batches):
             a = x[rng.choice(len(x), size=size)]
             b = y[rng.choice(len(y), size=size)]
-            values.append(_frechet_gaussians(a.mean(axis=0), np.cov(a, rowvar=False),
+            values.append(frechet_gaussians(a.mean(axis=0), np.cov(a, rowvar=False),
                                              b.mean(axis=0), np.cov(b, rowvar=False)))
         means.append(np.mean(values))
 
