@@ -199,3 +199,42 @@ def test_precision_recall_detects_mode_collapse():
     collapsed = 0.1 * rng.standard_normal((300, 4))  # all samples near the mode
     p, r = precision_recall(real, collapsed)
     assert p > 0.95 and r < 0.3
+
+
+def test_output_bias_starts_the_decoder_at_the_mean_pixel():
+    """On sparse images (most pixels empty, as the public ranges give at 64 x 64) an untrained
+    decoder with PyTorch's default bias outputs ~0.5 everywhere; ``init_output_bias`` starts
+    it at each projection's mean pixel, so the initial summed BCE is far lower."""
+    torch.manual_seed(0)
+    images = torch.zeros(8, 15, 32, 32)
+    images[:, :, 14:18, 13:19] = torch.rand(8, 15, 4, 6)  # a small blob in a 32 x 32 window
+    pixel_mean = images.mean(dim=(0, 2, 3))
+    module = torch.zeros(8, dtype=torch.long)
+    losses = {}
+    for bias in ("zero", "mean"):
+        torch.manual_seed(1)
+        model = CVAE(CVAEConfig(resolution=32, modules=3, base_filters=4)).eval()
+        if bias == "mean":
+            model.init_output_bias(pixel_mean.numpy())
+            last = model.decoder[-1]
+            assert isinstance(last, torch.nn.ConvTranspose2d) and last.bias is not None
+            torch.testing.assert_close(torch.sigmoid(last.bias), pixel_mean)
+        with torch.no_grad():
+            losses[bias] = float(cvae_loss(model(images, module), images)[1])
+    # 0.5 everywhere: ln 2 per pixel; the mean level: about the per-channel constant's BCE
+    assert losses["zero"] > 0.9 * 15 * 32 * 32 * np.log(2)
+    assert losses["mean"] < 0.2 * losses["zero"]
+    with pytest.raises(ValueError):
+        model.init_output_bias(np.full(14, 0.1))
+
+
+def test_normaliser_mean_pixel_comes_from_the_same_pass(tiny_h5):
+    from clarm.data import PhaseSpaceFile
+    from clarm.normalise import Normalizer
+
+    with PhaseSpaceFile(tiny_h5) as f:
+        runs = np.array([0, 2, 3], dtype=np.int64)
+        norm, mean = Normalizer.fit_with_mean(f, runs, batch=2)
+        np.testing.assert_array_equal(norm.scale, Normalizer.fit(f, runs).scale)
+        np.testing.assert_allclose(mean, norm(f.images(runs)).mean(axis=(0, 1, 3, 4)),
+                                   rtol=1e-5)

@@ -52,6 +52,10 @@ class CVAETrainConfig(RunConfig):
         "Also condition on the run settings."))
     prior: Literal["conditional", "standard"] = field(default="conditional", metadata=opt(
         "Prior of the latents: learned p(z | module), or N(0, I) as in the reference."))
+    output_bias: Literal["mean", "zero"] = field(default="mean", metadata=opt(
+        "Initial bias of the decoder's output logits: 'mean' = the logit of each projection's "
+        "mean normalised training pixel (the images are mostly empty), 'zero' = PyTorch's "
+        "default as in the reference (sigmoid near 0.5 everywhere)."))
     base_filters: int = field(default=32, metadata=opt(
         "Filters of the first convolution (doubling per stage).", min=4))
     val_fraction: float = field(default=0.15, metadata=opt(
@@ -78,6 +82,8 @@ class CVAETrainConfig(RunConfig):
             raise ConfigError(f"schedule must be 'cosine' or 'constant', got {self.schedule!r}")
         if self.prior not in ("conditional", "standard"):
             raise ConfigError(f"prior must be 'conditional' or 'standard', got {self.prior!r}")
+        if self.output_bias not in ("mean", "zero"):
+            raise ConfigError(f"output_bias must be 'mean' or 'zero', got {self.output_bias!r}")
         if not 0 <= self.lr_min <= self.lr:
             raise ConfigError(f"lr_min must be in [0, lr], got {self.lr_min}")
 

@@ -247,7 +247,7 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
             if not (np.array_equal(np.sort(other.val_runs), np.sort(cvae.val_runs))
                     and np.allclose(other.normalizer.scale, cvae.normalizer.scale)):
                 raise ValueError(f"{config.compare_cvae}: the CVAE to compare must be trained on "
-                                 "the same runs (same data, val fraction and seed)")
+                                 "the same runs (same data and val fraction)")
             variants.append(other)
         # module-mean baseline: mean normalised training image of each module (streamed)
         mean_img = torch.zeros(m, 15, f.resolution, f.resolution, dtype=torch.float64)

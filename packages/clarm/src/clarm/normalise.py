@@ -38,6 +38,23 @@ class Normalizer:
             peak = np.maximum(peak, imgs.max(axis=(0, 1, 3, 4)))
         return cls(np.where(peak > 0, peak, 1.0))
 
+    @classmethod
+    def fit_with_mean(cls, f: PhaseSpaceFile, runs: npt.NDArray[np.int64], batch: int = 8
+                      ) -> tuple[Normalizer, npt.NDArray[np.float64]]:
+        """:meth:`fit` and, from the same pass, the mean normalised pixel (15,) of each
+        projection over the images of ``runs`` (x / max is linear, so the mean of the
+        normalised images is the physical mean divided by the scale)."""
+        peak = np.zeros(NUM_PROJECTIONS, np.float32)
+        total = np.zeros(NUM_PROJECTIONS, np.float64)
+        count = 0
+        for lo in range(0, len(runs), batch):
+            imgs = f.images(runs[lo:lo + batch])
+            peak = np.maximum(peak, imgs.max(axis=(0, 1, 3, 4)))
+            total += imgs.sum(axis=(0, 1, 3, 4), dtype=np.float64)
+            count += imgs.shape[0] * imgs.shape[1] * imgs.shape[3] * imgs.shape[4]
+        norm = cls(np.where(peak > 0, peak, 1.0))
+        return norm, total / max(count, 1) / norm.scale.astype(np.float64)
+
     @overload
     def __call__(self, images: torch.Tensor) -> torch.Tensor: ...
 

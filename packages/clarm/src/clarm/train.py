@@ -81,6 +81,8 @@ class CVAEJob(TrainingJob[CVAETrainConfig]):
     fitted: CVAEFitted
     s_all: torch.Tensor | None
     modules: int
+    #: mean normalised training pixel per projection (15,), for ``output_bias="mean"``
+    pixel_mean: npt.NDArray[np.float64] | None = None
     model: CVAE
     net: nn.Module
     optimizer: torch.optim.Optimizer
@@ -114,8 +116,9 @@ class CVAEJob(TrainingJob[CVAETrainConfig]):
                     settings_dim=0 if smean is None else len(smean),
                     cond_decoder=cfg.cond_decoder, prior=cfg.prior,
                     base_filters=cfg.base_filters)
+                normalizer, self.pixel_mean = Normalizer.fit_with_mean(f, train_runs)
                 self.fitted = CVAEFitted(
-                    model_config=model_cfg, normalizer=Normalizer.fit(f, train_runs),
+                    model_config=model_cfg, normalizer=normalizer,
                     train_runs=train_runs, val_runs=val_runs,
                     dataset_id=str(f.attrs.get("dataset_id", "")), settings_mean=smean,
                     settings_std=sstd)
@@ -126,6 +129,8 @@ class CVAEJob(TrainingJob[CVAETrainConfig]):
         if mean is not None and std is not None and settings is not None:
             self.s_all = torch.as_tensor((settings - mean) / std).float()
         self.model = CVAE(self.fitted.model_config)
+        if resume is None and cfg.output_bias == "mean" and self.pixel_mean is not None:
+            self.model.init_output_bias(self.pixel_mean)  # (a resumed run loads its weights)
         if self.ctx.is_distributed:
             use_global_batch_norm(self.model)
         self.net = wrap_model(self.model, self.ctx)

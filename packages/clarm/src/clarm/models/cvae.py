@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy.typing as npt
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -94,6 +95,22 @@ class CVAE(nn.Module):
                 ups += [nn.LeakyReLU(0.2), nn.BatchNorm2d(chans[i + 1])]
         self.decoder = nn.Sequential(*ups)
         self._top = filters[-1]
+
+    @torch.no_grad()
+    def init_output_bias(self, pixel_mean: torch.Tensor | npt.ArrayLike,
+                         floor: float = 1e-4) -> None:
+        """Set the last decoder layer's bias to ``logit(pixel_mean)`` per projection (15,),
+        the mean normalised training pixel (clamped to [floor, 0.5]): the untrained decoder
+        then outputs each projection's mean level instead of sigmoid(~0) = 0.5 on images
+        whose pixels are mostly empty, so training does not spend its first epochs learning
+        the background (the prior-probability initialisation of Lin et al. 2017)."""
+        p = torch.as_tensor(pixel_mean, dtype=torch.float32).reshape(-1)
+        if p.shape != (NUM_PROJECTIONS,) or not torch.isfinite(p).all():
+            raise ValueError(f"pixel_mean must be {NUM_PROJECTIONS} finite values")
+        last = self.decoder[-1]
+        if not isinstance(last, nn.ConvTranspose2d) or last.bias is None:
+            raise TypeError("the decoder must end in a ConvTranspose2d with a bias")
+        last.bias.copy_(torch.logit(p.clamp(floor, 0.5)))
 
     # ------------------------------------------------------------------ conditioning
     def condition(self, module: torch.Tensor, settings: torch.Tensor | None = None) -> torch.Tensor:
