@@ -10,8 +10,6 @@ SHA-256 of its model parameters (DDP keeps the ranks' weights identical).
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ import torch
 from calo.config import TrainConfig
 from calo.models import CaloGANConfig
 from calo.train import CaloTrainingJob
+from physml_core.testing import record_writes
 
 
 def tiny_gan_config(data: str, run_dir: str) -> TrainConfig:
@@ -34,42 +33,27 @@ def tiny_gan_config(data: str, run_dir: str) -> TrainConfig:
 
 def main() -> None:
     out, model = Path(sys.argv[1]), sys.argv[2]
-    from physml_core import training
+    with record_writes(out) as writes:
+        jobs: list[CaloTrainingJob] = []
+        real_setup = CaloTrainingJob.setup
 
-    writes: dict[str, Any] = {"checkpoints": 0, "logging": False}
-    real_save, real_logger = training.save_checkpoint, training.RunLogger
+        def setup(self: CaloTrainingJob, resume: Any) -> None:
+            real_setup(self, resume)
+            jobs.append(self)
 
-    def counting_save(*a: Any, **kw: Any) -> Any:
-        writes["checkpoints"] += 1
-        return real_save(*a, **kw)
+        CaloTrainingJob.setup = setup  # type: ignore[method-assign]
+        if model == "vae":
+            from calo.cli import cli
 
-    def watched_logger(*a: Any, **kw: Any) -> Any:
-        writes["logging"] = writes["logging"] or bool(kw.get("enabled", True))
-        return real_logger(*a, **kw)
+            cli.main(args=["train", "--model", "vae", *sys.argv[3:]], standalone_mode=False)
+        else:
+            from calo.train import train
 
-    training.save_checkpoint, training.RunLogger = counting_save, watched_logger  # type: ignore[assignment]
-    jobs: list[CaloTrainingJob] = []
-    real_setup = CaloTrainingJob.setup
-
-    def setup(self: CaloTrainingJob, resume: Any) -> None:
-        real_setup(self, resume)
-        jobs.append(self)
-
-    CaloTrainingJob.setup = setup  # type: ignore[method-assign]
-    if model == "vae":
-        from calo.cli import cli
-
-        cli.main(args=["train", "--model", "vae", *sys.argv[3:]], standalone_mode=False)
-    else:
-        from calo.train import train
-
-        train(tiny_gan_config(*sys.argv[3:5]), progress_bar=False)
-    digest = hashlib.sha256()
-    for p in jobs[0].model.parameters():
-        digest.update(p.detach().cpu().numpy().tobytes())
-    writes["parameters_sha256"] = digest.hexdigest()
-    rank = int(os.environ.get("RANK", "0"))
-    (out / f"written-by-rank{rank}.json").write_text(json.dumps(writes))
+            train(tiny_gan_config(*sys.argv[3:5]), progress_bar=False)
+        digest = hashlib.sha256()
+        for p in jobs[0].model.parameters():
+            digest.update(p.detach().cpu().numpy().tobytes())
+        writes["parameters_sha256"] = digest.hexdigest()
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
 

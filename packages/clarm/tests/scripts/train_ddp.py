@@ -17,10 +17,7 @@ as little as the gradients do.  The LSTM keeps Adam (it has no such weights).
 from __future__ import annotations
 
 import argparse
-import json
-import os
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -29,6 +26,7 @@ from clarm.config import CVAETrainConfig
 from clarm.train import CVAEJob
 from physml_core import training
 from physml_core.checkpoint import Checkpoint
+from physml_core.testing import record_writes
 
 
 class SGDCVAEJob(CVAEJob):
@@ -56,21 +54,8 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--cvae-for-lstm", default=None)
     args = parser.parse_args()
-    writes = {"checkpoints": 0, "logging": False}
-    real_save, real_logger = training.save_checkpoint, training.RunLogger
-
-    def counting_save(*a: Any, **kw: Any) -> Any:
-        writes["checkpoints"] += 1
-        return real_save(*a, **kw)
-
-    def watched_logger(*a: Any, **kw: Any) -> Any:
-        writes["logging"] = writes["logging"] or bool(kw.get("enabled", True))
-        return real_logger(*a, **kw)
-
-    training.save_checkpoint, training.RunLogger = counting_save, watched_logger
-    run(args.data, args.out, args.cvae_for_lstm)
-    rank = int(os.environ.get("RANK", "0"))
-    (args.out / f"written-by-rank{rank}.json").write_text(json.dumps(writes))
+    with record_writes(args.out):
+        run(args.data, args.out, args.cvae_for_lstm)
 
 
 if __name__ == "__main__":

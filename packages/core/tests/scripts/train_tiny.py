@@ -16,14 +16,14 @@ import json
 import os
 import signal
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 
-from physml_core import training
 from physml_core.checkpoint import Checkpoint
 from physml_core.distributed import wrap_model
 from physml_core.options import opt
+from physml_core.testing import record_writes
 from physml_core.training import Clock, RunConfig, TrainingJob, TrainState, fit
 
 
@@ -84,26 +84,12 @@ def main() -> None:
     parser.add_argument("--die-after-epoch", type=int, default=-1)
     parser.add_argument("--no-resume", action="store_true")
     args = parser.parse_args()
-    writes = {"checkpoints": 0, "logging": False}
-    real_save, real_logger = training.save_checkpoint, training.RunLogger
-
-    def counting_save(*a: Any, **kw: Any) -> Any:
-        writes["checkpoints"] += 1
-        return real_save(*a, **kw)
-
-    def watched_logger(*a: Any, **kw: Any) -> Any:
-        writes["logging"] = writes["logging"] or bool(kw.get("enabled", True))
-        return real_logger(*a, **kw)
-
-    training.save_checkpoint, training.RunLogger = counting_save, watched_logger
     config = TinyConfig(run_dir=args.run_dir, epochs=args.epochs, device="cpu",
                         die_after_epoch=args.die_after_epoch, resume=not args.no_resume,
                         tensorboard=False)
-    result = fit(TinyJob, config, progress_bar=False)
-    rank = int(os.environ.get("RANK", "0"))
-    with open(os.path.join(args.run_dir, f"written-by-rank{rank}.json"), "w") as fh:
-        json.dump(writes, fh)
-    if rank == 0:
+    with record_writes(args.run_dir):
+        result = fit(TinyJob, config, progress_bar=False)
+    if int(os.environ.get("RANK", "0")) == 0:
         model = torch.load(result.checkpoint, weights_only=True)["model"]["model"]
         print(json.dumps({"weights": model["weight"].flatten().tolist(),
                           "bias": float(model["bias"][0]), "step": result.step}))
