@@ -261,3 +261,69 @@ def test_resumed_training_equals_one_long_run(tiny_h5, tmp_path):
     b = load_checkpoint(resumed.checkpoint).state["model"]["cvae"]
     for key, value in a.items():
         torch.testing.assert_close(b[key], value, rtol=0, atol=0, msg=key)
+
+
+def test_simulate_and_merge_record_provenance(tmp_path):
+    from clarm.sim import SIM_SOURCE, SimConfig, machine_id
+    from physml_core.provenance import Provenance, from_attrs
+
+    label = machine_id(SimConfig(modules=2, resolution=32, particles=200, seed=5))
+    for shard in ("0/2", "1/2"):
+        code, out = run("simulate", "--runs", "3", "--modules", "2", "--resolution", "32",
+                        "--particles", "200", "--seed", "5", "--shard", shard, "-o",
+                        str(tmp_path / f"s{shard[0]}.h5"))
+        assert code == 0, out
+    with PhaseSpaceFile(tmp_path / "s1.h5") as f:
+        assert from_attrs(f.attrs) == [Provenance(SIM_SOURCE, 5, label, 2, 3, "1/2")]
+        assert f.attrs["provenance_rows"] == [2, 3]
+    # shards given out of order: merged in run order, contiguous ranges joined
+    code, out = run("merge", str(tmp_path / "s1.h5"), str(tmp_path / "s0.h5"),
+                    "-o", str(tmp_path / "m.h5"))
+    assert code == 0, out
+    with PhaseSpaceFile(tmp_path / "m.h5") as f:
+        assert from_attrs(f.attrs) == [Provenance(SIM_SOURCE, 5, label, 0, 3, "merged")]
+        assert list(f.run_index()) == [0, 1, 2]
+
+
+def test_checkpoints_record_training_provenance(pipeline, tiny_h5):
+    from clarm.artifacts import load_cvae, load_lstm
+    from clarm.sim import SIM_SOURCE, SimConfig, machine_id
+    from physml_core.checkpoint import load_checkpoint
+    from physml_core.provenance import Provenance, from_records
+
+    _, cvae_dir, lstm_dir = pipeline
+    label = machine_id(SimConfig(modules=3, resolution=32, particles=600, seed=3))
+    ckpt = load_checkpoint(cvae_dir, package="clarm", model_name="cvae")
+    # 6 runs, 0.34 held out: runs 0..3 train, 4..5 validate
+    assert from_records(ckpt.extra["data_provenance"]) == [
+        Provenance(SIM_SOURCE, 3, label, 0, 4), Provenance(SIM_SOURCE, 3, label, 4, 6)]
+    assert from_records(ckpt.extra["validation_provenance"]) == [
+        Provenance(SIM_SOURCE, 3, label, 4, 6)]
+    assert load_cvae(cvae_dir).train_provenance == [Provenance(SIM_SOURCE, 3, label, 0, 4)]
+    assert load_lstm(lstm_dir).train_provenance == [Provenance(SIM_SOURCE, 3, label, 0, 4)]
+
+
+def test_evaluation_refuses_a_file_of_the_training_runs(pipeline, tmp_path):
+    """Another file of the same runs (same seed, other particle count: another dataset id, so
+    every run of it counts as held out) is refused by provenance; another seed is accepted."""
+    from clarm.sim import SimConfig, simulate
+
+    _, cvae_dir, lstm_dir = pipeline
+    same = tmp_path / "same_seed.h5"
+    simulate(SimConfig(runs=6, modules=3, resolution=32, particles=300, batch_runs=6, seed=3),
+             same, progress_bar=False)
+    code, out = run("forecast", "--data", str(same), "--cvae", str(cvae_dir), "--lstm",
+                    str(lstm_dir), "--observed", "1", "-o", str(tmp_path / "fc.h5"))
+    assert_user_error(code, out, "overlaps the training data")
+    code, out = run("evaluate", "--data", str(same), "--cvae", str(cvae_dir), "--lstm",
+                    str(lstm_dir), "--observed", "1", "--classifier-epochs", "1",
+                    "-o", str(tmp_path / "eval"))
+    assert_user_error(code, out, "overlaps the training data")
+    other = tmp_path / "other_seed.h5"
+    simulate(SimConfig(runs=2, modules=3, resolution=32, particles=300, batch_runs=2, seed=4),
+             other, progress_bar=False)
+    code, out = run("forecast", "--data", str(other), "--cvae", str(cvae_dir), "--lstm",
+                    str(lstm_dir), "--observed", "1", "-o", str(tmp_path / "fc2.h5"))
+    assert code == 0, out
+    with PhaseSpaceFile(tmp_path / "fc2.h5") as f:
+        assert f.runs == 2 and f.attrs.get("provenance") is None

@@ -23,6 +23,7 @@ from physml_core.checkpoint import Checkpoint, load_checkpoint
 from physml_core.config import from_dict
 from physml_core.device import resolve_device
 from physml_core.errors import CheckpointError, ConfigError
+from physml_core.provenance import Provenance, from_records
 
 from .config import PACKAGE, CVAETrainConfig, LSTMTrainConfig
 from .data import PhaseSpaceFile
@@ -39,6 +40,8 @@ __all__ = [
     "encode_runs",
     "load_cvae",
     "load_lstm",
+    "trained_on",
+    "training_provenance",
 ]
 
 ConfigT = TypeVar("ConfigT", CVAETrainConfig, LSTMTrainConfig)
@@ -151,6 +154,8 @@ class LoadedCVAE:
     latents_max: FloatArray | None
     config: CVAETrainConfig
     path: Path
+    #: stream runs it was trained on, not validated on (None: checkpoint or file recorded none)
+    train_provenance: list[Provenance] | None = None
 
     def settings_tensor(self, settings: npt.NDArray[np.floating] | None,
                         rows: int) -> torch.Tensor | None:
@@ -176,6 +181,31 @@ class LoadedLSTM:
     z_std: FloatArray
     cvae_path: str
     path: Path
+    #: stream runs it was trained on, not validated on (None: checkpoint or file recorded none)
+    train_provenance: list[Provenance] | None = None
+
+
+def training_provenance(ckpt: Checkpoint) -> list[Provenance] | None:
+    """The stream runs a checkpoint's model was trained on: its ``data_provenance`` (training
+    and validation runs) less its ``validation_provenance``, since clarm evaluates on the
+    validation runs of the training file by design.  None when none was recorded."""
+    used, val = ckpt.extra.get("data_provenance"), ckpt.extra.get("validation_provenance")
+    if not isinstance(used, list):
+        return None
+    try:
+        held = set(from_records(val)) if isinstance(val, list) else set()
+        return [p for p in from_records(used) if p not in held]
+    except ValueError as exc:
+        raise CheckpointError(f"{ckpt.path}: {exc}") from None
+
+
+def trained_on(cvae: LoadedCVAE, lstm: LoadedLSTM | None) -> list[Provenance] | None:
+    """Stream runs the CVAE (and the LSTM, if given) were trained on; None when the CVAE's
+    checkpoint records none."""
+    if cvae.train_provenance is None:
+        return None
+    extra = lstm.train_provenance if lstm is not None else None
+    return cvae.train_provenance + (extra or [])
 
 
 def _stored_config(ckpt: Checkpoint, config_type: type[ConfigT]) -> ConfigT:
@@ -218,7 +248,8 @@ def load_cvae(path: str | Path, device: str | torch.device = "cpu") -> LoadedCVA
                       val_runs=fitted.val_runs, dataset_id=fitted.dataset_id,
                       settings_mean=fitted.settings_mean, settings_std=fitted.settings_std,
                       latents_min=fitted.latents_min, latents_max=fitted.latents_max,
-                      config=_stored_config(ckpt, CVAETrainConfig), path=ckpt.path)
+                      config=_stored_config(ckpt, CVAETrainConfig), path=ckpt.path,
+                      train_provenance=training_provenance(ckpt))
 
 
 def load_lstm(path: str | Path, device: str | torch.device = "cpu") -> LoadedLSTM:
@@ -229,7 +260,8 @@ def load_lstm(path: str | Path, device: str | torch.device = "cpu") -> LoadedLST
     _restore(ckpt, "lstm", model)
     model.to(resolve_device(device)).eval()
     return LoadedLSTM(model=model, z_mean=fitted.z_mean, z_std=fitted.z_std,
-                      cvae_path=fitted.cvae_path, path=ckpt.path)
+                      cvae_path=fitted.cvae_path, path=ckpt.path,
+                      train_provenance=training_provenance(ckpt))
 
 
 @torch.no_grad()

@@ -17,7 +17,8 @@ run_index      (R,)                   global run number (for shards and held-out
 
 File attributes: ``modules``, ``resolution``, ``projection_names`` (15 strings),
 ``coordinates``, ``coordinate_units``, ``coordinate_ranges`` ([lo, hi] per coordinate, the
-fixed histogram ranges), ``setting_names``, ``dataset_id``.
+fixed histogram ranges), ``setting_names``, ``dataset_id``, and the row provenance
+(:mod:`physml_core.provenance`: one unit is one run; see :func:`file_provenance`).
 """
 
 from __future__ import annotations
@@ -31,23 +32,36 @@ import numpy.typing as npt
 
 from physml_core.errors import DataFormatError
 from physml_core.hdf5 import DatasetSpec, H5Appender, H5Reader, Schema
+from physml_core.logging import get_logger
+from physml_core.provenance import (
+    Provenance,
+    check_disjoint,
+    from_attrs,
+    select_rows,
+    to_attrs,
+)
 from physml_core.split import holdout_counts
 
 __all__ = [
     "NUM_PROJECTIONS",
     "PHASE_SPACE_SCHEMA",
     "PhaseSpaceFile",
+    "check_held_out",
     "check_images",
     "check_resolution",
     "convert_npy",
     "downsample",
+    "file_provenance",
     "held_out_runs",
     "import_zenodo",
+    "runs_provenance",
     "split_runs",
     "train_splits",
 ]
 
 NUM_PROJECTIONS = 15
+
+log = get_logger(__name__)
 
 PHASE_SPACE_SCHEMA = Schema(
     name="clarm.phase_space",
@@ -225,6 +239,41 @@ def held_out_runs(model: TrainedOn, f: PhaseSpaceFile) -> npt.NDArray[np.int64]:
     return np.arange(f.runs, dtype=np.int64)
 
 
+def file_provenance(f: PhaseSpaceFile) -> list[Provenance] | None:
+    """The provenance records of ``f`` (one unit = one run), or None if it records none."""
+    return from_attrs(f.attrs)
+
+
+def runs_provenance(records: Sequence[Provenance],
+                    runs: Sequence[int] | npt.NDArray[np.int64]) -> list[Provenance]:
+    """Stream runs held by the file positions ``runs`` of a file made of ``records``: each
+    contiguous block of positions becomes one :func:`~physml_core.provenance.select_rows`."""
+    pos = np.unique(np.asarray(runs, dtype=np.int64))
+    out: list[Provenance] = []
+    if len(pos) == 0:
+        return out
+    breaks = np.flatnonzero(np.diff(pos) != 1) + 1
+    for block in np.split(pos, breaks):
+        out.extend(select_rows(records, int(block[0]), int(block[-1]) + 1))
+    return out
+
+
+def check_held_out(trained_on: Sequence[Provenance] | None, f: PhaseSpaceFile,
+                   runs: Sequence[int] | npt.NDArray[np.int64]) -> str:
+    """Refuse (:class:`~physml_core.provenance.ProvenanceOverlapError`, one line) held-out
+    ``runs`` of ``f`` that are runs a model was trained on (``trained_on``, stream runs from
+    its checkpoint); returns the status for reports.  Unchecked (a warning) when the model or
+    the file records no provenance."""
+    if trained_on is None:
+        return "not checked: the checkpoint records no training provenance"
+    records = file_provenance(f)
+    if records is None:
+        log.warning("%s records no provenance: cannot check its runs are held out", f.path)
+        return f"not checked: {f.path} records no provenance"
+    check_disjoint(trained_on, runs_provenance(records, runs), f"held-out runs of {f.path}")
+    return "held out: no evaluated run is a training run"
+
+
 def downsample(images: np.ndarray, resolution: int) -> np.ndarray:
     """Block-sum (..., H, W) images down to (..., resolution, resolution) (H a multiple)."""
     h = images.shape[-1]
@@ -280,6 +329,7 @@ def convert_npy(
         "projection_names": [f"channel_{c}" for c in range(NUM_PROJECTIONS)],
         "dataset_id": f"npy:{Path(images_npy).name}:{runs}",
     }
+    meta.update(to_attrs([Provenance("clarm.npy", None, str(meta["dataset_id"]), 0, runs)]))
     meta.update(attrs or {})
     with H5Appender(output, PHASE_SPACE_SCHEMA, attrs=meta, chunk_rows=1) as out:
         for lo in range(0, runs, batch_runs):
@@ -374,6 +424,8 @@ def import_zenodo(
         "test_file": test_name,
         "dataset_id": "zenodo:" + ident.hexdigest()[:16],
     }
+    total = sum(a.shape[0] for a in arrays)
+    meta.update(to_attrs([Provenance("clarm.zenodo", None, str(meta["dataset_id"]), 0, total)]))
     offset = 0
     with H5Appender(output, PHASE_SPACE_SCHEMA, attrs=meta, chunk_rows=1) as out:
         for name, arr, lab in zip(names, arrays, labels, strict=True):

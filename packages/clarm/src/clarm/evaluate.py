@@ -42,9 +42,10 @@ from .artifacts import (
     encode_runs,
     load_cvae,
     load_lstm,
+    trained_on,
 )
 from .config import require
-from .data import PhaseSpaceFile, held_out_runs
+from .data import PhaseSpaceFile, check_held_out, held_out_runs
 from .forecast import forecast
 from .generate import generate
 from .metrics import (
@@ -237,6 +238,7 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
         runs = held_out_runs(cvae, f)[:config.max_runs]
         if len(runs) < 2:
             raise ValueError(f"{config.data}: {len(runs)} held-out runs; need at least 2")
+        held_out_status = check_held_out(trained_on(cvae, lstm), f, runs)
         names = list(f.attrs.get("projection_names", [str(c) for c in range(15)]))
         settings = f.settings()
         same = bool(cvae.dataset_id) and str(f.attrs.get("dataset_id", "")) == cvae.dataset_id
@@ -306,6 +308,7 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
     r = len(runs)
     report: dict[str, Any] = {"data": str(config.data), "cvae": str(cvae.path),
                               "held_out_runs": [int(x) for x in runs],
+                              "held_out_check": held_out_status,
                               "training_runs_for_baselines": len(train_sel),
                               "cond_decoder": model.config.cond_decoder,
                               "prior": model.config.prior, "projection_names": names,

@@ -14,8 +14,14 @@ import torch
 
 from physml_core.hdf5 import H5Appender
 
-from .artifacts import LoadedCVAE, LoadedLSTM, check_compatible
-from .data import PHASE_SPACE_SCHEMA, PhaseSpaceFile, check_images, held_out_runs
+from .artifacts import LoadedCVAE, LoadedLSTM, check_compatible, trained_on
+from .data import (
+    PHASE_SPACE_SCHEMA,
+    PhaseSpaceFile,
+    check_held_out,
+    check_images,
+    held_out_runs,
+)
 
 __all__ = ["forecast", "forecast_file"]
 
@@ -75,12 +81,15 @@ def forecast(cvae: LoadedCVAE, lstm: LoadedLSTM, observed_images: np.ndarray,
 
 def forecast_file(data: str | Path, cvae: LoadedCVAE, lstm: LoadedLSTM, output: str | Path,
                   observed: int = 4, runs: list[int] | None = None) -> Path:
-    """Forecast ``runs`` of ``data`` (default: the held-out runs) and write an HDF5 file in the
-    phase-space format (attribute ``observed``)."""
+    """Forecast ``runs`` of ``data`` (default: the held-out runs, refused with a one-line
+    :class:`~physml_core.provenance.ProvenanceOverlapError` if they are training runs of either
+    model by provenance) and write an HDF5 file in the phase-space format (attribute
+    ``observed``; forecasts are not simulated runs, so it records no provenance)."""
     with PhaseSpaceFile(data) as f:
         check_compatible(cvae, f)
         if runs is None:
             sel = held_out_runs(cvae, f)
+            check_held_out(trained_on(cvae, lstm), f, sel)
         else:
             sel = np.asarray(runs, dtype=np.int64)
             if sel.size == 0 or sel.min() < 0 or sel.max() >= f.runs:
@@ -88,7 +97,10 @@ def forecast_file(data: str | Path, cvae: LoadedCVAE, lstm: LoadedLSTM, output: 
         attrs = f.attrs
         attrs.pop("physml_schema", None)
         attrs.update(kind="forecast", observed=int(observed), cvae=str(cvae.path),
-                     lstm=str(lstm.path), source_file=str(data))
+                     lstm=str(lstm.path), source_file=str(data),
+                     **dict.fromkeys(("provenance", "provenance_source", "provenance_seed",
+                                      "provenance_setting", "provenance_rows",
+                                      "provenance_shard")))
         settings = f.settings()
         index = f.run_index()
         with H5Appender(output, PHASE_SPACE_SCHEMA, attrs=attrs, chunk_rows=1) as out:

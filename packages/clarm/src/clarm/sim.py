@@ -69,6 +69,7 @@ import torch
 
 from physml_core.cli import shard_bounds
 from physml_core.hdf5 import H5Appender, concat_h5
+from physml_core.provenance import Provenance, from_attrs, to_attrs
 
 from .data import PHASE_SPACE_SCHEMA, check_resolution
 
@@ -77,14 +78,17 @@ __all__ = [
     "COORDINATE_UNITS",
     "DEFAULT_RANGES",
     "PROJECTIONS",
+    "SIM_SOURCE",
     "SimConfig",
     "TrackResult",
     "dataset_id",
     "design_energies_eV",
     "draw_settings",
     "histogram_projections",
+    "machine_id",
     "merge_shards",
     "rf_gap_kick",
+    "run_provenance",
     "setting_names",
     "simulate",
     "simulate_runs",
@@ -234,6 +238,34 @@ def dataset_id(config: SimConfig) -> str:
         data.pop(key)
     data["physics"] = 2  # design-reference tracking, cheetah tau convention, public layout
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+#: ``source`` of the provenance records of simulated files (physml_core.provenance).
+SIM_SOURCE = "clarm.sim"
+
+
+#: Fields that change how a run is observed (images, macroparticle sampling, space-charge
+#: resolution), not which machine and beam it is: runs differing only in these are the same runs.
+_OBSERVATION_FIELDS = ("runs", "batch_runs", "seed", "resolution", "particles", "blur_px",
+                       "ranges", "space_charge", "space_charge_kicks_per_cell",
+                       "space_charge_grid")
+
+
+def machine_id(config: SimConfig) -> str:
+    """Label of the machine and beam whose runs ``config`` draws (lattice and per-run setting
+    ranges, without the seed and the observation fields): the provenance setting label."""
+    data = {k: v for k, v in asdict(config).items() if k not in _OBSERVATION_FIELDS}
+    return "linac:" + hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def run_provenance(config: SimConfig, start: int, stop: int,
+                   shard: tuple[int, int] = (0, 1)) -> Provenance:
+    """Provenance (:mod:`physml_core.provenance`) of runs ``[start, stop)`` of ``config``: the
+    stream is (``"clarm.sim"``, seed, :func:`machine_id`), one unit is one run, so run ``k`` of
+    a seed is the same run (same machine settings and beam) at any resolution or particle
+    count, and a model trained on it must not be evaluated on it."""
+    return Provenance(SIM_SOURCE, config.seed, machine_id(config), start, stop,
+                      f"{shard[0]}/{shard[1]}")
 
 
 def draw_settings(config: SimConfig, run_index: int) -> np.ndarray:
@@ -611,6 +643,7 @@ def simulate(
     start, stop = shard_bounds(config.runs, *shard)
     attrs = _file_attrs(config)
     attrs["run_offset"] = start
+    attrs.update(to_attrs([run_provenance(config, start, stop, shard)]))
     with H5Appender(output, PHASE_SPACE_SCHEMA, attrs=attrs, chunk_rows=1) as out:
         bar = progress(total=stop - start, desc="simulate", disable=None if progress_bar else True)
         for lo in range(start, stop, config.batch_runs):
@@ -648,19 +681,41 @@ def _file_attrs(config: SimConfig) -> dict:
 
 
 def merge_shards(inputs: Sequence[str | Path], output: str | Path) -> int:
-    """Concatenate shard files (checked to share modules, resolution and dataset id)."""
+    """Concatenate shard files (checked to share modules, resolution and dataset id).
+
+    The output's provenance lists every input's records in run order (contiguous ranges of
+    one stream are joined); if any input records none, the output records none."""
     from physml_core.errors import DataFormatError
     from physml_core.hdf5 import H5Reader
 
     if not inputs:
         raise ValueError("merge needs at least one input file")
-    ids, offsets = set(), []
+    ids, offsets, found = set(), [], []
     for path in inputs:
         with H5Reader(path, PHASE_SPACE_SCHEMA) as reader:
             attrs = reader.attrs
             ids.add((attrs.get("dataset_id"), attrs.get("modules"), attrs.get("resolution")))
             offsets.append(int(attrs.get("run_offset", 0)))
+            found.append(from_attrs(attrs))
     if len(ids) > 1:
         raise DataFormatError(f"shards come from different simulations: {sorted(map(str, ids))}")
-    order = [p for _, p in sorted(zip(offsets, inputs, strict=True), key=lambda t: t[0])]
-    return concat_h5(order, output, PHASE_SPACE_SCHEMA, batch_size=8, attrs={"run_offset": 0})
+    ranked = sorted(zip(offsets, inputs, found, strict=True), key=lambda t: t[0])
+    records: list[Provenance] | None = []
+    for _, _, prov in ranked:
+        if prov is None or records is None:
+            records = None
+            continue
+        for p in prov:
+            if records and records[-1].stream == p.stream and records[-1].stop == p.start:
+                last = records.pop()
+                p = Provenance(p.source, p.seed, p.setting, last.start, p.stop, "merged")
+            records.append(p)
+    # The first input's attributes are copied: clear its provenance before writing the merged one.
+    merged: dict[str, object] = {"run_offset": 0, "merged_from": len(inputs),
+                                 **dict.fromkeys(("provenance", "provenance_source",
+                                                  "provenance_seed", "provenance_setting",
+                                                  "provenance_rows", "provenance_shard"))}
+    if records is not None:
+        merged.update(to_attrs(records))
+    return concat_h5([p for _, p, _ in ranked], output, PHASE_SPACE_SCHEMA, batch_size=8,
+                     attrs=merged)

@@ -27,6 +27,7 @@ from physml_core.checkpoint import Checkpoint
 from physml_core.distributed import wrap_model
 from physml_core.logging import get_logger
 from physml_core.parallel import rank_rows, share_weight, use_global_batch_norm
+from physml_core.provenance import Provenance, to_records
 from physml_core.training import Clock, TrainingJob, TrainResult, TrainState, fit
 
 from .artifacts import (
@@ -38,7 +39,13 @@ from .artifacts import (
     load_cvae,
 )
 from .config import PACKAGE, CVAETrainConfig, LSTMTrainConfig, require, scheduled_lr
-from .data import PhaseSpaceFile, held_out_runs, train_splits
+from .data import (
+    PhaseSpaceFile,
+    file_provenance,
+    held_out_runs,
+    runs_provenance,
+    train_splits,
+)
 from .metrics import ssim_per_channel
 from .models import CVAE, CVAEConfig, LatentLSTM, LSTMConfig, cvae_loss
 from .normalise import Normalizer, iter_blocks
@@ -63,6 +70,21 @@ def _epoch_seed(seed: int, epoch: int, stream: int) -> int:
     return int(np.random.SeedSequence([seed, epoch, stream]).generate_state(1)[0])
 
 
+def _used_provenance(f: PhaseSpaceFile, train_runs: npt.NDArray[np.int64],
+                     val_runs: npt.NDArray[np.int64]) -> dict[str, object]:
+    """Checkpoint extras naming the stream runs (physml_core.provenance) a model trained on
+    (``data_provenance``: training then validation runs, as every physml package stores it)
+    and validated on (``validation_provenance``); None when the file records no provenance."""
+    records = file_provenance(f)
+    if records is None:
+        log.warning("%s records no provenance: evaluations cannot check that a held-out file "
+                    "is independent of this training data", f.path)
+        return {"data_provenance": None, "validation_provenance": None}
+    train: list[Provenance] = runs_provenance(records, train_runs)
+    val: list[Provenance] = runs_provenance(records, val_runs)
+    return {"data_provenance": to_records(train + val), "validation_provenance": to_records(val)}
+
+
 def _settings_stats(settings: npt.NDArray[np.float32] | None, runs: npt.NDArray[np.int64]
                     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
     if settings is None or settings.shape[1] == 0:
@@ -83,6 +105,7 @@ class CVAEJob(TrainingJob[CVAETrainConfig]):
     modules: int
     #: mean normalised training pixel per projection (15,), for ``output_bias="mean"``
     pixel_mean: npt.NDArray[np.float64] | None = None
+    provenance: dict[str, object]
     model: CVAE
     net: nn.Module
     optimizer: torch.optim.Optimizer
@@ -124,6 +147,7 @@ class CVAEJob(TrainingJob[CVAETrainConfig]):
                     settings_std=sstd)
             settings = f.settings()
             self.modules = f.modules
+            self.provenance = _used_provenance(f, self.fitted.train_runs, self.fitted.val_runs)
         mean, std = self.fitted.settings_mean, self.fitted.settings_std
         self.s_all = None
         if mean is not None and std is not None and settings is not None:
@@ -202,7 +226,7 @@ class CVAEJob(TrainingJob[CVAETrainConfig]):
                     self.ctx.device, self.config.block_runs)
         else:
             self.fitted.latents_min = self.fitted.latents_max = None
-        return self.fitted.to_extra()
+        return {**self.fitted.to_extra(), **self.provenance}
 
 
 def _latent_box(model: CVAE, f: PhaseSpaceFile, runs: npt.NDArray[np.int64], norm: Normalizer,
@@ -289,6 +313,7 @@ class LSTMJob(TrainingJob[LSTMTrainConfig]):
     package: ClassVar[str] = PACKAGE
 
     fitted: LSTMFitted
+    provenance: dict[str, object]
     seqs: torch.Tensor
     lens: torch.Tensor
     tgts: torch.Tensor
@@ -319,6 +344,7 @@ class LSTMJob(TrainingJob[LSTMTrainConfig]):
                 raise ValueError("no training runs left for the LSTM")
             z_train = encode_runs(cvae, f, train_runs)
             self.z_val = encode_runs(cvae, f, held) if len(held) else None
+            self.provenance = _used_provenance(f, train_runs, held)
         if resume is not None:
             self.fitted = LSTMFitted.from_extra(resume.extra, resume.path)
         else:
@@ -373,7 +399,7 @@ class LSTMJob(TrainingJob[LSTMTrainConfig]):
         return {"rollout_mse": F.mse_loss(roll[:, observed:], zv[:, observed:]).item()}
 
     def extra_state(self, final: bool) -> dict[str, object]:
-        return self.fitted.to_extra()
+        return {**self.fitted.to_extra(), **self.provenance}
 
 
 def train_lstm(config: LSTMTrainConfig, progress_bar: bool = True) -> TrainResult:
