@@ -214,3 +214,61 @@ def test_reference_setting_and_imported_data_train_and_evaluate(tmp_path):
           *TRAIN])
     _run(["impute", "--checkpoint", str(tmp_path / "csv_run"), "--data", str(h5), "-o",
           str(tmp_path / "imp.h5")])
+
+
+def test_simulate_and_merge_record_provenance(tmp_path):
+    from alternators.data.simulate import LORENZ_SOURCE, LorenzConfig, trajectory_label
+    from physml_core.provenance import Provenance, from_attrs
+
+    label = trajectory_label(LorenzConfig(n_steps=20, seed=4))
+    args = ["simulate", "lorenz", "--n-train", "3", "--n-val", "1", "--n-test", "1",
+            "--steps", "20", "--neurons", "12", "--seed", "4", "--no-spikes"]
+    for shard in ("0/2", "1/2"):
+        _run([*args, "--shard", shard, "-o", str(tmp_path / f"s{shard[0]}.h5")])
+    assert from_attrs(load_sequences(tmp_path / "s1.h5").attrs) == [
+        Provenance(LORENZ_SOURCE, 4, label, 3, 5, "1/2")]
+    _run(["merge", "-o", str(tmp_path / "m.h5"), str(tmp_path / "s0.h5"), str(tmp_path / "s1.h5")])
+    merged = load_sequences(tmp_path / "m.h5")
+    assert from_attrs(merged.attrs) == [Provenance(LORENZ_SOURCE, 4, label, 0, 5, "merged")]
+    # inputs out of stream order keep one record each
+    _run(["merge", "-o", str(tmp_path / "r.h5"), str(tmp_path / "s1.h5"), str(tmp_path / "s0.h5")])
+    assert from_attrs(load_sequences(tmp_path / "r.h5").attrs) == [
+        Provenance(LORENZ_SOURCE, 4, label, 3, 5, "1/2"),
+        Provenance(LORENZ_SOURCE, 4, label, 0, 3, "0/2")]
+
+
+def test_checkpoint_records_training_provenance(trained):
+    from alternators.artifacts import load_model
+    from alternators.data.simulate import LORENZ_SOURCE, LorenzConfig, trajectory_label
+    from physml_core.provenance import Provenance, from_records
+
+    _, _, runs = trained
+    label = trajectory_label(LorenzConfig(n_steps=30, seed=1))
+    ckpt = load_checkpoint(latest(runs["rnn"]), package="alternators")
+    train, val = Provenance(LORENZ_SOURCE, 1, label, 0, 6), Provenance(LORENZ_SOURCE, 1, label, 6, 8)
+    assert from_records(ckpt.extra["data_provenance"]) == [train, val]
+    assert from_records(ckpt.extra["validation_provenance"]) == [val]
+    assert load_model(runs["rnn"]).data_provenance == [train, val]
+
+
+def test_evaluate_refuses_test_sequences_that_were_trained_on(trained, tmp_path):
+    """The same seed simulated with fewer training sequences: its test split holds sequences the
+    model trained on; another seed is held out."""
+    _, _, runs = trained
+    ckpt = str(runs["rnn"])
+    same = tmp_path / "same_seed.h5"
+    _run(["simulate", "lorenz", "-o", str(same), "--n-train", "2", "--n-val", "1", "--n-test",
+          "3", "--steps", "30", "--neurons", "12", "--seed", "1", "--no-spikes"])
+    result = _run(["evaluate", "--checkpoint", ckpt, "--data", str(same), "-o",
+                   str(tmp_path / "e1"), "--horizon", "5", "--samples", "1", "--no-plots"],
+                  ok=False)
+    _assert_one_line_error(result, "overlaps the training data", "rows 3:6")
+    assert not (tmp_path / "e1").exists()
+    other = tmp_path / "other_seed.h5"
+    # (seed 11 keeps as many neurons as the training file's seed 1: the model's input size)
+    _run(["simulate", "lorenz", "-o", str(other), "--n-train", "6", "--n-val", "1", "--n-test",
+          "3", "--steps", "30", "--neurons", "12", "--seed", "11", "--no-spikes"])
+    _run(["evaluate", "--checkpoint", ckpt, "--data", str(other), "-o", str(tmp_path / "e2"),
+          "--horizon", "5", "--samples", "1", "--no-plots"])
+    report = json.loads((tmp_path / "e2" / "evaluation.json").read_text())
+    assert report["held_out_check"].startswith("held out")

@@ -17,6 +17,7 @@ import torch
 
 from physml_core.checkpoint import Checkpoint
 from physml_core.errors import CheckpointError
+from physml_core.provenance import Provenance, from_records
 from physml_core.training import load_trained
 
 from .config import PACKAGE, TrainConfig
@@ -44,6 +45,10 @@ class LoadedModel:
     z_norm: Standardizer | None
     checkpoint: Path
     step: int
+    #: stream sequences it trained and validated on (None: checkpoint or file recorded none)
+    data_provenance: list[Provenance] | None = None
+    #: the validation part of ``data_provenance``
+    validation_provenance: list[Provenance] | None = None
 
     @property
     def name(self) -> str:
@@ -88,7 +93,20 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
         model=model, config=config, x_norm=Standardizer.from_state(x_state),
         z_norm=None if z_state is None else Standardizer.from_state(z_state),
         checkpoint=ckpt.path, step=ckpt.step,
+        data_provenance=_provenance(ckpt, "data_provenance"),
+        validation_provenance=_provenance(ckpt, "validation_provenance"),
     )
+
+
+def _provenance(ckpt: Checkpoint, key: str) -> list[Provenance] | None:
+    """Provenance records stored under ``key`` in the checkpoint extra (None if absent)."""
+    records = ckpt.extra.get(key)
+    if not isinstance(records, list):
+        return None
+    try:
+        return from_records(records)
+    except ValueError as exc:
+        raise CheckpointError(f"{ckpt.path}: {exc}") from None
 
 
 def _named(ckpt: Checkpoint) -> bool:

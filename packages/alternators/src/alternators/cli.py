@@ -158,11 +158,9 @@ def import_cmd(source: Path, output: Path, fmt: str, id_column: str, time_column
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def merge_cmd(output: Path, inputs: tuple[Path, ...]) -> None:
     """Concatenate sequence files (e.g. simulation shards) into one."""
-    from physml_core.hdf5 import concat_h5
+    from .data.dataset import merge_files
 
-    from .data.dataset import SEQUENCE_SCHEMA
-
-    rows = concat_h5(list(inputs), output, SEQUENCE_SCHEMA, attrs={"shard": "merged"})
+    rows = merge_files(list(inputs), output)
     click.echo(f"wrote {output}: {rows} sequences")
 
 

@@ -12,6 +12,11 @@ For each checkpoint:
 Observation scores are in units of the training standard deviation per feature; latent scores in
 the data's latent units.  Missing values of the data (its masks) are never scored.  Writes
 ``evaluation.json``, ``table.md`` and PNG figures (3D latent trajectories, forecast fan charts).
+
+Held-out sequences (``split`` test, or val) must not be sequences a model was trained on
+(test: nor validated on) by provenance (:mod:`physml_core.provenance`), whatever file they come
+from; an overlap raises :class:`~physml_core.provenance.ProvenanceOverlapError` (one line,
+exit 2).  A file or checkpoint that records no provenance is evaluated with a warning.
 """
 
 from __future__ import annotations
@@ -27,9 +32,10 @@ from physml_core.config import save_json
 from physml_core.device import resolve_device
 from physml_core.errors import ConfigError
 from physml_core.logging import get_logger
+from physml_core.provenance import Provenance, check_disjoint
 
 from .artifacts import LoadedModel, load_model
-from .data.dataset import SequenceData, load_sequences
+from .data.dataset import SPLITS, SequenceData, file_provenance, load_sequences, rows_provenance
 from .inference import PredictionArrays, predict
 from .metrics import probabilistic_metrics, trajectory_metrics
 from .plots import plot_forecast_fans, plot_latents_3d
@@ -110,6 +116,32 @@ def _window_scores(pred: PredictionArrays, data: SequenceData, window: slice,
     return out
 
 
+def _held_out_check(models: list[LoadedModel], full: SequenceData, rows: np.ndarray,
+                    split: str, path: str) -> str:
+    """Refuse evaluated ``rows`` of ``full`` that a model trained on (for the test split: or
+    validated on); returns the status for the report."""
+    if split not in ("test", "val"):
+        return f"not checked: split {split!r} is not held out"
+    records = file_provenance(full)
+    if records is None:
+        log.warning("%s records no provenance: cannot check its %s sequences are held out",
+                    path, split)
+        return f"not checked: {path} records no provenance"
+    held = rows_provenance(records, rows)
+    for m in models:
+        used = m.data_provenance
+        if used is None:
+            log.warning("%s records no training provenance: cannot check %s is held out",
+                        m.checkpoint, path)
+            return f"not checked: {m.checkpoint} records no training provenance"
+        if split == "val":  # the validation sequences of the training file are fair game
+            val: set[Provenance] = set(m.validation_provenance or [])
+            used = [p for p in used if p not in val]
+        check_disjoint(used, held, f"{split} sequences of {path}")
+    return "held out: no evaluated sequence is a training" + (
+        " or validation sequence" if split == "test" else " sequence")
+
+
 def evaluate(config: EvaluateConfig) -> dict[str, Any]:
     """Score every checkpoint on ``config.data``; returns (and writes) the report."""
     if not config.checkpoints:
@@ -118,9 +150,16 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
         raise ConfigError("EvaluateConfig.data is required: the sequence file to score on")
     if config.n_samples < 1 or config.horizon < 0:
         raise ValueError("n_samples must be >= 1 and horizon >= 0")
-    data = load_sequences(config.data).subset(config.split)
+    full = load_sequences(config.data)
+    data = full.subset(config.split)
+    rows = (np.arange(full.n_sequences) if config.split == "all"
+            else np.flatnonzero(full.labels == SPLITS[config.split]))
     if config.max_sequences > 0:
         data = data.subset(np.arange(min(config.max_sequences, data.n_sequences)))
+        rows = rows[:data.n_sequences]
+    device = resolve_device(config.device)
+    models = [load_model(ckpt, device) for ckpt in config.checkpoints]
+    held_out = _held_out_check(models, full, rows, config.split, config.data)
     t_len = data.n_steps
     context = config.context if config.context is not None else t_len - config.horizon
     do_forecast = config.horizon > 0
@@ -135,19 +174,18 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
         raise ValueError(f"gap {gap[0]}:{gap[1]} must lie within the {t_len} steps of the data")
     do_impute = gap[1] > gap[0]
     x_known = data.observed("x")
-    device = resolve_device(config.device)
     out_dir = Path(config.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {
         "data": str(config.data), "split": config.split, "n_sequences": data.n_sequences,
         "n_steps": t_len, "n_samples": config.n_samples, "horizon": config.horizon,
         "context": context if do_forecast else None,
-        "gap": list(gap) if do_impute else None, "models": [],
+        "gap": list(gap) if do_impute else None, "held_out_check": held_out,
+        "models": [],
     }
     decoded: dict[str, np.ndarray] = {}
     fans: dict[str, np.ndarray] = {}
-    for ckpt in config.checkpoints:
-        loaded = load_model(ckpt, device)
+    for ckpt, loaded in zip(config.checkpoints, models, strict=True):
         name = loaded.name
         key = name if name not in decoded and name not in fans else f"{name}:{Path(ckpt).name}"
         entry: dict[str, Any] = {

@@ -22,11 +22,19 @@ from physml_core.distributed import DistContext, wrap_model
 from physml_core.errors import ConfigError
 from physml_core.logging import get_logger
 from physml_core.parallel import rank_rows, share_weight
+from physml_core.provenance import to_records
 from physml_core.training import Clock, StepUnit, TrainingJob, TrainResult, TrainState, fit
 
 from .artifacts import checkpoint_extra
 from .config import PACKAGE, TrainConfig
-from .data.dataset import SequenceData, Standardizer, load_sequences
+from .data.dataset import (
+    SPLITS,
+    SequenceData,
+    Standardizer,
+    file_provenance,
+    load_sequences,
+    rows_provenance,
+)
 from .models.base import SequenceModel
 from .models.factory import build_model
 
@@ -56,6 +64,20 @@ class Batch:
             return None if v is None else v[:, start:stop]
 
         return Batch(self.x[:, start:stop], cut(self.z), cut(self.mask), cut(self.z_mask))
+
+
+def _used_provenance(data: SequenceData) -> dict[str, object]:
+    """Checkpoint extras naming the stream sequences (physml_core.provenance) a model trained
+    and validated on (``data_provenance``, as every physml package stores it) and validated on
+    (``validation_provenance``); None when the file records no provenance."""
+    records = file_provenance(data)
+    if records is None:
+        log.warning("%s records no provenance: evaluations cannot check that held-out "
+                    "sequences are independent of this training data", data.source)
+        return {"data_provenance": None, "validation_provenance": None}
+    train = rows_provenance(records, np.flatnonzero(data.labels == SPLITS["train"]))
+    val = rows_provenance(records, np.flatnonzero(data.labels == SPLITS["val"]))
+    return {"data_provenance": to_records(train + val), "validation_provenance": to_records(val)}
 
 
 def _batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
@@ -102,6 +124,7 @@ class SequenceJob(TrainingJob[TrainConfig]):
             raise ConfigError(f"batch_size {config.batch_size} is smaller than the "
                               f"{self.ctx.world_size} processes that share each batch")
         data = load_sequences(config.data_path())
+        self.provenance = _used_provenance(data)
         train_set = data.subset("train")
         try:
             val_set: SequenceData | None = data.subset("val")
@@ -189,7 +212,7 @@ class SequenceJob(TrainingJob[TrainConfig]):
         return _evaluate_loss(self.model, self.val_batch, 4 * self.config.batch_size)
 
     def extra_state(self, final: bool) -> dict[str, object]:
-        return checkpoint_extra(self.model, self.x_norm, self.z_norm)
+        return {**checkpoint_extra(self.model, self.x_norm, self.z_norm), **self.provenance}
 
 
 def train(config: TrainConfig, progress_bar: bool = True) -> TrainResult:

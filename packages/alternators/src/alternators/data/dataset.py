@@ -7,11 +7,16 @@ accepted; latents ``z`` (N, T, Dz), a ``split`` label per sequence (0 train, 1 v
 Files are read and written through :mod:`physml_core.hdf5`, which checks shapes and refuses NaN:
 missing values are stored as 0 with a 0 in the mask.  In memory, NaN in ``x`` or ``z`` becomes a
 mask (see :class:`SequenceData`).
+
+Simulated files record where their sequences come from (:mod:`physml_core.provenance`, one unit
+is one sequence): :func:`file_provenance` reads it, :func:`rows_provenance` maps file rows to
+stream sequences (what a checkpoint stores as ``data_provenance``) and :func:`merge_files`
+keeps the inputs' records.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from physml_core.errors import DataFormatError
-from physml_core.hdf5 import DatasetSpec, H5Reader, Schema, write_h5
+from physml_core.hdf5 import DatasetSpec, H5Reader, Schema, concat_h5, write_h5
+from physml_core.provenance import Provenance, from_attrs, select_rows, to_attrs
 from physml_core.split import SPLIT_LABELS, holdout_labels
 
 __all__ = [
@@ -29,9 +35,16 @@ __all__ = [
     "SequenceData",
     "Standardizer",
     "default_split",
+    "file_provenance",
     "load_sequences",
+    "merge_files",
+    "rows_provenance",
     "save_sequences",
 ]
+
+#: The flat provenance attributes (besides ``provenance``) of a single-range file.
+_PROVENANCE_KEYS = ("provenance", "provenance_source", "provenance_seed", "provenance_setting",
+                    "provenance_rows", "provenance_shard")
 
 SPLITS = SPLIT_LABELS
 
@@ -316,3 +329,44 @@ class Standardizer:
     def from_state(cls, state: Mapping[str, Any]) -> Standardizer:
         return cls(np.asarray(state["mean"], dtype=np.float32),
                    np.asarray(state["std"], dtype=np.float32))
+
+
+def file_provenance(data: SequenceData) -> list[Provenance] | None:
+    """The provenance records of a loaded file (one unit = one sequence), None if it has none."""
+    return from_attrs(data.attrs)
+
+
+def rows_provenance(records: Sequence[Provenance],
+                    rows: Sequence[int] | np.ndarray) -> list[Provenance]:
+    """Stream sequences held by the file rows ``rows`` of a file made of ``records``: each
+    contiguous block of rows becomes one :func:`~physml_core.provenance.select_rows`."""
+    pos = np.unique(np.asarray(rows, dtype=np.int64))
+    out: list[Provenance] = []
+    if len(pos) == 0:
+        return out
+    for block in np.split(pos, np.flatnonzero(np.diff(pos) != 1) + 1):
+        out.extend(select_rows(records, int(block[0]), int(block[-1]) + 1))
+    return out
+
+
+def merge_files(inputs: Sequence[str | Path], output: str | Path) -> int:
+    """Concatenate sequence files (e.g. simulation shards, in the order given) into ``output``;
+    returns the sequences.  The output's provenance lists every input's records in order
+    (contiguous ranges of one stream are joined); if any input records none, it records none."""
+    records: list[Provenance] | None = []
+    for path in inputs:
+        with H5Reader(path, SEQUENCE_SCHEMA) as reader:
+            found = from_attrs(reader.attrs)
+        if found is None or records is None:
+            records = None
+            continue
+        for p in found:
+            if records and records[-1].stream == p.stream and records[-1].stop == p.start:
+                last = records.pop()
+                p = Provenance(p.source, p.seed, p.setting, last.start, p.stop, "merged")
+            records.append(p)
+    # The first input's attributes are copied: clear its provenance before writing the merged one.
+    attrs: dict[str, object] = {"shard": "merged", **dict.fromkeys(_PROVENANCE_KEYS)}
+    if records is not None:
+        attrs.update(to_attrs(records))
+    return concat_h5(list(inputs), output, SEQUENCE_SCHEMA, attrs=attrs)

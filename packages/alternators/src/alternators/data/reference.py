@@ -42,6 +42,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from physml_core.provenance import Provenance, to_attrs
+
 from .dataset import SPLITS, SequenceData
 from .lorenz import LORENZ_BETA, LORENZ_RHO, LORENZ_SIGMA, lorenz_rhs
 
@@ -167,6 +169,10 @@ def simulate_reference_lorenz(config: ReferenceLorenzConfig | None = None) -> Se
                              "(sd 2 bins); design matrix of bins t-2, t-1",
         "evaluation": "train and score on the same trajectory, as the public code",
         "config": {k: getattr(config, k) for k in config.__dataclass_fields__},
+        # its one sequence: the stream is the seed of the observation noise and the trajectory
+        **to_attrs([Provenance("alternators.lorenz", config.seed,
+                               f"reference:{list(config.initial)}:{config.n_steps}:{config.dt}",
+                               0, 1)]),
     }
     return SequenceData(x=x[None], z=z[None].astype(np.float32),
                         split=np.array([SPLITS["train"]], dtype=np.int8),

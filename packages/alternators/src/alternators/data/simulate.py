@@ -9,15 +9,19 @@ first ``min(n_train, 64)`` training trajectories.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import json
+from dataclasses import asdict, dataclass
 
 import numpy as np
+
+from physml_core.provenance import Provenance, to_attrs
 
 from .dataset import SPLITS, SequenceData
 from .lorenz import LORENZ_BETA, LORENZ_RHO, LORENZ_SIGMA, integrate_lorenz, minmax_scale
 from .spikes import NeuronPopulation, preprocess_spikes
 
-__all__ = ["LorenzConfig", "simulate_lorenz"]
+__all__ = ["LORENZ_SOURCE", "LorenzConfig", "simulate_lorenz", "trajectory_label"]
 
 _CALIBRATION = 64
 
@@ -67,6 +71,24 @@ class LorenzConfig:
     @property
     def n_total(self) -> int:
         return self.n_train + self.n_val + self.n_test
+
+
+#: ``source`` of the provenance records of simulated Lorenz files (physml_core.provenance).
+LORENZ_SOURCE = "alternators.lorenz"
+
+#: Fields that change how a trajectory is observed or how many are drawn, not which latent
+#: trajectory sequence ``i`` of a seed is.
+_OBSERVATION_FIELDS = ("n_train", "n_val", "n_test", "n_neurons", "min_spikes",
+                       "smoothing_sigma", "causal_smoothing", "history", "latent_noise_std",
+                       "save_spikes", "seed")
+
+
+def trajectory_label(config: LorenzConfig) -> str:
+    """Provenance setting label of the "heldout" setting: the fields that decide sequence
+    ``i``'s latent trajectory (steps, dt, substeps, burn-in), so the same seed observed through
+    other neurons or split otherwise names the same sequences."""
+    data = {k: v for k, v in asdict(config).items() if k not in _OBSERVATION_FIELDS}
+    return "heldout:" + hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def _stream(seed: int, index: int, purpose: int) -> np.random.Generator:
@@ -160,6 +182,9 @@ def simulate_lorenz(config: LorenzConfig | None = None,
                              f"{config.history}-step history",
         "shard": f"{shard[0]}/{shard[1]}",
         "config": {k: getattr(config, k) for k in config.__dataclass_fields__},
+        # one unit = one sequence: sequence i of (seed, trajectory label) is the same in any shard
+        **to_attrs([Provenance(LORENZ_SOURCE, config.seed, trajectory_label(config), start, stop,
+                               f"{shard[0]}/{shard[1]}")]),
     }
     return SequenceData(
         x=x, z=latents.astype(np.float32), split=split,
