@@ -327,3 +327,18 @@ def test_evaluation_refuses_a_file_of_the_training_runs(pipeline, tmp_path):
     assert code == 0, out
     with PhaseSpaceFile(tmp_path / "fc2.h5") as f:
         assert f.runs == 2 and f.attrs.get("provenance") is None
+
+
+def test_a_file_without_provenance_is_forecast_unchecked(pipeline, tiny_h5, tmp_path):
+    import shutil
+
+    import h5py
+
+    _, cvae_dir, lstm_dir = pipeline
+    old = tmp_path / "old.h5"
+    shutil.copy(tiny_h5, old)
+    with h5py.File(old, "a") as f:
+        del f.attrs["provenance"]
+    code, out = run("forecast", "--data", str(old), "--cvae", str(cvae_dir), "--lstm",
+                    str(lstm_dir), "--observed", "1", "-o", str(tmp_path / "fc.h5"))
+    assert code == 0, out
