@@ -272,3 +272,17 @@ def test_evaluate_refuses_test_sequences_that_were_trained_on(trained, tmp_path)
           "--horizon", "5", "--samples", "1", "--no-plots"])
     report = json.loads((tmp_path / "e2" / "evaluation.json").read_text())
     assert report["held_out_check"].startswith("held out")
+
+
+def test_a_file_without_provenance_is_evaluated_unchecked(trained, tmp_path):
+    import shutil
+
+    _, data, runs = trained
+    old = tmp_path / "old.h5"
+    shutil.copy(data, old)
+    with h5py.File(old, "a") as f:
+        del f.attrs["provenance"]
+    _run(["evaluate", "--checkpoint", str(runs["rnn"]), "--data", str(old), "-o",
+          str(tmp_path / "e"), "--horizon", "5", "--samples", "1", "--no-plots"])
+    report = json.loads((tmp_path / "e" / "evaluation.json").read_text())
+    assert report["held_out_check"] == f"not checked: {old} records no provenance"
