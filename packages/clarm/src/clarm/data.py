@@ -265,6 +265,8 @@ def check_held_out(trained_on: Sequence[Provenance] | None, f: PhaseSpaceFile,
     its checkpoint); returns the status for reports.  Unchecked (a warning) when the model or
     the file records no provenance."""
     if trained_on is None:
+        log.warning("the checkpoint records no training provenance: cannot check that the "
+                    "runs of %s are held out", f.path)
         return "not checked: the checkpoint records no training provenance"
     records = file_provenance(f)
     if records is None:
