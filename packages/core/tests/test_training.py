@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 
 from physml_core.checkpoint import latest, load_checkpoint
 from physml_core.errors import CheckpointError, ConfigError
@@ -159,8 +160,6 @@ def test_load_trained_upgrades_old_config_keys(tmp_path):
     result = fit(tiny.TinyJob, _config(tmp_path, epochs=1), progress_bar=False)
     ckpt = load_checkpoint(result.checkpoint)
     ckpt.state["config"]["learning_rate"] = ckpt.state["config"].pop("lr")
-    import torch
-
     old = tmp_path / "old.pt"
     torch.save(ckpt.state, old)
     with pytest.raises(CheckpointError, match="learning_rate"):
@@ -173,3 +172,42 @@ def test_load_trained_upgrades_old_config_keys(tmp_path):
 
     _, config = load_trained(old, "physml-core", tiny.TinyConfig, upgrade=upgrade)
     assert config.lr == tiny.TinyConfig().lr
+
+
+class _Polling(tiny.TinyJob):
+    """Polls the clock after every batch, as calo does inside an epoch."""
+
+    def train_step(self, step, clock):
+        order = torch.randperm(256, generator=torch.Generator().manual_seed(step))
+        for lo in range(0, 256, self.config.batch_size):
+            index = order[lo:lo + self.config.batch_size]
+            self.optimizer.zero_grad()
+            torch.nn.functional.mse_loss(self.net(self.x[index]), self.y[index]).backward()
+            self.optimizer.step()
+            if clock.expired():
+                break
+        return {"loss": 0.0}
+
+
+def test_a_partial_step_never_overwrites_the_clean_checkpoint(tmp_path, monkeypatch):
+    clean = fit(_Polling, _config(tmp_path, epochs=2), progress_bar=False)
+    weights = _weights(clean.checkpoint)
+    ticks = iter(range(0, 10_000, 25))  # the clock passes 60 s inside epoch 3
+    monkeypatch.setattr(time, "monotonic", lambda: float(next(ticks)))
+    stopped = fit(_Polling, _config(tmp_path, epochs=5, max_minutes=1.0), progress_bar=False)
+    monkeypatch.undo()
+    assert not stopped.completed and stopped.step == 2
+    assert stopped.checkpoint == clean.checkpoint and _weights(stopped.checkpoint) == weights
+    steps = [json.loads(x)["step"] for x in (tmp_path / "run" / "metrics.jsonl").open()]
+    assert steps == [1, 2]  # nothing logged for the partial epoch
+
+
+def test_a_partial_first_step_is_saved_when_no_checkpoint_exists(tmp_path, monkeypatch):
+    ticks = iter(range(0, 10_000, 25))
+    monkeypatch.setattr(time, "monotonic", lambda: float(next(ticks)))
+    stopped = fit(_Polling, _config(tmp_path, epochs=5, max_minutes=1.0), progress_bar=False)
+    monkeypatch.undo()
+    assert not stopped.completed and stopped.step == 0
+    assert stopped.checkpoint.name == "ckpt_000000000.pt" and stopped.checkpoint.exists()
+    done = fit(_Polling, _config(tmp_path, epochs=5), progress_bar=False)
+    assert done.completed and done.step == 5

@@ -87,7 +87,9 @@ def merge(inputs: tuple[Path, ...], output: Path) -> None:
 @cli.command()
 @click.option("--preset", type=click.Choice(sorted(PRESETS)), default=DEFAULT_PRESET,
               show_default=True, help="Training recipe, the base of every option not given: "
-              "cpu (~30 min on 2 cores) or paper (the CaloGAN paper's; a GPU job).")
+              "cpu (~30 min on 2 cores) or paper (the CaloGAN paper's; a GPU job). The "
+              "defaults shown below are the cpu VAE recipe's; each preset has its own for "
+              "--model gan (calo.config.PRESETS).")
 @options_from(TrainConfig)
 @click.option("--all-rows", is_flag=True, help="Use every shower of the file (no --max-rows).")
 @click.pass_context
@@ -105,9 +107,11 @@ def train(ctx: click.Context, preset: str, all_rows: bool, **values: object) -> 
     result = run_train(config)
     if os.environ.get("RANK", "0") != "0":
         return  # under torchrun only rank 0 reports
-    state = "trained" if result.completed else "stopped at the time limit after"
-    click.echo(f"{state} {config.model} for {result.step} of {config.epochs} epochs; "
-               f"checkpoint {result.checkpoint}")
+    done = f"{result.step} of {config.epochs} epochs"
+    state = (f"trained {config.model} for {done}" if result.completed else
+             f"stopped {config.model} at the time limit after {done} (the same command "
+             "continues)")
+    click.echo(f"{state}; checkpoint {result.checkpoint}")
 
 
 @cli.command()

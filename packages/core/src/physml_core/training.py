@@ -23,8 +23,11 @@ Checkpoints
     Every ``checkpoint_every`` steps and at the end (or when the time limit stops the run), on
     rank 0 only, atomically; only the newest ``keep_checkpoints`` are kept.
 Time limit
-    ``max_minutes`` stops the run gracefully after the step in progress (or inside it, when the
-    job polls :meth:`Clock.expired`), writes a checkpoint and returns; the same command resumes.
+    ``max_minutes`` stops the run gracefully after the step in progress, writes a checkpoint
+    and returns; the same command resumes.  A job with long steps polls :meth:`Clock.expired`
+    and stops inside a step: unless the job can resume there (``resumes_inside_step``), that
+    partial step is discarded and the checkpoint of its start kept (saved only when none
+    exists), so checkpoints and logged metrics always describe whole steps.
 DDP
     Under ``torchrun`` every rank builds the same job (same seed); the job shards each global
     batch by ``ctx.rank`` and ``ctx.world_size``.  Metrics are averaged over ranks, and only
@@ -145,7 +148,8 @@ class Clock:
     """Wall-clock budget of one training session (``max_minutes``; None: no limit).
 
     Jobs with long steps poll :meth:`expired` inside a step and return early; the trainer then
-    checkpoints the run at the start of that step.  Under DDP all ranks agree (rank 0 decides).
+    keeps the checkpoint of the step's start (see ``TrainingJob.resumes_inside_step``).  Under
+    DDP all ranks agree (rank 0 decides).
     """
 
     def __init__(self, max_minutes: float | None, ctx: DistContext) -> None:
@@ -185,6 +189,12 @@ class TrainingJob(ABC, Generic[ConfigT]):
     step_unit: ClassVar[StepUnit] = "epoch"
     #: Config fields besides RESUME_FREE_FIELDS that a resumed session may change.
     resume_free: ClassVar[frozenset[str]] = frozenset({"epochs"})
+    #: Whether the job's checkpoints can resume *inside* a ``train_step`` call (its
+    #: ``extra_state`` records the position reached, as lstm_td3's does).  If False (the
+    #: default), a call that the time limit stops part-way is discarded when a checkpoint of
+    #: the step it started from exists, so that checkpoint and the logged metrics stay those
+    #: of whole steps; the same command then redoes that step.
+    resumes_inside_step: ClassVar[bool] = False
     #: Step units one ``train_step`` call advances (the last call of a run may advance fewer):
     #: 1 for an epoch-by-epoch trainer; an RL job counting env steps runs a chunk of them per
     #: call, so that logging, validation and checkpoint checks happen once per chunk.
@@ -354,6 +364,23 @@ def fit(job_type: type[TrainingJob[ConfigT]], config: ConfigT,
             barrier(ctx)
             return path
 
+        def interrupted(step: int) -> Path:
+            """The checkpoint after a call the time limit stopped part-way (see the class
+            attribute ``resumes_inside_step``)."""
+            clean = checkpoint_path(run_dir, step)
+            keep = bool(broadcast_object(clean.exists(), ctx)) and not job.resumes_inside_step
+            if keep:  # never overwrite a step's clean checkpoint with a partial step
+                log.warning("time limit inside %s %d: its partial progress is discarded; the "
+                            "checkpoint of %s %d stays and the same command redoes it",
+                            job.step_unit, step + 1, job.step_unit, step)
+                return clean
+            if not job.resumes_inside_step:
+                log.warning("time limit inside %s %d, and no checkpoint holds %s %d: saved the "
+                            "weights reached as %s, which a resume continues from and "
+                            "redoes %s %d on", job.step_unit, step + 1, job.step_unit, step,
+                            clean.name, job.step_unit, step + 1)
+            return save(step, final=False)
+
         clock = Clock(config.max_minutes, ctx)
         metrics: dict[str, float] = {}
         checkpoint = resume.path if resume is not None else None
@@ -365,8 +392,8 @@ def fit(job_type: type[TrainingJob[ConfigT]], config: ConfigT,
                            disable=None if progress_bar and ctx.is_main else True)
             while step < total:
                 local = job.train_step(step, clock)
-                if clock.interrupted:  # stopped inside the call: resume redoes it
-                    checkpoint = save(step, final=False)
+                if clock.interrupted:  # the time limit stopped the call part-way
+                    checkpoint = interrupted(step)
                     completed = False
                     break
                 done = min(step + job.steps_per_call, total)

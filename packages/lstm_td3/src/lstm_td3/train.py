@@ -85,6 +85,9 @@ class LSTMTD3Job(TrainingJob[TrainConfig]):
     step_unit: ClassVar[StepUnit] = "env_step"
     #: a resumed session may run longer, use other threads or stop elsewhere
     resume_free: ClassVar[frozenset[str]] = frozenset({"total_steps", "threads", "stop_at"})
+    #: a checkpoint written inside an epoch holds the position reached (counters, running
+    #: episodes, replay), and the resumed run finishes that epoch exactly
+    resumes_inside_step: ClassVar[bool] = True
 
     def __init__(self, config: TrainConfig, ctx: DistContext) -> None:
         super().__init__(config, ctx)
