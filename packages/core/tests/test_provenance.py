@@ -69,3 +69,18 @@ def test_attrs_round_trip_through_hdf5(tmp_path) -> None:
         assert int(handle.attrs["provenance_seed"]) == -1
         assert list(handle.attrs["provenance_rows"]) == [0, 4]
     assert from_attrs({}) is None
+
+
+def test_merged_attrs_join_contiguous_ranges_and_clear_without_provenance():
+    from physml_core.provenance import ATTR_KEYS, Provenance, from_attrs, merged_attrs
+
+    a = [Provenance("sim", 1, "e+", 0, 10, "0/2")]
+    b = [Provenance("sim", 1, "e+", 10, 20, "1/2")]
+    c = [Provenance("sim", 2, "e+", 0, 5, "0/1")]
+    attrs = merged_attrs([a, b, c])
+    assert from_attrs(attrs) == [Provenance("sim", 1, "e+", 0, 20, "merged"), c[0]]
+    assert set(ATTR_KEYS) <= set(attrs) and attrs["provenance_source"] is None
+    single = merged_attrs([a, b])
+    assert single["provenance_rows"] == [0, 20] and single["provenance_shard"] == "merged"
+    none = merged_attrs([a, None])
+    assert from_attrs(none) is None and all(none[k] is None for k in ATTR_KEYS)

@@ -35,7 +35,7 @@ from physml_core.cli import shard_bounds
 from physml_core.config import to_dict
 from physml_core.hdf5 import H5Reader
 from physml_core.logging import progress
-from physml_core.provenance import Provenance, from_attrs, to_attrs
+from physml_core.provenance import Provenance, from_attrs, merged_attrs, to_attrs
 
 from .data import CALO_SCHEMA, H5Appender, concat_h5
 from .geometry import LAYERS, X0_EFF_MM
@@ -336,22 +336,6 @@ def merge_files(inputs: list[str | Path], output: str | Path) -> int:
     The output's provenance lists every input's records in order (contiguous ranges of one
     stream are joined); if any input records none, the output records none.
     """
-    records: list[Provenance] | None = []
-    for path in inputs:
-        found = file_provenance(path)
-        if found is None or records is None:
-            records = None
-            continue
-        for p in found:
-            if records and records[-1].stream == p.stream and records[-1].stop == p.start:
-                last = records.pop()
-                p = Provenance(p.source, p.seed, p.setting, last.start, p.stop, "merged")
-            records.append(p)
-    # The first input's attributes are copied: clear its provenance before writing the merged one.
-    attrs: dict[str, object] = {"merged_from": len(inputs), "provenance": None,
-                                **dict.fromkeys(("provenance_source", "provenance_seed",
-                                                 "provenance_setting", "provenance_rows",
-                                                 "provenance_shard"))}
-    if records is not None:
-        attrs.update(to_attrs(records))
+    attrs: dict[str, object] = {"merged_from": len(inputs),
+                                **merged_attrs([file_provenance(path) for path in inputs])}
     return concat_h5(list(inputs), output, CALO_SCHEMA, attrs=attrs)

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from physml_core.hdf5 import H5Appender
+from physml_core.provenance import ATTR_KEYS
 
 from .artifacts import LoadedCVAE, LoadedLSTM, check_compatible, trained_on
 from .data import (
@@ -98,9 +99,7 @@ def forecast_file(data: str | Path, cvae: LoadedCVAE, lstm: LoadedLSTM, output: 
         attrs.pop("physml_schema", None)
         attrs.update(kind="forecast", observed=int(observed), cvae=str(cvae.path),
                      lstm=str(lstm.path), source_file=str(data),
-                     **dict.fromkeys(("provenance", "provenance_source", "provenance_seed",
-                                      "provenance_setting", "provenance_rows",
-                                      "provenance_shard")))
+                     **dict.fromkeys(ATTR_KEYS))  # forecasts are not simulated runs
         settings = f.settings()
         index = f.run_index()
         with H5Appender(output, PHASE_SPACE_SCHEMA, attrs=attrs, chunk_rows=1) as out:

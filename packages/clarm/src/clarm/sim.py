@@ -69,7 +69,7 @@ import torch
 
 from physml_core.cli import shard_bounds
 from physml_core.hdf5 import H5Appender, concat_h5
-from physml_core.provenance import Provenance, from_attrs, to_attrs
+from physml_core.provenance import Provenance, from_attrs, merged_attrs, to_attrs
 
 from .data import PHASE_SPACE_SCHEMA, check_resolution
 
@@ -700,22 +700,7 @@ def merge_shards(inputs: Sequence[str | Path], output: str | Path) -> int:
     if len(ids) > 1:
         raise DataFormatError(f"shards come from different simulations: {sorted(map(str, ids))}")
     ranked = sorted(zip(offsets, inputs, found, strict=True), key=lambda t: t[0])
-    records: list[Provenance] | None = []
-    for _, _, prov in ranked:
-        if prov is None or records is None:
-            records = None
-            continue
-        for p in prov:
-            if records and records[-1].stream == p.stream and records[-1].stop == p.start:
-                last = records.pop()
-                p = Provenance(p.source, p.seed, p.setting, last.start, p.stop, "merged")
-            records.append(p)
-    # The first input's attributes are copied: clear its provenance before writing the merged one.
     merged: dict[str, object] = {"run_offset": 0, "merged_from": len(inputs),
-                                 **dict.fromkeys(("provenance", "provenance_source",
-                                                  "provenance_seed", "provenance_setting",
-                                                  "provenance_rows", "provenance_shard"))}
-    if records is not None:
-        merged.update(to_attrs(records))
+                                 **merged_attrs([prov for _, _, prov in ranked])}
     return concat_h5([p for _, p, _ in ranked], output, PHASE_SPACE_SCHEMA, batch_size=8,
                      attrs=merged)

@@ -27,12 +27,14 @@ from typing import Any
 from .errors import PhysmlError
 
 __all__ = [
+    "ATTR_KEYS",
     "PROVENANCE_ATTR",
     "Provenance",
     "ProvenanceOverlapError",
     "check_disjoint",
     "from_attrs",
     "from_records",
+    "merged_attrs",
     "overlapping",
     "select_rows",
     "to_attrs",
@@ -113,6 +115,33 @@ def to_attrs(provenances: Sequence[Provenance]) -> dict[str, Any]:
                      provenance_seed=-1 if p.seed is None else p.seed,
                      provenance_setting=p.setting, provenance_rows=[p.start, p.stop],
                      provenance_shard=p.shard)
+    return attrs
+
+
+#: Every attribute :func:`to_attrs` may write.
+ATTR_KEYS: tuple[str, ...] = (PROVENANCE_ATTR, "provenance_source", "provenance_seed",
+                              "provenance_setting", "provenance_rows", "provenance_shard")
+
+
+def merged_attrs(inputs: Sequence[Sequence[Provenance] | None]) -> dict[str, Any]:
+    """File attributes of the concatenation of files with provenances ``inputs`` (in order).
+
+    Every input's records are kept in order and contiguous ranges of one stream are joined
+    (shard ``"merged"``); if any input records none, the result records none.  Keys of
+    :data:`ATTR_KEYS` that the result does not set are None, so that attributes copied from
+    the first input (as ``concat_h5`` does) are cleared.
+    """
+    attrs: dict[str, Any] = dict.fromkeys(ATTR_KEYS)
+    records: list[Provenance] = []
+    for found in inputs:
+        if found is None:
+            return attrs
+        for p in found:
+            if records and records[-1].stream == p.stream and records[-1].stop == p.start:
+                last = records.pop()
+                p = Provenance(p.source, p.seed, p.setting, last.start, p.stop, "merged")
+            records.append(p)
+    attrs.update(to_attrs(records))
     return attrs
 
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from physml_core.errors import DataFormatError
 from physml_core.hdf5 import DatasetSpec, H5Reader, Schema, concat_h5, write_h5
-from physml_core.provenance import Provenance, from_attrs, select_rows, to_attrs
+from physml_core.provenance import Provenance, from_attrs, merged_attrs, select_rows
 from physml_core.split import SPLIT_LABELS, holdout_labels
 
 __all__ = [
@@ -43,9 +43,6 @@ __all__ = [
 ]
 
 #: The flat provenance attributes (besides ``provenance``) of a single-range file.
-_PROVENANCE_KEYS = ("provenance", "provenance_source", "provenance_seed", "provenance_setting",
-                    "provenance_rows", "provenance_shard")
-
 SPLITS = SPLIT_LABELS
 
 SEQUENCE_SCHEMA = Schema(
@@ -353,20 +350,9 @@ def merge_files(inputs: Sequence[str | Path], output: str | Path) -> int:
     """Concatenate sequence files (e.g. simulation shards, in the order given) into ``output``;
     returns the sequences.  The output's provenance lists every input's records in order
     (contiguous ranges of one stream are joined); if any input records none, it records none."""
-    records: list[Provenance] | None = []
+    found: list[list[Provenance] | None] = []
     for path in inputs:
         with H5Reader(path, SEQUENCE_SCHEMA) as reader:
-            found = from_attrs(reader.attrs)
-        if found is None or records is None:
-            records = None
-            continue
-        for p in found:
-            if records and records[-1].stream == p.stream and records[-1].stop == p.start:
-                last = records.pop()
-                p = Provenance(p.source, p.seed, p.setting, last.start, p.stop, "merged")
-            records.append(p)
-    # The first input's attributes are copied: clear its provenance before writing the merged one.
-    attrs: dict[str, object] = {"shard": "merged", **dict.fromkeys(_PROVENANCE_KEYS)}
-    if records is not None:
-        attrs.update(to_attrs(records))
+            found.append(from_attrs(reader.attrs))
+    attrs: dict[str, object] = {"shard": "merged", **merged_attrs(found)}
     return concat_h5(list(inputs), output, SEQUENCE_SCHEMA, attrs=attrs)
