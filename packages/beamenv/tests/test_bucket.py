@@ -117,3 +117,120 @@ def test_emittance_is_smallest_in_the_matched_bucket() -> None:
     for shift, low in ((-0.3, 0.98), (0.3, 0.98), (-1.5, 1.08), (1.5, 1.08)):
         # measured: 0.996-0.994 x own for +-0.3 rad (sampling noise), 1.11-1.13 x for +-1.5 rad
         assert Bucket(sim.state_at(0.0, math.pi + shift)).emittance_eVs(dt, de) > low * own
+
+
+# ---------------------------------------------------------------- equality with the direct formulas
+# The bucket tables, the potential, the emittance and the double-well cell look-up are computed
+# without the (n_levels, window) masks and per-particle interpolations they are defined by; these
+# tests recompute them from the definitions and require equal results.
+
+def _reference_tables(bucket: Bucket) -> dict[str, np.ndarray | bool]:
+    """The tables as defined: the {U < H} mask per level and window cell, its counts, first and
+    last cells, the areas 2 sum sqrt(max(H - U, 0) / a) dt, the cumulative counts."""
+    uw = bucket.u[bucket.left: bucket.right + 1]
+    diff = bucket.levels[:, None] - uw[None, :]
+    inside = diff > 0
+    area = 2.0 * np.sum(np.sqrt(np.where(inside, diff, 0.0) / bucket.a), axis=1) * bucket.dt_step
+    cum = np.cumsum(inside, axis=1, dtype=np.int32)
+    count = cum[:, -1]
+    first = np.argmax(inside, axis=1)
+    last = inside.shape[1] - 1 - np.argmax(inside[:, ::-1], axis=1)
+    tw = bucket.t[bucket.left: bucket.right + 1]
+    centre = bucket.centre_s
+    return {"area": area, "cum": cum,
+            "single": bool(np.all((count == 0) | (count == last - first + 1))),
+            "lo": np.where(count > 0, tw[first] - 0.5 * bucket.dt_step, centre),
+            "hi": np.where(count > 0, tw[last] + 0.5 * bucket.dt_step, centre)}
+
+
+_TABLE_STATES = [dict(), dict(v2=6e3), dict(v2=6e3, gain=1.5e3), dict(v2=4e3, phi2=2.5),
+                 dict(v2=6e3, phi2=0.3, gain=500.0), dict(gain=2e3), dict(gain=9e3)]
+
+
+@pytest.mark.parametrize("kwargs", _TABLE_STATES)
+def test_bucket_tables_equal_their_definition(kwargs: dict) -> None:
+    bucket = Bucket(_state(**kwargs))
+    if not bucket.valid:  # gain above the voltage: no bucket, nothing to tabulate
+        assert kwargs == dict(gain=9e3)
+        return
+    ref = _reference_tables(bucket)
+    np.testing.assert_array_equal(bucket.area, ref["area"])
+    np.testing.assert_array_equal(bucket._cum, ref["cum"])
+    np.testing.assert_array_equal(bucket._lo, ref["lo"])
+    np.testing.assert_array_equal(bucket._hi, ref["hi"])
+    assert bucket.single == ref["single"]
+    # cell table: cells[start[r] + i] is where row r of the cumulative counts first reaches
+    # i + 1, which the transfer used to find by searching the row-offset, flattened counts
+    cum = ref["cum"]
+    cells, start = bucket._cells
+    width = cum.shape[1]
+    flat = (cum + (np.arange(cum.shape[0]) * (width + 1))[:, None]).ravel()
+    for r in range(cum.shape[0]):
+        for i in range(int(cum[r, -1])):
+            pos = int(np.searchsorted(flat, i + 1 + r * (width + 1), side="left"))
+            assert cells[start[r] + i] == pos - r * width
+
+
+def test_double_well_tables_are_met() -> None:
+    """The parametrised states above include double wells (so the cell table is exercised)."""
+    assert not Bucket(_state(v2=6e3)).single
+    assert Bucket(_state()).single
+
+
+@pytest.mark.parametrize("kwargs", [dict(), dict(v2=6e3, phi2=0.3, gain=500.0)])
+def test_potential_equals_the_antiderivative_formula(kwargs: dict) -> None:
+    """U(t) = -sign(eta) (W(t) - W(t0)) with W written out (the in-place evaluation is the
+    same operations in the same order: equal to the last bit)."""
+    st = _state(**kwargs)
+    bucket = Bucket(st)
+    w = 2.0 * np.pi / st.t_rev_s
+
+    def antiderivative(x: np.ndarray) -> np.ndarray:
+        return (-st.v1_V / w * np.cos(w * x + st.phi1_rad)
+                - st.v2_V / (2.0 * w) * np.cos(2.0 * w * x + st.phi2_rad)
+                - st.energy_gain_eV * x)
+
+    rng = np.random.default_rng(3)
+    t = rng.uniform(-0.5, 1.5, 3000) * st.t_rev_s
+    de = rng.normal(0.0, 3e5, 3000)
+    t0 = np.array(-0.5 * st.t_rev_s)  # the first grid time of the bucket
+    expected = -np.sign(st.eta) * (antiderivative(t) - antiderivative(t0))
+    np.testing.assert_array_equal(bucket.potential(t), expected)
+    np.testing.assert_array_equal(bucket.hamiltonian(t, de), bucket.a * de**2 + expected)
+    assert bucket.potential(float(t[5])) == expected[5]
+
+
+def test_emittance_equals_the_quantile_of_particle_areas() -> None:
+    """The 90 % quantile of H mapped to its area equals the 90 % quantile of the per-particle
+    areas (outside particles counting with the full bucket area), the definition."""
+    bucket = Bucket(_state(v2=6e3, gain=1.5e3))
+    rng = np.random.default_rng(4)
+    for n in (1, 7, 2000):
+        dt = bucket.centre_s + rng.normal(0, 0.15, n) * bucket.state.t_rev_s
+        de = rng.normal(0, 0.4, n) * float(bucket.separatrix()[1].max())
+        h = bucket.hamiltonian(dt, de)
+        inside = bucket.inside(dt, de, h)
+        for fraction in (0.5, 0.9, 1.0):
+            areas = np.where(inside, bucket.area_of(h), bucket.bucket_area_eVs)
+            k = max(min(int(np.ceil(fraction * n)) - 1, n - 1), 0)
+            expected = float(np.partition(areas, k)[k])
+            assert bucket.emittance_from_h(h, inside, fraction) == expected
+            assert bucket.emittance_eVs(dt, de, fraction) == expected
+        h_in = h[inside]
+        if h_in.size:
+            k = max(min(int(np.ceil(0.9 * h_in.size)) - 1, h_in.size - 1), 0)
+            assert bucket.emittance_from_h(h_in) == float(
+                np.partition(bucket.area_of(h_in), k)[k])
+
+
+def test_bunching_factors_equal_row_by_row() -> None:
+    from beamenv.bucket import bunching_factors
+
+    rng = np.random.default_rng(5)
+    profiles = rng.integers(0, 40, size=(5, 64)).astype(float)
+    profiles[3] = 0.0
+    np.testing.assert_array_equal(bunching_factors(profiles),
+                                  [bunching_factor(p) for p in profiles])
+    assert bunching_factors(np.zeros((0, 64))).shape == (0,)
+    with pytest.raises(ValueError):
+        bunching_factors(np.ones(64))

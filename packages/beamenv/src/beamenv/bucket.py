@@ -28,8 +28,8 @@ import numpy as np
 
 from .machine import PROTON_MASS_EV, PSBRing
 
-__all__ = ["BUCKET_CACHE_SIZE", "Bucket", "RFState", "bunching_factor", "cached_bucket",
-           "line_density", "transfer_beam"]
+__all__ = ["BUCKET_CACHE_SIZE", "Bucket", "RFState", "bunching_factor", "bunching_factors",
+           "cached_bucket", "line_density", "transfer_beam"]
 
 #: Buckets (with their area tables) kept per process, keyed by the machine state.
 BUCKET_CACHE_SIZE = 256
@@ -107,10 +107,17 @@ class Bucket:
         dt_step = t[1] - t[0]
         self._sign = -float(np.sign(eta))
         self._t0 = float(t[0])
+        # constants of the closed-form potential, evaluated once per bucket (not per call)
+        self._w = 2.0 * np.pi / t_rev
+        self._c1 = -state.v1_V / self._w
+        self._c2 = state.v2_V / (2.0 * self._w)
+        self._w0 = self._antiderivative(np.array(self._t0))
         u = self._u_exact(t)  # the integral of the kick, in closed form
         self.t = t
         self.dt_step = dt_step
         self.u = u
+        self._cum_table: np.ndarray | None = None
+        self._cells_table: tuple[np.ndarray, np.ndarray] | None = None
         minima = np.flatnonzero((u[1:-1] < u[:-2]) & (u[1:-1] <= u[2:])) + 1
         best = None
         for i in minima:
@@ -126,7 +133,8 @@ class Bucket:
             self.left = self.right = self.i_min
             self.levels = np.array([self.h_sep, self.h_sep + 1e-30])
             self.area = np.zeros(2)
-            self._cum = np.zeros((2, 1), dtype=np.int32)
+            self._cum_table = np.zeros((2, 1), dtype=np.int32)
+            self._count = np.zeros(2, dtype=np.int64)
             self.single = False
             return
         _, i_min, h_sep = best
@@ -140,20 +148,54 @@ class Bucket:
         s = np.linspace(0.0, 1.0, n_levels)
         self.levels = u_min + (h_sep - u_min) * s**2
         uw = u[self.left: self.right + 1]
-        diff = self.levels[:, None] - uw[None, :]
-        inside = diff > 0
-        self.area = 2.0 * np.sum(np.sqrt(np.where(inside, diff, 0.0) / self.a), axis=1) * dt_step
-        # measure of {U < H} left of t (grid cells; int32 keeps cached buckets small)
-        self._cum = np.cumsum(inside, axis=1, dtype=np.int32)
+        width = uw.size
+        # {U < H} on the window, per level, without the (n_levels, width) mask: its size,
+        # first and last cell from the sorted potential and its running minima from either end
+        # (the same integers as counting the mask levels[:, None] > uw[None, :] row by row)
+        count = np.searchsorted(np.sort(uw), self.levels, side="left")
+        prefix_min = np.minimum.accumulate(uw)  # non-increasing
+        suffix_min = np.minimum.accumulate(uw[::-1])[::-1]  # non-decreasing
+        first = np.searchsorted(-prefix_min, -self.levels, side="right")
+        last = np.searchsorted(suffix_min, self.levels, side="left") - 1
+        empty = count == 0
+        self._count = count  # cells of {U < H} per level, shape (n_levels,)
+        first = np.where(empty, 0, first)
+        last = np.where(empty, width - 1, last)
         # single well: {U < H} is one interval [lo(H), hi(H)] at every level (the fast map)
-        count = self._cum[:, -1]
-        first = np.argmax(inside, axis=1)
-        last = inside.shape[1] - 1 - np.argmax(inside[:, ::-1], axis=1)
-        self.single = bool(np.all((count == 0) | (count == last - first + 1)))
+        self.single = bool(np.all(empty | (count == last - first + 1)))
+        # area at each level: 2 sum sqrt(max(H - U, 0) / a) dt over the window (in place)
+        root = self.levels[:, None] - uw[None, :]
+        np.maximum(root, 0.0, out=root)
+        root /= self.a
+        np.sqrt(root, out=root)
+        self.area = 2.0 * np.sum(root, axis=1) * dt_step
         tw = t[self.left: self.right + 1]
         centre = float(t[self.i_min])
         self._lo = np.where(count > 0, tw[first] - 0.5 * dt_step, centre)
         self._hi = np.where(count > 0, tw[last] + 0.5 * dt_step, centre)
+
+    @property
+    def _cum(self) -> np.ndarray:
+        """Measure of {U < H} left of each window cell, shape (n_levels, window cells), in grid
+        cells (int32; built on first use: only the double-well transfer needs it)."""
+        if self._cum_table is None:
+            uw = self.u[self.left: self.right + 1]
+            self._cum_table = np.cumsum(self.levels[:, None] > uw[None, :], axis=1,
+                                        dtype=np.int32)
+        return self._cum_table
+
+    @property
+    def _cells(self) -> tuple[np.ndarray, np.ndarray]:
+        """Window cells of {U < H}, level after level: ``(cells, start)``, where
+        ``cells[start[r] + i]`` (shape (sum of counts,), int64) is the window column of the
+        (i + 1)-th cell of level r (``start`` shape (n_levels,)); the column where row r of
+        :attr:`_cum` first reaches i + 1.  Built on first use, kept with the cached bucket."""
+        if self._cells_table is None:
+            uw = self.u[self.left: self.right + 1]
+            cells = np.nonzero(self.levels[:, None] > uw[None, :])[1]
+            start = np.concatenate([[0], np.cumsum(self._count)[:-1]]).astype(np.int64)
+            self._cells_table = (cells.astype(np.int64), start)
+        return self._cells_table
 
     @property
     def t_left_s(self) -> float:
@@ -175,18 +217,37 @@ class Bucket:
     def centre_s(self) -> float:
         return float(self.t[self.i_min])
 
-    def _u_exact(self, dt_s: np.ndarray) -> np.ndarray:
-        """U(t) = -sign(eta) (W(t) - W(t0)), W the antiderivative of the kick (closed form)."""
+    def _antiderivative(self, x: np.ndarray) -> np.ndarray:
+        """W(x), the antiderivative of the kick (eV s per turn units), as a new array."""
         st = self.state
-        w = 2.0 * np.pi / st.t_rev_s
+        return (self._c1 * np.cos(self._w * x + st.phi1_rad)
+                - self._c2 * np.cos(2.0 * self._w * x + st.phi2_rad)
+                - st.energy_gain_eV * x)
 
-        def antiderivative(x: np.ndarray) -> np.ndarray:
-            return (-st.v1_V / w * np.cos(w * x + st.phi1_rad)
-                    - st.v2_V / (2.0 * w) * np.cos(2.0 * w * x + st.phi2_rad)
-                    - st.energy_gain_eV * x)
+    def _u_exact(self, dt_s: np.ndarray) -> np.ndarray:
+        """U(t) = -sign(eta) (W(t) - W(t0)), W the antiderivative of the kick (closed form).
 
-        return self._sign * (antiderivative(np.asarray(dt_s, dtype=float))
-                             - antiderivative(np.array(self._t0)))
+        The same operations as :meth:`_antiderivative` in the same order, in two work arrays
+        (bit-identical to ``sign * (W(t) - W(t0))``; per-particle calls dominate the transfer).
+        """
+        x = np.asarray(dt_s, dtype=float)
+        if x.ndim == 0:
+            return self._u_exact(x.reshape(1))[0]
+        st = self.state
+        work = self._w * x
+        out = work + st.phi1_rad
+        np.cos(out, out=out)
+        np.multiply(self._c1, out, out=out)
+        work *= 2.0  # (2 w) x == 2 (w x) exactly
+        work += st.phi2_rad
+        np.cos(work, out=work)
+        np.multiply(self._c2, work, out=work)
+        out -= work
+        np.multiply(st.energy_gain_eV, x, out=work)
+        out -= work
+        out -= self._w0
+        out *= self._sign
+        return out
 
     def potential(self, dt_s: np.ndarray) -> np.ndarray:
         """Potential well U (eV s per turn units, as ``u``) at times ``dt_s`` (closed form:
@@ -194,7 +255,13 @@ class Bucket:
         return self._u_exact(dt_s)
 
     def hamiltonian(self, dt_s: np.ndarray, de_eV: np.ndarray) -> np.ndarray:
-        return self.a * np.asarray(de_eV) ** 2 + self.potential(dt_s)
+        """H = a dE^2 + U(dt) (eV s per turn units), shape of the broadcast inputs."""
+        de = np.asarray(de_eV)
+        kinetic = self.a * (de * de)
+        u = self.potential(dt_s)
+        if isinstance(u, np.ndarray) and np.shape(kinetic) == u.shape:
+            return np.add(kinetic, u, out=u)
+        return kinetic + u
 
     def inside(self, dt_s: np.ndarray, de_eV: np.ndarray, h: np.ndarray | None = None
                ) -> np.ndarray:
@@ -236,14 +303,22 @@ class Bucket:
         h = self.hamiltonian(dt_s, de_eV)
         return self.emittance_from_h(h, self.inside(dt_s, de_eV, h), fraction)
 
-    def emittance_from_h(self, h: np.ndarray, inside: np.ndarray, fraction: float = 0.9
-                         ) -> float:
-        """:meth:`emittance_eVs` from Hamiltonian values ``h`` and the ``inside`` mask."""
+    def emittance_from_h(self, h: np.ndarray, inside: np.ndarray | None = None,
+                         fraction: float = 0.9) -> float:
+        """:meth:`emittance_eVs` from Hamiltonian values ``h`` (shape (N,)) and the ``inside``
+        mask (shape (N,); None: all inside).
+
+        The area is a non-decreasing function of H (and particles outside count with the full
+        bucket area, the area at H = +inf), so the ``fraction`` quantile of the areas is the
+        area of the quantile of H: one interpolation, not one per particle.
+        """
         if np.size(h) == 0:
             return 0.0
-        areas = np.where(inside, self.area_of(h), self.bucket_area_eVs)
-        k = min(int(np.ceil(fraction * areas.size)) - 1, areas.size - 1)
-        return float(np.partition(areas, max(k, 0))[max(k, 0)])
+        h = np.asarray(h, dtype=float)
+        if inside is not None:
+            h = np.where(inside, h, np.inf)
+        k = max(min(int(np.ceil(fraction * h.size)) - 1, h.size - 1), 0)
+        return float(self.area_of(np.partition(h, k)[k]))
 
     def emittance_to_fill(self, filling_factor: float) -> float:
         """Emittance (eV s) that fills ``filling_factor`` of the bucket area."""
@@ -288,7 +363,9 @@ def transfer_beam(dt_s: np.ndarray, de_eV: np.ndarray, old: Bucket, new: Bucket,
     de_eV = np.asarray(de_eV, dtype=float)
     if h_old is None:
         h_old = old.hamiltonian(dt_s, de_eV)
-    alive = old.inside(dt_s, de_eV, h_old) & new.valid
+    alive = old.inside(dt_s, de_eV, h_old)
+    if not new.valid:
+        alive[:] = False
     dt_new = dt_s.copy()
     de_new = de_eV.copy()
     idx = np.flatnonzero(alive)
@@ -299,51 +376,69 @@ def transfer_beam(dt_s: np.ndarray, de_eV: np.ndarray, old: Bucket, new: Bucket,
     h_old = h_old[idx]
     area = old.area_of(h_old)
     fits = area < new.area[-1]
-    alive[idx[~fits]] = False
-    idx, h_old, area = idx[fits], h_old[fits], area[fits]
+    if not fits.all():
+        alive[idx[~fits]] = False
+        idx, h_old, area = idx[fits], h_old[fits], area[fits]
     h_new = new.level_of_area(area)
+    dt_old = dt_s[idx]
     if old.single and new.single:  # both single wells: map interval to interval
         lo, hi = np.interp(h_old, old.levels, old._lo), np.interp(h_old, old.levels, old._hi)
-        frac = np.clip((dt_s[idx] - lo) / np.maximum(hi - lo, 1e-30), 0.0, 1.0)
+        frac = np.clip((dt_old - lo) / np.maximum(hi - lo, 1e-30), 0.0, 1.0)
         lo, hi = np.interp(h_new, new.levels, new._lo), np.interp(h_new, new.levels, new._hi)
         dt_out = lo + frac * (hi - lo)
-        de_abs = np.sqrt(np.clip(h_new - new.potential(dt_out), 0.0, None) / new.a)
-        dt_new[idx] = dt_out
-        de_new[idx] = np.where(de_eV[idx] >= 0, de_abs, -de_abs)
-        return dt_new, de_new, alive
-    # relative position of the particle within {U_old < H} (cumulative measure along dt)
-    lev_old = np.clip(np.searchsorted(old.levels, h_old), 1, len(old.levels) - 1)
-    pos = np.clip(np.round((dt_s[idx] - old.t[old.left]) / old.dt_step).astype(int),
-                  0, old._cum.shape[1] - 1)
-    offset = (dt_s[idx] - old.t[old.left]) / old.dt_step - pos + 0.5  # position within the cell
-    frac = np.clip((old._cum[lev_old, pos] - 1.0 + np.clip(offset, 0.0, 1.0))
-                   / np.maximum(old._cum[lev_old, -1], 1.0), 0.0, 1.0)
-    lev_new = np.clip(np.searchsorted(new.levels, h_new), 1, len(new.levels) - 1)
-    t_window = new.t[new.left: new.right + 1]
-    width = t_window.size
-    n_allowed = new._cum[lev_new, -1]
-    # the allowed grid cells of each level laid end to end; the particle keeps its fractional
-    # position.  All rows are searched at once in the row-offset, flattened cumulative counts.
-    x = frac * n_allowed
-    i0 = np.minimum(np.floor(x), np.maximum(n_allowed - 1, 0))
-    flat = (new._cum + (np.arange(new._cum.shape[0]) * (width + 1))[:, None]).ravel()
-    pos = np.searchsorted(flat, (i0 + 1).astype(np.int64) + lev_new * (width + 1), side="left")
-    col = np.clip(pos - lev_new * width, 0, width - 1)
-    dt_out = t_window[col] + (x - i0 - 0.5) * new.dt_step
-    empty = n_allowed < 1
-    if np.any(empty):  # below the grid resolution: the bottom of the well
-        dt_out[empty] = t_window[int(np.argmin(new.u[new.left: new.right + 1]))]
-    de_abs = np.sqrt(np.clip(h_new - new.potential(dt_out), 0.0, None) / new.a)
+    else:
+        dt_out = _double_well_positions(dt_old, h_old, h_new, old, new)
+    de_abs = new.potential(dt_out)  # then sqrt(max(h_new - U, 0) / a), in place
+    np.subtract(h_new, de_abs, out=de_abs)
+    np.maximum(de_abs, 0.0, out=de_abs)
+    de_abs /= new.a
+    np.sqrt(de_abs, out=de_abs)
     dt_new[idx] = dt_out
     de_new[idx] = np.where(de_eV[idx] >= 0, de_abs, -de_abs)
     return dt_new, de_new, alive
 
 
+def _double_well_positions(dt_old: np.ndarray, h_old: np.ndarray, h_new: np.ndarray,
+                           old: Bucket, new: Bucket) -> np.ndarray:
+    """New arrival times (s, shape (M,)) of particles at times ``dt_old`` and levels ``h_old``
+    in ``old`` moved to levels ``h_new`` in ``new`` (all shape (M,)), where either bucket has
+    more than one well at some level: the relative position within {U_old < H_old}, measured
+    in the cumulative cell counts, is kept within {U_new < H_new}."""
+    # relative position of the particle within {U_old < H} (cumulative measure along dt)
+    cum_old = old._cum
+    lev_old = np.clip(np.searchsorted(old.levels, h_old), 1, len(old.levels) - 1)
+    x_old = (dt_old - old.t[old.left]) / old.dt_step
+    pos = np.clip(np.round(x_old).astype(int), 0, cum_old.shape[1] - 1)
+    offset = x_old - pos + 0.5  # position within the cell
+    frac = np.clip((cum_old[lev_old, pos] - 1.0 + np.clip(offset, 0.0, 1.0))
+                   / np.maximum(cum_old[lev_old, -1], 1.0), 0.0, 1.0)
+    lev_new = np.clip(np.searchsorted(new.levels, h_new), 1, len(new.levels) - 1)
+    t_window = new.t[new.left: new.right + 1]
+    width = t_window.size
+    n_allowed = new._count[lev_new]
+    # the allowed grid cells of each level laid end to end; the particle keeps its fractional
+    # position: it lands in allowed cell i0 of its level (a look-up in the bucket's cell table)
+    x = frac * n_allowed
+    i0 = np.minimum(np.floor(x), np.maximum(n_allowed - 1, 0))
+    cells, start = new._cells
+    if cells.size:
+        col = cells[np.minimum(start[lev_new] + i0.astype(np.int64), cells.size - 1)]
+    else:
+        col = np.zeros(lev_new.size, dtype=np.int64)
+    col = np.clip(col, 0, width - 1)
+    dt_out = t_window[col] + (x - i0 - 0.5) * new.dt_step
+    empty = n_allowed < 1
+    if np.any(empty):  # below the grid resolution: the bottom of the well
+        dt_out[empty] = t_window[int(np.argmin(new.u[new.left: new.right + 1]))]
+    return dt_out
+
+
 def line_density(dt_s: np.ndarray, t_rev_s: float, n_bins: int) -> np.ndarray:
     """Histogram of arrival times over one revolution period [0, T_rev), shape (n_bins,)."""
-    idx = np.floor(np.asarray(dt_s, dtype=float) * (n_bins / t_rev_s))
-    idx = idx[(idx >= 0) & (idx < n_bins)].astype(np.intp)
-    return np.bincount(idx, minlength=n_bins).astype(float)
+    x = np.asarray(dt_s, dtype=float) * (n_bins / t_rev_s)
+    # floor(x) in [0, n_bins) exactly when x in [0, n_bins), where truncation is the floor
+    x = x[(x >= 0) & (x < n_bins)]
+    return np.bincount(x.astype(np.intp), minlength=n_bins).astype(float)
 
 
 def bunching_factor(counts: np.ndarray) -> float:
@@ -360,3 +455,21 @@ def bunching_factor(counts: np.ndarray) -> float:
     padded = np.concatenate([[0.0], counts, [0.0]])
     smooth = 0.25 * padded[:-2] + 0.5 * padded[1:-1] + 0.25 * padded[2:]
     return float(total / counts.size / smooth.max())
+
+
+def bunching_factors(profiles: np.ndarray) -> np.ndarray:
+    """:func:`bunching_factor` of each row of ``profiles`` (shape (n, n_bins)), shape (n,),
+    in one pass (the same operations row by row)."""
+    profiles = np.asarray(profiles, dtype=float)
+    if profiles.ndim != 2:
+        raise ValueError(f"profiles must have shape (n, n_bins), got {profiles.shape}")
+    n, n_bins = profiles.shape
+    if n == 0:
+        return np.zeros(0)
+    total = profiles.sum(axis=1)
+    padded = np.zeros((n, n_bins + 2))
+    padded[:, 1:-1] = profiles
+    smooth = 0.25 * padded[:, :-2] + 0.5 * padded[:, 1:-1] + 0.25 * padded[:, 2:]
+    peak = smooth.max(axis=1)
+    positive = total > 0
+    return np.where(positive, total / n_bins / np.where(positive, peak, 1.0), 0.0)

@@ -27,17 +27,19 @@ from collections.abc import Iterator
 import numpy as np
 
 from .backend import ensure_backend
-from .bucket import Bucket, RFState, bunching_factor, cached_bucket, line_density
+from .bucket import Bucket, RFState, bunching_factors, cached_bucket, line_density
 from .errors import BeamEnvError, MatchingTimeoutError
 from .fidelity import Fidelity
 from .machine import PROTON_MASS_EV, Z0_OHM, CyclePrograms, PSBRing
 
-__all__ = ["STRETCH_CACHE_SIZE", "BeamSimulator", "IntensityEffects", "StretchResult"]
+__all__ = ["MACHINE_CACHE_SIZE", "STRETCH_CACHE_SIZE", "BeamSimulator", "IntensityEffects", "StretchResult"]
 
 #: BLonD object sets (one per stretch) kept per process, least recently used dropped first.
 #: About 0.15 MB each (the particle arrays are not kept).
 STRETCH_CACHE_SIZE = 512
 _STRETCHES: OrderedDict[tuple, dict] = OrderedDict()
+#: Cycle times whose programme values (momentum, energy gain, voltages) a simulator keeps.
+MACHINE_CACHE_SIZE = 4096
 _SIM_IDS = itertools.count()
 
 
@@ -156,6 +158,9 @@ class BeamSimulator:
         t = programs.time_s
         energy = np.hypot(programs.momentum_eV_c, PROTON_MASS_EV)
         self._de_dt = np.gradient(energy, t)  # eV/s
+        # (momentum, energy gain, V1, V2) per cycle time: the environments ask for the same
+        # few dozen times every episode (see state_at)
+        self._machine_at: dict[float, tuple[float, float, float, float]] = {}
         self.intensity = ring.intensity
         self._blond = _import_blond()
         self._token = next(_SIM_IDS)  # cache key of this simulator's stretches
@@ -187,9 +192,22 @@ class BeamSimulator:
                      * self.ring.revolution_period_s(p))
 
     def state_at(self, t_s: float, phi2_rad: float) -> RFState:
-        v1, v2 = self.programs.voltages_at(t_s)
-        return RFState(self.ring, float(self.programs.momentum_at(t_s)), self.energy_gain_eV(t_s),
-                       float(v1), float(v2), np.pi, float(phi2_rad))
+        """Machine state at cycle time ``t_s`` (s) with second-harmonic phase ``phi2_rad``.
+
+        The programme values at ``t_s`` do not depend on the phase; they are kept per time
+        (:data:`MACHINE_CACHE_SIZE` times, then the table starts afresh).
+        """
+        t_s = float(t_s)
+        values = self._machine_at.get(t_s)
+        if values is None:
+            v1, v2 = self.programs.voltages_at(t_s)
+            values = (float(self.programs.momentum_at(t_s)), self.energy_gain_eV(t_s),
+                      float(v1), float(v2))
+            if len(self._machine_at) >= MACHINE_CACHE_SIZE:
+                self._machine_at.clear()
+            self._machine_at[t_s] = values
+        p, gain, v1_V, v2_V = values
+        return RFState(self.ring, p, gain, v1_V, v2_V, np.pi, float(phi2_rad))
 
     # ------------------------------------------------------------------ BLonD objects
     def _objects(self, t_start_s: float, phi2_rad: float, n_turns: int, n_particles: int,
@@ -367,9 +385,9 @@ class BeamSimulator:
         prof = np.array(profiles)
         h_alive = h[alive]
         return StretchResult(dt_out[alive], de_out[alive], prof,
-                             np.array([bunching_factor(p) for p in prof]),
+                             bunching_factors(prof) if prof.ndim == 2 else np.zeros(0),
                              int(n - alive.sum()), end_state, end_bucket,
-                             end_bucket.emittance_from_h(h_alive, np.ones(h_alive.size, bool)),
+                             end_bucket.emittance_from_h(h_alive),
                              h_alive)
 
 
