@@ -5,6 +5,14 @@ Beam, Profile, induced voltage and tracker objects built once (outside the timin
 ``track()`` called turn after turn, induced voltage every ``induced_voltage_every`` turns as in
 the env.  ``overhead = (env step time) / (plain BLonD time for the same turns) - 1``, medians of
 interleaved measurements, so both see the same machine load.
+
+On a loaded machine the wall-clock medians move by several points from run to run (another
+process taking the core during one step and not the other), so two more estimates of the same
+overhead come with it: ``env_overhead_cpu``, the same ratio of medians in CPU time of this
+process (``time.process_time``: time spent waiting for a core does not count; with one OpenMP
+thread that is the work done), and ``env_overhead_paired``, the median over steps of
+(step time / plain time of the tracking just before it) - 1 in wall-clock time (each pair sees
+nearly the same load).
 """
 
 from __future__ import annotations
@@ -22,8 +30,9 @@ from .fidelity import get_fidelity
 __all__ = ["run_bench"]
 
 
-def _plain_blond_seconds(env: Any, n_turns: int) -> float:
-    """Seconds for ``n_turns`` of plain BLonD tracking of the env's current beam (same setup)."""
+def _plain_blond_seconds(env: Any, n_turns: int) -> tuple[float, float]:
+    """Wall-clock and CPU seconds for ``n_turns`` of plain BLonD tracking of the env's current
+    beam (same setup)."""
     sim = env.simulator
     dt, de = env.beam
     objs = sim._objects(float(env.step_times_s[env.current_step]), math.pi, n_turns, dt.size,
@@ -32,13 +41,13 @@ def _plain_blond_seconds(env: Any, n_turns: int) -> float:
     beam.dt[:] = dt
     beam.dE[:] = de
     every = sim.fidelity.induced_voltage_every
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     for turn in range(n_turns):
         if tiv is not None and turn % every == 0:
             profile.track()
             tiv.track()
         tracker.track()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - start_cpu
 
 
 def _step_time(fidelity: str, n_steps: int, intensity: float) -> dict[str, float]:
@@ -65,14 +74,17 @@ def _step_time(fidelity: str, n_steps: int, intensity: float) -> dict[str, float
     out: dict[str, float] = {}
     for policy in ("zero", "random"):
         env.reset(seed=1)
-        times, plain = [], []
+        times, plain, times_cpu, plain_cpu = [], [], [], []
         for _ in range(n_steps):
-            plain.append(_plain_blond_seconds(env, env.fidelity.turns_per_step))
+            wall, cpu = _plain_blond_seconds(env, env.fidelity.turns_per_step)
+            plain.append(wall)
+            plain_cpu.append(cpu)
             action = (np.zeros(1, np.float32) if policy == "zero"
                       else rng.uniform(-0.3, 0.3, size=1).astype(np.float32))
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             _, _, terminated, truncated, _ = env.step(action)
             times.append(time.perf_counter() - start)
+            times_cpu.append(time.process_time() - start_cpu)
             if terminated or truncated:
                 break
         step_s, plain_s = float(np.median(times)), float(np.median(plain))
@@ -80,6 +92,10 @@ def _step_time(fidelity: str, n_steps: int, intensity: float) -> dict[str, float
         out[f"step_ms{suffix}"] = 1e3 * step_s
         out[f"plain_blond_ms{suffix}"] = 1e3 * plain_s
         out[f"env_overhead{suffix}"] = step_s / plain_s - 1.0
+        out[f"env_overhead_cpu{suffix}"] = float(np.median(times_cpu) / np.median(plain_cpu)
+                                                 - 1.0)
+        out[f"env_overhead_paired{suffix}"] = float(np.median(np.array(times) / np.array(plain))
+                                                    - 1.0)
     fid = env.fidelity
     out.update({"step_ms_first_episode": 1e3 * float(np.median(cold)),
                 "blond_turns_per_s": fid.turns_per_step / (out["plain_blond_ms"] / 1e3),

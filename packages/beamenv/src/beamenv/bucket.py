@@ -34,6 +34,8 @@ __all__ = ["BUCKET_CACHE_SIZE", "Bucket", "RFState", "bunching_factor", "bunchin
 #: Buckets (with their area tables) kept per process, keyed by the machine state.
 BUCKET_CACHE_SIZE = 256
 _BUCKETS: OrderedDict[RFState, Bucket] = OrderedDict()
+#: Bins of the sort key of the transfer (int16 keys are radix-sorted).
+_SORT_BINS = 4095
 
 
 @dataclasses.dataclass(frozen=True)
@@ -371,8 +373,12 @@ def transfer_beam(dt_s: np.ndarray, de_eV: np.ndarray, old: Bucket, new: Bucket,
     idx = np.flatnonzero(alive)
     if idx.size == 0:
         return dt_new, de_new, alive
-    order = np.argsort(h_old[idx])  # sorted queries: interpolation and search are faster
-    idx = idx[order]
+    # queries in increasing H make the table interpolations fast; every particle is mapped on
+    # its own, so the order only matters for speed: a 12-bit key, radix-sorted, is enough
+    key = h_old[idx] - old.levels[0]
+    key *= _SORT_BINS / (old.levels[-1] - old.levels[0])
+    np.clip(key, 0.0, _SORT_BINS, out=key)
+    idx = idx[np.argsort(key.astype(np.int16), kind="stable")]
     h_old = h_old[idx]
     area = old.area_of(h_old)
     fits = area < new.area[-1]
@@ -394,7 +400,8 @@ def transfer_beam(dt_s: np.ndarray, de_eV: np.ndarray, old: Bucket, new: Bucket,
     de_abs /= new.a
     np.sqrt(de_abs, out=de_abs)
     dt_new[idx] = dt_out
-    de_new[idx] = np.where(de_eV[idx] >= 0, de_abs, -de_abs)
+    np.negative(de_abs, out=de_abs, where=de_eV[idx] < 0)  # the sign of dE is kept
+    de_new[idx] = de_abs
     return dt_new, de_new, alive
 
 
