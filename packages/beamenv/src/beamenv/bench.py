@@ -12,7 +12,11 @@ overhead come with it: ``env_overhead_cpu``, the same ratio of medians in CPU ti
 process (``time.process_time``: time spent waiting for a core does not count; with one OpenMP
 thread that is the work done), and ``env_overhead_paired``, the median over steps of
 (step time / plain time of the tracking just before it) - 1 in wall-clock time (each pair sees
-nearly the same load).
+nearly the same load).  ``env_own_ms`` is the median of the step time minus the time the step
+spent in BLonD's turn loop (``BeamSimulator.last_tracking_s``), i.e. the env's own work (bucket
+look-ups, the adiabatic transfer, binning, observation, bookkeeping), and ``env_overhead_own``
+= env_own_ms / plain_blond_ms: the overhead without the part of the load noise that falls into
+the tracking.
 """
 
 from __future__ import annotations
@@ -74,7 +78,7 @@ def _step_time(fidelity: str, n_steps: int, intensity: float) -> dict[str, float
     out: dict[str, float] = {}
     for policy in ("zero", "random"):
         env.reset(seed=1)
-        times, plain, times_cpu, plain_cpu = [], [], [], []
+        times, plain, times_cpu, plain_cpu, own = [], [], [], [], []
         for _ in range(n_steps):
             wall, cpu = _plain_blond_seconds(env, env.fidelity.turns_per_step)
             plain.append(wall)
@@ -85,6 +89,7 @@ def _step_time(fidelity: str, n_steps: int, intensity: float) -> dict[str, float
             _, _, terminated, truncated, _ = env.step(action)
             times.append(time.perf_counter() - start)
             times_cpu.append(time.process_time() - start_cpu)
+            own.append(times[-1] - env.simulator.last_tracking_s)
             if terminated or truncated:
                 break
         step_s, plain_s = float(np.median(times)), float(np.median(plain))
@@ -96,6 +101,8 @@ def _step_time(fidelity: str, n_steps: int, intensity: float) -> dict[str, float
                                                  - 1.0)
         out[f"env_overhead_paired{suffix}"] = float(np.median(np.array(times) / np.array(plain))
                                                     - 1.0)
+        out[f"env_own_ms{suffix}"] = 1e3 * float(np.median(own))
+        out[f"env_overhead_own{suffix}"] = float(np.median(own)) / plain_s
     fid = env.fidelity
     out.update({"step_ms_first_episode": 1e3 * float(np.median(cold)),
                 "blond_turns_per_s": fid.turns_per_step / (out["plain_blond_ms"] / 1e3),
