@@ -251,3 +251,23 @@ def test_transfer_is_particle_by_particle(kwargs: dict) -> None:
     for a, b in zip(out, out_perm, strict=True):
         np.testing.assert_array_equal(a[perm], b)
     assert out[2].sum() > 2000  # most particles carried over
+
+
+@pytest.mark.parametrize("kwargs", [dict(gain=1.5e3), dict(v2=6e3, gain=1.5e3)])
+def test_carry_beam_is_transfer_beam_without_the_lost(kwargs: dict) -> None:
+    """carry_beam returns the particles transfer_beam keeps alive (same coordinates, to the
+    last bit, in another order) and counts the others as lost."""
+    from beamenv.bucket import carry_beam
+
+    old = Bucket(_state(v2=kwargs.get("v2", 0.0)))
+    new = Bucket(_state(**kwargs))
+    rng = np.random.default_rng(7)
+    dt = old.centre_s + rng.normal(0, 0.12, 3000) * old.state.t_rev_s
+    de = rng.normal(0, 0.4, 3000) * float(old.separatrix()[1].max())
+    dt2, de2, alive = transfer_beam(dt, de, old, new)
+    dt3, de3, n_lost = carry_beam(dt, de, old, new)
+    assert 0 < n_lost == int((~alive).sum()) < 3000
+    ref = np.lexsort((de2[alive], dt2[alive]))
+    got = np.lexsort((de3, dt3))
+    np.testing.assert_array_equal(dt3[got], dt2[alive][ref])
+    np.testing.assert_array_equal(de3[got], de2[alive][ref])

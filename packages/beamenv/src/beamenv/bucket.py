@@ -29,7 +29,7 @@ import numpy as np
 from .machine import PROTON_MASS_EV, PSBRing
 
 __all__ = ["BUCKET_CACHE_SIZE", "Bucket", "RFState", "bunching_factor", "bunching_factors",
-           "cached_bucket", "line_density", "transfer_beam"]
+           "cached_bucket", "carry_beam", "line_density", "transfer_beam"]
 
 #: Buckets (with their area tables) kept per process, keyed by the machine state.
 BUCKET_CACHE_SIZE = 256
@@ -363,16 +363,46 @@ def transfer_beam(dt_s: np.ndarray, de_eV: np.ndarray, old: Bucket, new: Bucket,
     """
     dt_s = np.asarray(dt_s, dtype=float)
     de_eV = np.asarray(de_eV, dtype=float)
+    idx, dt_out, de_out, alive = _carry(dt_s, de_eV, old, new, h_old)
+    dt_new = dt_s.copy()
+    de_new = de_eV.copy()
+    dt_new[idx] = dt_out
+    de_new[idx] = de_out
+    return dt_new, de_new, alive
+
+
+def carry_beam(dt_s: np.ndarray, de_eV: np.ndarray, old: Bucket, new: Bucket,
+               h_old: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+    """:func:`transfer_beam` keeping only the carried particles, in an unspecified order.
+
+    Every particle is mapped on its own, so the carried particles are those of
+    ``transfer_beam`` (``dt_new[alive]``, ``de_new[alive]``) permuted; the order is the one
+    the transfer computes in (no scatter back).  Used between the tracked stretches, where
+    nothing depends on the particles' order (tracking, binning and emittance are per particle
+    or order-free).
+
+    Returns:
+        ``(dt_new, de_new, n_lost)``: carried particles, shape (M,) each, and N - M.
+    """
+    dt_s = np.asarray(dt_s, dtype=float)
+    de_eV = np.asarray(de_eV, dtype=float)
+    idx, dt_out, de_out, _ = _carry(dt_s, de_eV, old, new, h_old)
+    return dt_out, de_out, int(dt_s.size - idx.size)
+
+
+def _carry(dt_s: np.ndarray, de_eV: np.ndarray, old: Bucket, new: Bucket,
+           h_old: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The transfer proper: ``(idx, dt_out, de_out, alive)`` with ``idx`` (shape (M,)) the
+    carried particles in the order of computation, their new coordinates (shape (M,) each) and
+    the mask ``alive`` (shape (N,))."""
     if h_old is None:
         h_old = old.hamiltonian(dt_s, de_eV)
     alive = old.inside(dt_s, de_eV, h_old)
     if not new.valid:
         alive[:] = False
-    dt_new = dt_s.copy()
-    de_new = de_eV.copy()
     idx = np.flatnonzero(alive)
     if idx.size == 0:
-        return dt_new, de_new, alive
+        return idx, np.zeros(0), np.zeros(0), alive
     # queries in increasing H make the table interpolations fast; every particle is mapped on
     # its own, so the order only matters for speed: a 12-bit key, radix-sorted, is enough
     key = h_old[idx] - old.levels[0]
@@ -394,15 +424,13 @@ def transfer_beam(dt_s: np.ndarray, de_eV: np.ndarray, old: Bucket, new: Bucket,
         dt_out = lo + frac * (hi - lo)
     else:
         dt_out = _double_well_positions(dt_old, h_old, h_new, old, new)
-    de_abs = new.potential(dt_out)  # then sqrt(max(h_new - U, 0) / a), in place
-    np.subtract(h_new, de_abs, out=de_abs)
-    np.maximum(de_abs, 0.0, out=de_abs)
-    de_abs /= new.a
-    np.sqrt(de_abs, out=de_abs)
-    dt_new[idx] = dt_out
-    np.negative(de_abs, out=de_abs, where=de_eV[idx] < 0)  # the sign of dE is kept
-    de_new[idx] = de_abs
-    return dt_new, de_new, alive
+    de_out = new.potential(dt_out)  # then sqrt(max(h_new - U, 0) / a), in place
+    np.subtract(h_new, de_out, out=de_out)
+    np.maximum(de_out, 0.0, out=de_out)
+    de_out /= new.a
+    np.sqrt(de_out, out=de_out)
+    np.negative(de_out, out=de_out, where=de_eV[idx] < 0)  # the sign of dE is kept
+    return idx, dt_out, de_out, alive
 
 
 def _double_well_positions(dt_old: np.ndarray, h_old: np.ndarray, h_new: np.ndarray,

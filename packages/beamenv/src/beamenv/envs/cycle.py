@@ -59,7 +59,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from ..bucket import Bucket, cached_bucket, transfer_beam
+from ..bucket import Bucket, cached_bucket, carry_beam
 from ..errors import BeamEnvError
 from ..fidelity import Fidelity, get_fidelity
 from ..machine import CyclePrograms, PSBRing, default_cycle, ek_from_momentum, load_program
@@ -330,9 +330,9 @@ class PSBPhaseCycleEnv(gym.Env):
         if k + 1 < self.n_steps and dt_next.size:
             old = res.end_bucket
             new = self._bucket(k + 1, phi2)
-            dt_next, de_next, alive = transfer_beam(dt_next, de_next, old, new, res.h_end)
-            n_lost += int((~alive).sum())
-            dt_next, de_next = dt_next[alive], de_next[alive]
+            # the carried particles only, in the transfer's order (nothing depends on the order)
+            dt_next, de_next, lost = carry_beam(dt_next, de_next, old, new, res.h_end)
+            n_lost += lost
         return {"dt": dt_next, "de": de_next, "bunching": res.bunching,
                 "profiles": res.profiles, "n_lost": n_lost, "emittance_eVs": res.emittance_eVs}
 
