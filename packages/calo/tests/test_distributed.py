@@ -31,6 +31,8 @@ from physml_core.logging import read_metrics
 
 SCRIPT = Path(__file__).parent / "scripts" / "ddp_train.py"
 EPOCHS = 2
+VAE_ARGS = ("--epochs", str(EPOCHS), "--batch-size", "16", "--max-rows", "100", "--device",
+            "cpu", "--no-tensorboard", "--seed", "5")
 
 _spec = importlib.util.spec_from_file_location("calo_ddp_train", SCRIPT)
 assert _spec is not None and _spec.loader is not None
@@ -43,13 +45,18 @@ def _torchrun() -> list[str]:
     return [exe] if exe else [sys.executable, "-m", "torch.distributed.run"]
 
 
-def _launch(out: Path, *args: str) -> None:
-    out.mkdir(parents=True, exist_ok=True)
+@pytest.fixture(scope="module")
+def launched(tmp_path_factory) -> Path:
+    """One ``torchrun --nproc-per-node 2`` launch training both models (the VAE by the CLI)."""
+    out = tmp_path_factory.mktemp("calo_ddp")
+    data = out / "train.h5"
+    simulate_to_file(data, 100, SimConfig(seed=4))
     env = dict(os.environ, OMP_NUM_THREADS="1")
     done = subprocess.run([*_torchrun(), "--standalone", "--nproc-per-node", "2", str(SCRIPT),
-                           str(out), *args], capture_output=True, text=True, timeout=300,
-                          env=env)
+                           str(out), str(data), str(out / "vae-run"), str(out / "gan-run"),
+                           *VAE_ARGS], capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
+    return out
 
 
 def _writes(out: Path) -> tuple[dict, dict]:
@@ -57,20 +64,10 @@ def _writes(out: Path) -> tuple[dict, dict]:
             json.loads((out / "written-by-rank1.json").read_text()))
 
 
-@pytest.fixture(scope="module")
-def tiny_file(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("calo_ddp") / "train.h5"
-    simulate_to_file(path, 100, SimConfig(seed=4))
-    return path
-
-
 @pytest.mark.slow
-def test_torchrun_vae_equals_one_process_and_only_rank0_writes(tiny_file, tmp_path):
-    ddp_dir = tmp_path / "ddp"
-    _launch(tmp_path, "vae", "--data", str(tiny_file), "--run-dir", str(ddp_dir), "--epochs",
-            str(EPOCHS), "--batch-size", "16", "--max-rows", "100", "--device", "cpu",
-            "--no-tensorboard", "--seed", "5")
-    config = replace(preset_config("cpu", "vae"), data=str(tiny_file),
+def test_torchrun_vae_equals_one_process_and_only_rank0_writes(launched, tmp_path):
+    ddp_dir = launched / "vae-run"
+    config = replace(preset_config("cpu", "vae"), data=str(launched / "train.h5"),
                      run_dir=str(tmp_path / "one"), epochs=EPOCHS, batch_size=16, max_rows=100,
                      device="cpu", tensorboard=False, seed=5)
     one = train(config, progress_bar=False)
@@ -83,7 +80,7 @@ def test_torchrun_vae_equals_one_process_and_only_rank0_writes(tiny_file, tmp_pa
     for key in ("train/loss_total", "train/loss_sparsity", "val/loss"):
         assert [r[key] for r in ddp_rows] == pytest.approx([r[key] for r in one_rows],
                                                            rel=1e-4), key
-    rank0, rank1 = _writes(tmp_path)
+    rank0, rank1 = _writes(launched / "vae")
     assert (rank0["checkpoints"], rank0["logging"]) == (EPOCHS, True)
     assert (rank1["checkpoints"], rank1["logging"]) == (0, False)  # only rank 0 writes
     assert rank0["parameters_sha256"] == rank1["parameters_sha256"]
@@ -96,15 +93,14 @@ def _assert_same_weights(a: dict, b: dict, rtol: float, atol: float) -> None:
 
 
 @pytest.mark.slow
-def test_torchrun_calogan_equals_one_process_and_only_rank0_writes(tiny_file, tmp_path):
-    ddp_dir = tmp_path / "gan"
-    _launch(tmp_path, "gan", str(tiny_file), str(ddp_dir))
-    rank0, rank1 = _writes(tmp_path)
+def test_torchrun_calogan_equals_one_process_and_only_rank0_writes(launched, tmp_path):
+    ddp_dir = launched / "gan-run"
+    rank0, rank1 = _writes(launched / "gan")
     assert (rank0["checkpoints"], rank0["logging"]) == (EPOCHS, True)
     assert (rank1["checkpoints"], rank1["logging"]) == (0, False)  # only rank 0 writes
     assert rank0["parameters_sha256"] == rank1["parameters_sha256"]  # DDP keeps ranks equal
-    one = train(ddp_script.tiny_gan_config(str(tiny_file), str(tmp_path / "one")),
-                progress_bar=False)
+    one = train(ddp_script.tiny_gan_config(str(launched / "train.h5"),
+                                           str(tmp_path / "one")), progress_bar=False)
     ddp, alone = load_model(ddp_dir, expect="gan"), load_model(one.checkpoint)
     assert ddp.step == alone.step == EPOCHS and ddp.preprocessor is None
     # batch-norm running statistics included (the global batch's, on both sides)

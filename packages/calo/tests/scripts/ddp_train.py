@@ -1,10 +1,12 @@
 """``calo train`` under torchrun, instrumented for tests/test_distributed.py.
 
-``python ddp_train.py OUT_DIR vae <calo train options>`` runs the ``calo train`` command line
-(``calo.cli``, as ``torchrun ... -m calo.cli train`` does); ``python ddp_train.py OUT_DIR gan
-DATA RUN_DIR`` trains a tiny CaloGAN (:func:`tiny_gan_config`) through the library.  Every rank writes
-``OUT_DIR/written-by-rank<R>.json``: how many checkpoints it saved, whether it logged, and a
-SHA-256 of its model parameters (DDP keeps the ranks' weights identical).
+``python ddp_train.py OUT_DIR DATA VAE_RUN_DIR GAN_RUN_DIR [calo train options]`` trains, in
+the same processes one after the other, a VAE through the ``calo train`` command line
+(``calo.cli``, as ``torchrun ... --no-python calo train`` does) with the given options and a
+tiny CaloGAN (:func:`tiny_gan_config`) through the library.  For each model every rank writes
+``OUT_DIR/<vae|gan>/written-by-rank<R>.json``: how many checkpoints it saved, whether it
+logged, and a SHA-256 of its model parameters (DDP keeps the ranks' weights identical).  One
+launch for both models: starting torch in two fresh processes is most of the cost.
 """
 
 from __future__ import annotations
@@ -31,29 +33,33 @@ def tiny_gan_config(data: str, run_dir: str) -> TrainConfig:
                                          g_conv_channels=4, g_lc_channels=2))
 
 
+def _parameters_sha256(job: CaloTrainingJob) -> str:
+    digest = hashlib.sha256()
+    for p in job.model.parameters():
+        digest.update(p.detach().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def main() -> None:
-    out, model = Path(sys.argv[1]), sys.argv[2]
-    with record_writes(out) as writes:
-        jobs: list[CaloTrainingJob] = []
-        real_setup = CaloTrainingJob.setup
+    out, data, vae_dir, gan_dir = (Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4])
+    jobs: list[CaloTrainingJob] = []
+    real_setup = CaloTrainingJob.setup
 
-        def setup(self: CaloTrainingJob, resume: Any) -> None:
-            real_setup(self, resume)
-            jobs.append(self)
+    def setup(self: CaloTrainingJob, resume: Any) -> None:
+        real_setup(self, resume)
+        jobs.append(self)
 
-        CaloTrainingJob.setup = setup  # type: ignore[method-assign]
-        if model == "vae":
-            from calo.cli import cli
+    CaloTrainingJob.setup = setup  # type: ignore[method-assign]
+    from calo.cli import cli
+    from calo.train import train
 
-            cli.main(args=["train", "--model", "vae", *sys.argv[3:]], standalone_mode=False)
-        else:
-            from calo.train import train
-
-            train(tiny_gan_config(*sys.argv[3:5]), progress_bar=False)
-        digest = hashlib.sha256()
-        for p in jobs[0].model.parameters():
-            digest.update(p.detach().cpu().numpy().tobytes())
-        writes["parameters_sha256"] = digest.hexdigest()
+    with record_writes(out / "vae") as writes:
+        cli.main(args=["train", "--model", "vae", "--data", data, "--run-dir", vae_dir,
+                       *sys.argv[5:]], standalone_mode=False)
+        writes["parameters_sha256"] = _parameters_sha256(jobs[-1])
+    with record_writes(out / "gan") as writes:
+        train(tiny_gan_config(data, gan_dir), progress_bar=False)
+        writes["parameters_sha256"] = _parameters_sha256(jobs[-1])
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
 
