@@ -121,9 +121,11 @@ class Bucket:
         self._cum_table: np.ndarray | None = None
         self._cells_table: tuple[np.ndarray, np.ndarray] | None = None
         minima = np.flatnonzero((u[1:-1] < u[:-2]) & (u[1:-1] <= u[2:])) + 1
+        # lower barrier of the well at i: min(max u[:i+1], max u[i:]) (running maxima)
+        barrier = np.minimum(np.maximum.accumulate(u), np.maximum.accumulate(u[::-1])[::-1])
         best = None
-        for i in minima:
-            h_sep = min(u[: i + 1].max(), u[i:].max())
+        for i in minima.tolist():
+            h_sep = barrier[i]
             depth = h_sep - u[i]
             key = (depth, -abs(t[i] - 0.5 * t_rev))
             if depth > 0 and (best is None or key > best[0]):
@@ -147,8 +149,7 @@ class Bucket:
         self.left = int(above_left[-1]) if above_left.size else 0
         self.right = int(i_min + above_right[0]) if above_right.size else n_points - 1
         u_min = float(u[self.left: self.right + 1].min())
-        s = np.linspace(0.0, 1.0, n_levels)
-        self.levels = u_min + (h_sep - u_min) * s**2
+        self.levels = u_min + (h_sep - u_min) * _level_fractions(n_levels)
         uw = u[self.left: self.right + 1]
         width = uw.size
         # {U < H} on the window, per level, without the (n_levels, width) mask: its size,
@@ -325,6 +326,20 @@ class Bucket:
     def emittance_to_fill(self, filling_factor: float) -> float:
         """Emittance (eV s) that fills ``filling_factor`` of the bucket area."""
         return float(filling_factor * self.bucket_area_eVs)
+
+
+_LEVEL_FRACTIONS: dict[int, np.ndarray] = {}
+
+
+def _level_fractions(n_levels: int) -> np.ndarray:
+    """s^2 for s = linspace(0, 1, n_levels), shape (n_levels,): the table levels as fractions
+    of the well depth (dense near the bottom); computed once per size, read-only."""
+    fractions = _LEVEL_FRACTIONS.get(n_levels)
+    if fractions is None:
+        fractions = np.linspace(0.0, 1.0, n_levels) ** 2
+        fractions.flags.writeable = False
+        _LEVEL_FRACTIONS[n_levels] = fractions
+    return fractions
 
 
 def cached_bucket(state: RFState) -> Bucket:
