@@ -184,6 +184,8 @@ def test_normalisation_and_split_come_from_training_runs_only(pipeline, tiny_h5)
         train_peak = f.images(cvae.train_runs).max(axis=(0, 1, 3, 4))
         np.testing.assert_allclose(cvae.normalizer.scale, train_peak, rtol=1e-6)
         np.testing.assert_array_equal(held_out_runs(cvae, f), cvae.val_runs)
+        np.testing.assert_array_equal(cvae.train_run_numbers, f.run_index()[cvae.train_runs])
+        assert cvae.train_run_index is not None  # recorded by training
 
 
 def test_bench_reports_json_figures():

@@ -138,6 +138,7 @@ def test_import_zenodo_keeps_the_official_split(tmp_path):
         class _Fake:  # a CVAE trained on this file
             dataset_id = f.attrs["dataset_id"]
             train_runs, val_runs = train, val
+            train_run_numbers = f.run_index()[train]
 
         np.testing.assert_array_equal(held_out_runs(_Fake, f), [5, 6])
     chosen = import_zenodo(tmp_path / "zenodo", tmp_path / "z2.h5", test_file="test.npy")
@@ -197,3 +198,42 @@ def test_split_runs_holds_out_the_last_runs():
         split_runs(1, 0.5)
     with pytest.raises(ValueError):
         split_runs(2, 0.9)  # nothing left to train on
+
+
+def _numbered_file(path, run_numbers, dataset_id="sim:shards"):
+    """A tiny phase-space file whose runs carry the given global run numbers."""
+    from clarm.data import NUM_PROJECTIONS, PHASE_SPACE_SCHEMA
+    from physml_core.hdf5 import H5Appender
+
+    attrs = {"modules": 2, "resolution": 32, "dataset_id": dataset_id,
+             "projection_names": [f"c{c}" for c in range(NUM_PROJECTIONS)]}
+    with H5Appender(path, PHASE_SPACE_SCHEMA, attrs=attrs, chunk_rows=1) as out:
+        out.append({"images": np.full((len(run_numbers), 2, NUM_PROJECTIONS, 32, 32), 1 / 1024,
+                                      np.float32),
+                    "run_index": np.asarray(run_numbers, dtype=np.int64)})
+    return path
+
+
+def test_held_out_runs_match_by_run_number_across_shards(tmp_path):
+    """A model trained on shard 2/2 (runs 4..7 at positions 0..3) finds its training runs by
+    run number in the merged file (runs 0..7) and in its own shard; another simulation's
+    file is all held out."""
+    from clarm.data import held_out_runs, trained_runs_in
+
+    class _TrainedOnShard:
+        dataset_id = "sim:shards"
+        train_runs, val_runs = np.array([0, 1, 2]), np.array([3])  # positions in the shard
+        train_run_numbers = np.array([4, 5, 6])
+
+    shard = _numbered_file(tmp_path / "shard1.h5", [4, 5, 6, 7])
+    merged = _numbered_file(tmp_path / "merged.h5", list(range(8)))
+    other = _numbered_file(tmp_path / "other.h5", list(range(8)), dataset_id="sim:other")
+    with PhaseSpaceFile(shard) as f:
+        np.testing.assert_array_equal(trained_runs_in(_TrainedOnShard, f), [0, 1, 2])
+        np.testing.assert_array_equal(held_out_runs(_TrainedOnShard, f), [3])
+    with PhaseSpaceFile(merged) as f:
+        np.testing.assert_array_equal(trained_runs_in(_TrainedOnShard, f), [4, 5, 6])
+        np.testing.assert_array_equal(held_out_runs(_TrainedOnShard, f), [0, 1, 2, 3, 7])
+    with PhaseSpaceFile(other) as f:
+        assert trained_runs_in(_TrainedOnShard, f).size == 0
+        np.testing.assert_array_equal(held_out_runs(_TrainedOnShard, f), np.arange(8))

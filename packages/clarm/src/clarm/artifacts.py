@@ -64,6 +64,8 @@ class CVAEFitted:
     ``settings_mean``/``settings_std`` (S,) exist only for a model conditioned on the run
     settings; ``latents_min``/``latents_max`` (modules, latent) are the per-module box of the
     training latents (the reference's sampler), only in a run's final checkpoint.
+    ``train_run_index`` (T,) are the global run numbers of ``train_runs`` (positions in the
+    training file); checkpoints from before it was recorded lack it.
     """
 
     model_config: CVAEConfig
@@ -71,6 +73,7 @@ class CVAEFitted:
     train_runs: IntArray
     val_runs: IntArray
     dataset_id: str
+    train_run_index: IntArray | None = None
     settings_mean: FloatArray | None = None
     settings_std: FloatArray | None = None
     latents_min: FloatArray | None = None
@@ -81,7 +84,8 @@ class CVAEFitted:
             "model_config": dataclasses.asdict(self.model_config),
             "normalizer_scale": self.normalizer.scale, "train_runs": self.train_runs,
             "val_runs": self.val_runs, "dataset_id": self.dataset_id}
-        for key in ("settings_mean", "settings_std", "latents_min", "latents_max"):
+        for key in ("settings_mean", "settings_std", "latents_min", "latents_max",
+                    "train_run_index"):
             value = getattr(self, key)
             if value is not None:
                 extra[key] = value
@@ -100,6 +104,8 @@ class CVAEFitted:
                        normalizer=Normalizer(_float(extra["normalizer_scale"])),
                        train_runs=_int(extra["train_runs"]), val_runs=_int(extra["val_runs"]),
                        dataset_id=str(extra.get("dataset_id", "")),
+                       train_run_index=(None if extra.get("train_run_index") is None
+                                        else _int(extra["train_run_index"])),
                        settings_mean=optional("settings_mean"),
                        settings_std=optional("settings_std"),
                        latents_min=optional("latents_min"), latents_max=optional("latents_max"))
@@ -156,6 +162,15 @@ class LoadedCVAE:
     path: Path
     #: stream runs it was trained on, not validated on (None: checkpoint or file recorded none)
     train_provenance: list[Provenance] | None = None
+    #: global run numbers of ``train_runs`` (None: a checkpoint from before they were recorded)
+    train_run_index: IntArray | None = None
+
+    @property
+    def train_run_numbers(self) -> IntArray:
+        """Global run numbers of the training runs.  Checkpoints from before they were
+        recorded fall back to the positions, exact for a training file whose runs are numbered
+        by position (an unsharded ``clarm simulate`` file or an import)."""
+        return self.train_runs if self.train_run_index is None else self.train_run_index
 
     def settings_tensor(self, settings: npt.NDArray[np.floating] | None,
                         rows: int) -> torch.Tensor | None:
@@ -249,7 +264,8 @@ def load_cvae(path: str | Path, device: str | torch.device = "cpu") -> LoadedCVA
                       settings_mean=fitted.settings_mean, settings_std=fitted.settings_std,
                       latents_min=fitted.latents_min, latents_max=fitted.latents_max,
                       config=_stored_config(ckpt, CVAETrainConfig), path=ckpt.path,
-                      train_provenance=training_provenance(ckpt))
+                      train_provenance=training_provenance(ckpt),
+                      train_run_index=fitted.train_run_index)
 
 
 def load_lstm(path: str | Path, device: str | torch.device = "cpu") -> LoadedLSTM:

@@ -57,6 +57,7 @@ __all__ = [
     "runs_provenance",
     "split_runs",
     "train_splits",
+    "trained_runs_in",
 ]
 
 NUM_PROJECTIONS = 15
@@ -216,27 +217,42 @@ def train_splits(f: PhaseSpaceFile,
 
 
 class TrainedOn(Protocol):
-    """What a trained model records about its data (e.g. :class:`clarm.artifacts.LoadedCVAE`)."""
+    """What a trained model records about its data (e.g. :class:`clarm.artifacts.LoadedCVAE`):
+    ``train_runs``/``val_runs`` are positions in its training file, ``train_run_numbers`` the
+    global run numbers (``run_index``) of its training runs, valid in every file of the same
+    simulation (shards, merged files)."""
 
     dataset_id: str
     train_runs: npt.NDArray[np.int64]
     val_runs: npt.NDArray[np.int64]
 
+    @property
+    def train_run_numbers(self) -> npt.NDArray[np.int64]: ...
+
+
+def _same_dataset(model: TrainedOn, f: PhaseSpaceFile) -> bool:
+    return bool(model.dataset_id) and str(f.attrs.get("dataset_id", "")) == model.dataset_id
+
+
+def trained_runs_in(model: TrainedOn, f: PhaseSpaceFile) -> npt.NDArray[np.int64]:
+    """Positions in ``f`` of the runs ``model`` was trained on (matched by global run number,
+    so a model trained on one shard finds its runs in the merged file or another shard); empty
+    for a file of another simulation."""
+    if not _same_dataset(model, f):
+        return np.zeros(0, dtype=np.int64)
+    return np.flatnonzero(np.isin(f.run_index(), model.train_run_numbers)).astype(np.int64)
+
 
 def held_out_runs(model: TrainedOn, f: PhaseSpaceFile) -> npt.NDArray[np.int64]:
     """Runs of ``f`` never used in training ``model``: the official test split of imported
-    public data, else the held-out split if ``f`` is the training file, all runs of another
-    simulation."""
-    same = bool(model.dataset_id) and str(f.attrs.get("dataset_id", "")) == model.dataset_id
+    public data, else every run of ``f`` whose global run number is not one of the model's
+    training runs (for its training file: the held-out split, plus any runs
+    ``max_train_runs`` left unused), all runs of another simulation."""
     split = f.split()
-    if same and split is not None and (split == 1).any():
+    if _same_dataset(model, f) and split is not None and (split == 1).any():
         return np.flatnonzero(split == 1).astype(np.int64)  # the official test split
-    if same and f.runs == len(model.train_runs) + len(model.val_runs):
-        return np.asarray(model.val_runs, dtype=np.int64)
-    if same:
-        index = f.run_index()
-        return np.flatnonzero(~np.isin(index, model.train_runs)).astype(np.int64)
-    return np.arange(f.runs, dtype=np.int64)
+    trained = trained_runs_in(model, f)
+    return np.setdiff1d(np.arange(f.runs, dtype=np.int64), trained)
 
 
 def file_provenance(f: PhaseSpaceFile) -> list[Provenance] | None:

@@ -45,7 +45,7 @@ from .artifacts import (
     trained_on,
 )
 from .config import require
-from .data import PhaseSpaceFile, check_held_out, held_out_runs
+from .data import PhaseSpaceFile, check_held_out, held_out_runs, trained_runs_in
 from .forecast import forecast
 from .generate import generate
 from .metrics import (
@@ -241,8 +241,11 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
         held_out_status = check_held_out(trained_on(cvae, lstm), f, runs)
         names = list(f.attrs.get("projection_names", [str(c) for c in range(15)]))
         settings = f.settings()
-        same = bool(cvae.dataset_id) and str(f.attrs.get("dataset_id", "")) == cvae.dataset_id
-        train_sel = np.asarray(cvae.train_runs[:config.max_runs]) if same else runs
+        # baselines and the module classifier learn from the CVAE's training runs in this file
+        # (found by run number); a file without any (another simulation) lends its held-out runs
+        train_sel = trained_runs_in(cvae, f)[:config.max_runs]
+        if len(train_sel) == 0:
+            train_sel = runs
         if config.compare_cvae:
             other = load_cvae(config.compare_cvae, device=device)
             check_compatible(other, f)

@@ -45,6 +45,7 @@ from .data import (
     held_out_runs,
     runs_provenance,
     train_splits,
+    trained_runs_in,
 )
 from .metrics import ssim_per_channel
 from .models import CVAE, CVAEConfig, LatentLSTM, LSTMConfig, cvae_loss
@@ -143,7 +144,9 @@ class CVAEJob(TrainingJob[CVAETrainConfig]):
                 self.fitted = CVAEFitted(
                     model_config=model_cfg, normalizer=normalizer,
                     train_runs=train_runs, val_runs=val_runs,
-                    dataset_id=str(f.attrs.get("dataset_id", "")), settings_mean=smean,
+                    dataset_id=str(f.attrs.get("dataset_id", "")),
+                    train_run_index=f.run_index()[train_runs].astype(np.int64),
+                    settings_mean=smean,
                     settings_std=sstd)
             settings = f.settings()
             self.modules = f.modules
@@ -336,12 +339,14 @@ class LSTMJob(TrainingJob[LSTMTrainConfig]):
         cvae = load_cvae(require(cfg.cvae, "cvae", "the trained CVAE"), device="cpu")
         with PhaseSpaceFile(require(cfg.data, "data", "the phase-space file")) as f:
             check_compatible(cvae, f)
-            same = cvae.dataset_id == str(f.attrs.get("dataset_id", ""))
-            train_runs = cvae.train_runs if same else np.arange(f.runs, dtype=np.int64)
             held = held_out_runs(cvae, f)
-            train_runs = np.setdiff1d(train_runs, held)
+            # the CVAE's training runs, found in this file by run number (so another file of
+            # its simulation, e.g. the merged shards, works too)
+            train_runs = np.setdiff1d(trained_runs_in(cvae, f), held)
             if len(train_runs) == 0:
-                raise ValueError("no training runs left for the LSTM")
+                raise ValueError(f"{f.path} holds none of the CVAE's training runs; train the "
+                                 "LSTM on the file (or a file of the simulation) the CVAE "
+                                 "was trained on")
             z_train = encode_runs(cvae, f, train_runs)
             self.z_val = encode_runs(cvae, f, held) if len(held) else None
             self.provenance = _used_provenance(f, train_runs, held)
