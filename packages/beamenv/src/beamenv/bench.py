@@ -16,7 +16,7 @@ nearly the same load).  ``env_own_ms`` is the median of the step time minus the 
 spent in BLonD's turn loop (``BeamSimulator.last_tracking_s``), i.e. the env's own work (bucket
 look-ups, the adiabatic transfer, binning, observation, bookkeeping), and ``env_overhead_own``
 = env_own_ms / plain_blond_ms: the overhead without the part of the load noise that falls into
-the tracking.
+the tracking; ``env_overhead_own_cpu`` is the same in CPU time.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def _step_time(fidelity: str, n_steps: int, intensity: float) -> dict[str, float
     out: dict[str, float] = {}
     for policy in ("zero", "random"):
         env.reset(seed=1)
-        times, plain, times_cpu, plain_cpu, own = [], [], [], [], []
+        times, plain, times_cpu, plain_cpu, own, own_cpu = [], [], [], [], [], []
         for _ in range(n_steps):
             wall, cpu = _plain_blond_seconds(env, env.fidelity.turns_per_step)
             plain.append(wall)
@@ -90,6 +90,7 @@ def _step_time(fidelity: str, n_steps: int, intensity: float) -> dict[str, float
             times.append(time.perf_counter() - start)
             times_cpu.append(time.process_time() - start_cpu)
             own.append(times[-1] - env.simulator.last_tracking_s)
+            own_cpu.append(times_cpu[-1] - env.simulator.last_tracking_cpu_s)
             if terminated or truncated:
                 break
         step_s, plain_s = float(np.median(times)), float(np.median(plain))
@@ -103,6 +104,7 @@ def _step_time(fidelity: str, n_steps: int, intensity: float) -> dict[str, float
                                                     - 1.0)
         out[f"env_own_ms{suffix}"] = 1e3 * float(np.median(own))
         out[f"env_overhead_own{suffix}"] = float(np.median(own)) / plain_s
+        out[f"env_overhead_own_cpu{suffix}"] = float(np.median(own_cpu) / np.median(plain_cpu))
     fid = env.fidelity
     out.update({"step_ms_first_episode": 1e3 * float(np.median(cold)),
                 "blond_turns_per_s": fid.turns_per_step / (out["plain_blond_ms"] / 1e3),
