@@ -271,3 +271,21 @@ def test_carry_beam_is_transfer_beam_without_the_lost(kwargs: dict) -> None:
     got = np.lexsort((de3, dt3))
     np.testing.assert_array_equal(dt3[got], dt2[alive][ref])
     np.testing.assert_array_equal(de3[got], de2[alive][ref])
+
+
+def test_line_densities_equal_row_by_row() -> None:
+    """All snapshots binned at once give line_density's counts row by row, edges and
+    non-finite times included (dropped), without warnings."""
+    import warnings
+
+    from beamenv.bucket import line_densities, line_density
+
+    t_rev = 1e-6
+    rng = np.random.default_rng(8)
+    dt = rng.uniform(-0.5, 1.5, (4, 3000)) * t_rev
+    dt[0, :8] = [np.nan, np.inf, -np.inf, 0.0, -0.0, t_rev, -1e-30, 1e300]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = line_densities(dt, t_rev, 64)
+    np.testing.assert_array_equal(got, [line_density(row, t_rev, 64) for row in dt])
+    assert line_densities(np.zeros((0, 5)), t_rev, 64).shape == (0, 64)

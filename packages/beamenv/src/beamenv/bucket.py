@@ -29,7 +29,7 @@ import numpy as np
 from .machine import PROTON_MASS_EV, PSBRing
 
 __all__ = ["BUCKET_CACHE_SIZE", "Bucket", "RFState", "bunching_factor", "bunching_factors",
-           "cached_bucket", "carry_beam", "line_density", "transfer_beam"]
+           "cached_bucket", "carry_beam", "line_densities", "line_density", "transfer_beam"]
 
 #: Buckets (with their area tables) kept per process, keyed by the machine state.
 BUCKET_CACHE_SIZE = 256
@@ -489,6 +489,22 @@ def line_density(dt_s: np.ndarray, t_rev_s: float, n_bins: int) -> np.ndarray:
     # floor(x) in [0, n_bins) exactly when x in [0, n_bins), where truncation is the floor
     x = x[(x >= 0) & (x < n_bins)]
     return np.bincount(x.astype(np.intp), minlength=n_bins).astype(float)
+
+
+def line_densities(dt_s: np.ndarray, t_rev_s: float, n_bins: int) -> np.ndarray:
+    """:func:`line_density` of each row of ``dt_s`` (shape (n, N)), shape (n, n_bins), in one
+    pass (the same bins and counts row by row)."""
+    x = np.asarray(dt_s, dtype=float)
+    if x.ndim != 2:
+        raise ValueError(f"dt_s must have shape (n, N), got {x.shape}")
+    n_rows = x.shape[0]
+    x = x * (n_bins / t_rev_s)
+    # outside [0, n_bins) (or not finite): bin n_bins of the row, dropped; inside, truncation
+    # is the floor
+    idx = np.where((x >= 0) & (x < n_bins), x, float(n_bins)).astype(np.intp)
+    idx += (np.arange(n_rows, dtype=np.intp) * (n_bins + 1))[:, None]
+    counts = np.bincount(idx.ravel(), minlength=n_rows * (n_bins + 1))
+    return counts.reshape(n_rows, n_bins + 1)[:, :n_bins].astype(float)
 
 
 def bunching_factor(counts: np.ndarray) -> float:

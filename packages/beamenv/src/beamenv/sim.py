@@ -28,7 +28,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from .backend import ensure_backend
-from .bucket import Bucket, RFState, bunching_factors, cached_bucket, line_density
+from .bucket import Bucket, RFState, bunching_factors, cached_bucket, line_densities
 from .errors import BeamEnvError, MatchingTimeoutError
 from .fidelity import Fidelity
 from .machine import PROTON_MASS_EV, Z0_OHM, CyclePrograms, PSBRing
@@ -162,6 +162,7 @@ class BeamSimulator:
         # (momentum, energy gain, V1, V2) per cycle time: the environments ask for the same
         # few dozen times every episode (see state_at)
         self._machine_at: dict[float, tuple[float, float, float, float]] = {}
+        self._snap_turns: dict[tuple[int, int], frozenset[int]] = {}
         self.intensity = ring.intensity
         self._blond = _import_blond()
         self._token = next(_SIM_IDS)  # cache key of this simulator's stretches
@@ -357,6 +358,18 @@ class BeamSimulator:
         self._release(objs)
         return dts, des
 
+    def _snapshot_turns(self, n_turns: int, n_snap: int) -> frozenset[int]:
+        """Turns (1-based) after which the profile is sampled: ``n_snap`` turns spread over the
+        second half of the stretch, ending on the last turn (kept per (n_turns, n_snap))."""
+        key = (n_turns, n_snap)
+        turns = self._snap_turns.get(key)
+        if turns is None:
+            first = max(n_turns // 2, n_turns - n_snap * max(n_turns // (2 * n_snap), 1))
+            turns = frozenset(np.linspace(first, n_turns, n_snap, endpoint=True).astype(int)
+                              .tolist())
+            self._snap_turns[key] = turns
+        return turns
+
     def track(self, dt_s: np.ndarray, de_eV: np.ndarray, t_start_s: float, phi2_rad: float,
               n_turns: int | None = None, n_snapshots: int | None = None) -> StretchResult:
         """Track particles for ``n_turns`` (default: the fidelity's turns per step) from cycle
@@ -368,9 +381,9 @@ class BeamSimulator:
             raise BeamEnvError("no particles left to track")
         objs = self._stretch(t_start_s, phi2_rad, n_turns, dt_s, de_eV, with_effects=True)
         beam, profile, tracker, tiv = objs["beam"], objs["profile"], objs["tracker"], objs["tiv"]
-        first = max(n_turns // 2, n_turns - n_snap * max(n_turns // (2 * n_snap), 1))
-        snap_turns = set(np.linspace(first, n_turns, n_snap, endpoint=True).astype(int).tolist())
-        profiles = []
+        snap_turns = self._snapshot_turns(n_turns, n_snap)
+        snaps = np.empty((len(snap_turns), n))  # arrival times at the snapshot turns
+        n_taken = 0
         every = self.fidelity.induced_voltage_every
         snap_s = snap_cpu_s = 0.0
         start, start_cpu = time.perf_counter(), time.process_time()
@@ -379,14 +392,16 @@ class BeamSimulator:
                 profile.track()
                 tiv.track()
             tracker.track()
-            if turn in snap_turns:  # fixed binning: observables comparable across fidelities
+            if turn in snap_turns:  # binned after the loop, all snapshots at once
                 snap_start, snap_start_cpu = time.perf_counter(), time.process_time()
-                profiles.append(line_density(np.asarray(beam.dt), objs["t_rev"],
-                                             self.reward_bins))
+                np.copyto(snaps[n_taken], beam.dt)
+                n_taken += 1
                 snap_s += time.perf_counter() - snap_start
                 snap_cpu_s += time.process_time() - snap_start_cpu
         self.last_tracking_s = time.perf_counter() - start - snap_s
         self.last_tracking_cpu_s = time.process_time() - start_cpu - snap_cpu_s
+        # fixed binning: observables comparable across fidelities
+        prof = line_densities(snaps[:n_taken], objs["t_rev"], self.reward_bins)
         dt_out, de_out = beam.dt, beam.dE
         self._release(objs)
         if not (np.all(np.isfinite(dt_out)) and np.all(np.isfinite(de_out))):
@@ -396,10 +411,8 @@ class BeamSimulator:
         end_bucket = cached_bucket(end_state)
         h = end_bucket.hamiltonian(dt_out, de_out)
         alive = end_bucket.inside(dt_out, de_out, h)
-        prof = np.array(profiles)
         h_alive = h[alive]
-        return StretchResult(dt_out[alive], de_out[alive], prof,
-                             bunching_factors(prof) if prof.ndim == 2 else np.zeros(0),
+        return StretchResult(dt_out[alive], de_out[alive], prof, bunching_factors(prof),
                              int(n - alive.sum()), end_state, end_bucket,
                              end_bucket.emittance_from_h(h_alive),
                              h_alive)
