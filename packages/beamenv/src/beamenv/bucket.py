@@ -22,6 +22,7 @@ cycle into a few tracked stretches.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections import OrderedDict
 
 import numpy as np
@@ -58,19 +59,19 @@ class RFState:
     phi1_rad: float = np.pi
     phi2_rad: float = np.pi
 
-    @property
+    @functools.cached_property
     def energy_eV(self) -> float:
         return float(np.hypot(self.momentum_eV_c, PROTON_MASS_EV))
 
-    @property
+    @functools.cached_property
     def beta(self) -> float:
         return self.momentum_eV_c / self.energy_eV
 
-    @property
+    @functools.cached_property
     def eta(self) -> float:
         return float(self.ring.slippage(self.momentum_eV_c))
 
-    @property
+    @functools.cached_property
     def t_rev_s(self) -> float:
         return float(self.ring.revolution_period_s(self.momentum_eV_c))
 
@@ -101,11 +102,14 @@ class Bucket:
     """
 
     def __init__(self, state: RFState, n_points: int = 1200, n_levels: int = 96) -> None:
+        if n_points < 3 or n_levels < 2:
+            raise ValueError(f"Bucket needs n_points >= 3 and n_levels >= 2, got {n_points} "
+                             f"and {n_levels}")
         self.state = state
         t_rev = state.t_rev_s
         eta = state.eta
         self.a = abs(eta) * t_rev / (2.0 * state.beta**2 * state.energy_eV)
-        t = np.linspace(-0.5 * t_rev, 1.5 * t_rev, n_points)
+        t = _grid(-0.5 * t_rev, 1.5 * t_rev, n_points)
         dt_step = t[1] - t[0]
         self._sign = -float(np.sign(eta))
         self._t0 = float(t[0])
@@ -326,6 +330,16 @@ class Bucket:
     def emittance_to_fill(self, filling_factor: float) -> float:
         """Emittance (eV s) that fills ``filling_factor`` of the bucket area."""
         return float(filling_factor * self.bucket_area_eVs)
+
+
+def _grid(start: float, stop: float, n: int) -> np.ndarray:
+    """``np.linspace(start, stop, n)`` for n >= 2 and stop > start, the same operations
+    (arange x step + start, last point set to stop) without linspace's generic checks."""
+    t = np.arange(n, dtype=float)
+    t *= (stop - start) / (n - 1)
+    t += start
+    t[-1] = stop
+    return t
 
 
 _LEVEL_FRACTIONS: dict[int, np.ndarray] = {}
