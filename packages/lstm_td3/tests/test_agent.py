@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -133,6 +135,10 @@ def test_default_networks_are_the_original_command_line_defaults():
     actor = Actor(3, 1, cfg=cfg)
     assert actor.memory.lstm.input_size == 128 and actor.memory.pre[0].in_features == 4
     assert actor.memory.out_dim == 128 and actor.post[0].in_features == 256
+    # the original's main() never passes critic_hist_with_past_act: its critics see no actions
+    agent_cfg = TD3Config()
+    assert agent_cfg.actor.hist_with_past_act and not agent_cfg.critic.hist_with_past_act
+    assert agent_cfg.critic == replace(cfg, hist_with_past_act=False)
 
 
 def _params(module):

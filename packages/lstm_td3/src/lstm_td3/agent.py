@@ -54,8 +54,12 @@ class TD3Config:
         "Critic updates per actor and target update.", min=1))
     max_hist_len: int = field(default=5, metadata=opt(
         "History length L (0 = plain TD3).", flag="--hist-len", min=0))
+    #: The original's command line runs the actor with past actions in its history and the
+    #: critics without (``lstm_td3_main.py`` parses ``--critic_hist_with_past_act`` but never
+    #: passes it on, so ``lstm_td3()``'s default False applies).
     actor: NetworkConfig = field(default_factory=NetworkConfig)
-    critic: NetworkConfig = field(default_factory=NetworkConfig)
+    critic: NetworkConfig = field(
+        default_factory=lambda: NetworkConfig(hist_with_past_act=False))
     #: Run the critic and actor losses (forward and backward) and acting through
     #: ``torch.compile`` (inductor), with the LSTM unrolled into plain ops.  Same parameters,
     #: checkpoints and update rule as eager (results agree to float rounding); the first calls

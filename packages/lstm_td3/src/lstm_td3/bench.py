@@ -459,6 +459,7 @@ def run_peer_benchmark(quick: bool = False, seed: int = 0, threads: int | None =
         }
         out["goals"] = {"hist0_env_steps_per_s_ge_sb3":
                         best["ours_td3_hist0"]["env_steps_per_s"] >= sb3["env_steps_per_s"]}
-    out["original_code"] = ("not measured: the original LSTM-TD3 code was not run in this "
-                            "process (needs its own checkout and the retired gym)")
+    out["original_code"] = ("not in this process (it needs its own checkout and gym<=0.17.3); "
+                            "measured side by side in whole runs: README, 'Side by side with "
+                            "the original code'")
     return out

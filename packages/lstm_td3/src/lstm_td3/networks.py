@@ -41,7 +41,9 @@ class NetworkConfig:
     Defaults: the original code's command-line defaults (LinghengMeng/LSTM-TD3,
     ``lstm_td3_main.py``), which made the paper's runs: pre-LSTM (128,), LSTM 128, no after-LSTM
     layer, current features (128, 128), integration (128,), and past actions in the history
-    (the paper's history is observation-action pairs).
+    (the paper's history is observation-action pairs).  That last default is the actor's: the
+    original's command line runs its critics without past actions (see
+    :class:`~lstm_td3.agent.TD3Config`).
     """
 
     mem_pre_lstm: tuple[int, ...] = (128,)
