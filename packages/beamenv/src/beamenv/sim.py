@@ -33,7 +33,8 @@ from .errors import BeamEnvError, MatchingTimeoutError
 from .fidelity import Fidelity
 from .machine import PROTON_MASS_EV, Z0_OHM, CyclePrograms, PSBRing
 
-__all__ = ["MACHINE_CACHE_SIZE", "STRETCH_CACHE_SIZE", "BeamSimulator", "IntensityEffects", "StretchResult"]
+__all__ = ["MACHINE_CACHE_SIZE", "STRETCH_CACHE_SIZE", "BeamSimulator", "IntensityEffects",
+           "StretchResult"]
 
 #: BLonD object sets (one per stretch) kept per process, least recently used dropped first.
 #: About 0.15 MB each (the particle arrays are not kept).
