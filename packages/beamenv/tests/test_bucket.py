@@ -223,14 +223,24 @@ def test_emittance_equals_the_quantile_of_particle_areas() -> None:
                 np.partition(bucket.area_of(h_in), k)[k])
 
 
-def test_bunching_factors_equal_row_by_row() -> None:
+def _bunching_factor_formula(counts: np.ndarray) -> float:
+    """B_f = mean / peak of the [1, 2, 1] / 4-smoothed (zero-padded) profile; 0 if empty."""
+    if counts.sum() <= 0:
+        return 0.0
+    padded = np.concatenate([[0.0], counts, [0.0]])
+    smooth = 0.25 * padded[:-2] + 0.5 * padded[1:-1] + 0.25 * padded[2:]
+    return float(counts.sum() / counts.size / smooth.max())
+
+
+def test_bunching_factors_follow_the_formula_row_by_row() -> None:
     from beamenv.bucket import bunching_factors
 
     rng = np.random.default_rng(5)
     profiles = rng.integers(0, 40, size=(5, 64)).astype(float)
     profiles[3] = 0.0
-    np.testing.assert_array_equal(bunching_factors(profiles),
-                                  [bunching_factor(p) for p in profiles])
+    expected = [_bunching_factor_formula(p) for p in profiles]
+    np.testing.assert_allclose(bunching_factors(profiles), expected, rtol=1e-15)
+    assert [bunching_factor(p) for p in profiles] == pytest.approx(expected, rel=1e-15)
     assert bunching_factors(np.zeros((0, 64))).shape == (0,)
     with pytest.raises(ValueError):
         bunching_factors(np.ones(64))
@@ -273,9 +283,10 @@ def test_carry_beam_is_transfer_beam_without_the_lost(kwargs: dict) -> None:
     np.testing.assert_array_equal(de3[got], de2[alive][ref])
 
 
-def test_line_densities_equal_row_by_row() -> None:
-    """All snapshots binned at once give line_density's counts row by row, edges and
-    non-finite times included (dropped), without warnings."""
+def test_line_densities_follow_the_definition_row_by_row() -> None:
+    """All snapshots binned at once give, row by row, the count of times in bin
+    floor(dt n_bins / T_rev) over [0, T_rev); edges and non-finite times (dropped) included,
+    without warnings."""
     import warnings
 
     from beamenv.bucket import line_densities, line_density
@@ -287,5 +298,9 @@ def test_line_densities_equal_row_by_row() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         got = line_densities(dt, t_rev, 64)
-    np.testing.assert_array_equal(got, [line_density(row, t_rev, 64) for row in dt])
+    for row, counts in zip(dt, got, strict=True):
+        x = row * (64 / t_rev)
+        x = x[np.isfinite(x) & (x >= 0) & (x < 64)]
+        np.testing.assert_array_equal(counts, np.bincount(np.floor(x).astype(int), minlength=64))
+        np.testing.assert_array_equal(line_density(row, t_rev, 64), counts)
     assert line_densities(np.zeros((0, 5)), t_rev, 64).shape == (0, 64)

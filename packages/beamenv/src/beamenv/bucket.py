@@ -498,16 +498,14 @@ def _double_well_positions(dt_old: np.ndarray, h_old: np.ndarray, h_new: np.ndar
 
 
 def line_density(dt_s: np.ndarray, t_rev_s: float, n_bins: int) -> np.ndarray:
-    """Histogram of arrival times over one revolution period [0, T_rev), shape (n_bins,)."""
-    x = np.asarray(dt_s, dtype=float) * (n_bins / t_rev_s)
-    # floor(x) in [0, n_bins) exactly when x in [0, n_bins), where truncation is the floor
-    x = x[(x >= 0) & (x < n_bins)]
-    return np.bincount(x.astype(np.intp), minlength=n_bins).astype(float)
+    """Histogram of arrival times ``dt_s`` (shape (N,)) over one revolution period [0, T_rev),
+    shape (n_bins,); entries outside the period (or not finite) are dropped."""
+    return line_densities(np.asarray(dt_s, dtype=float)[None, :], t_rev_s, n_bins)[0]
 
 
 def line_densities(dt_s: np.ndarray, t_rev_s: float, n_bins: int) -> np.ndarray:
     """:func:`line_density` of each row of ``dt_s`` (shape (n, N)), shape (n, n_bins), in one
-    pass (the same bins and counts row by row)."""
+    pass."""
     x = np.asarray(dt_s, dtype=float)
     if x.ndim != 2:
         raise ValueError(f"dt_s must have shape (n, N), got {x.shape}")
@@ -528,18 +526,12 @@ def bunching_factor(counts: np.ndarray) -> float:
     [1, 2, 1] / 4 smoothing to limit macroparticle noise.  A flat bunch filling the whole period
     has B_f = 1; shorter or more peaked bunches have smaller values.
     """
-    counts = np.asarray(counts, dtype=float)
-    total = counts.sum()
-    if total <= 0:
-        return 0.0
-    padded = np.concatenate([[0.0], counts, [0.0]])
-    smooth = 0.25 * padded[:-2] + 0.5 * padded[1:-1] + 0.25 * padded[2:]
-    return float(total / counts.size / smooth.max())
+    return float(bunching_factors(np.asarray(counts, dtype=float)[None, :])[0])
 
 
 def bunching_factors(profiles: np.ndarray) -> np.ndarray:
     """:func:`bunching_factor` of each row of ``profiles`` (shape (n, n_bins)), shape (n,),
-    in one pass (the same operations row by row)."""
+    in one pass; 0 for an empty row."""
     profiles = np.asarray(profiles, dtype=float)
     if profiles.ndim != 2:
         raise ValueError(f"profiles must have shape (n, n_bins), got {profiles.shape}")
