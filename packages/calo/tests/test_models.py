@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -207,3 +209,28 @@ def test_gan_step_makes_two_discriminator_and_two_generator_adam_steps():
 
     assert adam_steps(trainer.opt["discriminator"]) == 2  # all-real batch, then all-fake batch
     assert adam_steps(trainer.opt["generator"]) == 2
+
+
+def test_glorot_normal_is_keras_truncated_normal():
+    # Keras (>= 2.2, tf.keras) glorot_normal: a normal of scale s = sqrt(2 / (fan_in + fan_out))
+    # / 0.8796... truncated at +-2 s, whose draws have standard deviation sqrt(2 / (fan_in +
+    # fan_out)).  The generator's last locally connected layer uses it.
+    from calo.models.layers import TRUNCATED_NORMAL_SD, keras_glorot_normal_
+
+    # the standard deviation of a unit normal truncated at +-2, from its density
+    x = np.linspace(-2.0, 2.0, 400_001)
+    pdf = np.exp(-0.5 * x**2)
+    assert np.sqrt(np.trapezoid(x**2 * pdf, x) / np.trapezoid(pdf, x)) == pytest.approx(
+        TRUNCATED_NORMAL_SD, abs=1e-9)
+    torch.manual_seed(0)
+    layer = LocallyConnected2d(6, 1, (13, 7), (2, 2), bias=False, init="glorot_normal")
+    w = keras_glorot_normal_(torch.empty(200_000), 24, 1)
+    sd = np.sqrt(2.0 / 25.0)
+    for weights in (layer.weight, w):
+        assert weights.abs().max() <= 2.0 * sd / TRUNCATED_NORMAL_SD
+    assert float(w.std()) == pytest.approx(sd, rel=0.01)
+    # the share beyond 2 sd is the truncated normal's (3.5 %), not a plain normal's (4.6 %)
+    erf = np.vectorize(math.erf)
+    beyond = float((erf(np.sqrt(2.0)) - erf(np.sqrt(2.0) * TRUNCATED_NORMAL_SD))
+                   / erf(np.sqrt(2.0)))
+    assert float((w.abs() > 2.0 * sd).float().mean()) == pytest.approx(beyond, abs=0.002)

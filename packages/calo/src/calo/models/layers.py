@@ -11,8 +11,8 @@ from torch import nn
 
 from physml_core.parallel import gather_rows, use_global_batch_norm, world_size
 
-__all__ = ["LEAK", "LocallyConnected2d", "MinibatchDiscrimination",
-           "conv2d_one_channel", "global_batch", "pad_same_2x2"]
+__all__ = ["LEAK", "TRUNCATED_NORMAL_SD", "LocallyConnected2d", "MinibatchDiscrimination",
+           "conv2d_one_channel", "global_batch", "keras_glorot_normal_", "pad_same_2x2"]
 
 #: Slope of CaloGAN's LeakyReLUs (the Keras default, 0.3); shared by the layer-by-layer
 #: networks and the folded inference path.
@@ -37,6 +37,20 @@ def global_batch(model: nn.Module) -> nn.Module:
         if isinstance(module, MinibatchDiscrimination):
             module.global_batch = True
     return model
+
+
+#: Standard deviation of a unit normal truncated at +-2 (Keras divides its truncated normal's
+#: scale by this, so that the truncated draws have the Glorot standard deviation).
+TRUNCATED_NORMAL_SD = 0.87962566103423978
+
+
+def keras_glorot_normal_(weight: torch.Tensor, fan_in: int, fan_out: int) -> torch.Tensor:
+    """Keras' ``glorot_normal`` (``VarianceScaling(1, "fan_avg", "truncated_normal")``, Keras
+    >= 2.2 and tf.keras): a normal of scale ``sqrt(2 / (fan_in + fan_out)) / 0.8796...`` truncated
+    at two scales (values beyond are redrawn), so the draws have standard deviation
+    ``sqrt(2 / (fan_in + fan_out))``.  Fills ``weight`` in place and returns it."""
+    scale = math.sqrt(2.0 / (fan_in + fan_out)) / TRUNCATED_NORMAL_SD
+    return nn.init.trunc_normal_(weight, 0.0, scale, -2.0 * scale, 2.0 * scale)
 
 
 class LocallyConnected2d(nn.Module):
@@ -74,7 +88,7 @@ class LocallyConnected2d(nn.Module):
             limit = math.sqrt(6.0 / fan_in)
             nn.init.uniform_(self.weight, -limit, limit)
         elif init == "glorot_normal":
-            nn.init.normal_(self.weight, 0.0, math.sqrt(2.0 / (fan_in + out_channels)))
+            keras_glorot_normal_(self.weight, fan_in, out_channels)
         elif init == "glorot_uniform":
             limit = math.sqrt(6.0 / (fan_in + out_channels))
             nn.init.uniform_(self.weight, -limit, limit)
