@@ -105,7 +105,25 @@ def test_generate_forecast_evaluate(pipeline, tiny_h5):
         assert -1 <= report[key]["ssim_paper"]["e_phi"] <= 1
         assert len(report[key]["ssim_paper"]["per_projection"]) == 15
     unc = report["forecast_uncertainty"]
-    assert 0 <= unc["coverage"] <= 1 and unc["samples"] == 3
+    # default: conformal intervals from the LSTM's one calibration run (run 3, the last CVAE
+    # training run): with n = 1 the half-width is that run's own absolute error (rank
+    # ceil(2 x 0.9) = 2 > n, so no finite-sample guarantee, and the report says so)
+    assert unc["method"] == "conformal" and unc["samples"] == 0
+    assert unc["calibration_runs"] == [3] and unc["conformal_rank"] == 2
+    assert unc["finite_sample_guarantee"] is False
+    assert 0 <= unc["coverage"] <= 1
+    from clarm.artifacts import load_cvae, load_lstm
+    from clarm.evaluate import e_phi_summary
+    from clarm.forecast import forecast
+
+    cvae, lstm = load_cvae(cvae_dir), load_lstm(lstm_dir)
+    with PhaseSpaceFile(tiny_h5) as f:
+        phys = f.images([3])
+    real = torch.from_numpy(cvae.normalizer(phys))
+    fc = torch.from_numpy(forecast(cvae, lstm, phys[:, :1], normalized=True))
+    own_error = (e_phi_summary(fc[:, 1:]) - e_phi_summary(real[:, 1:])).abs()[0]
+    np.testing.assert_allclose(unc["conformal_halfwidth_per_module"], own_error.numpy(),
+                               rtol=1e-5, atol=1e-6)
     assert report["generation_prior"]["samples_per_module"] == 4
     table = report["model_comparison"]
     assert [(row["cond_decoder"], row["prior"]) for row in table] == [
@@ -302,7 +320,9 @@ def test_checkpoints_record_training_provenance(pipeline, tiny_h5):
     assert from_records(ckpt.extra["validation_provenance"]) == [
         Provenance(SIM_SOURCE, 3, label, 4, 6)]
     assert load_cvae(cvae_dir).train_provenance == [Provenance(SIM_SOURCE, 3, label, 0, 4)]
-    assert load_lstm(lstm_dir).train_provenance == [Provenance(SIM_SOURCE, 3, label, 0, 4)]
+    # the LSTM trains on the CVAE's training runs less its calibration run (the last, run 3)
+    assert load_lstm(lstm_dir).train_provenance == [Provenance(SIM_SOURCE, 3, label, 0, 3)]
+    assert list(load_lstm(lstm_dir).calibration_run_numbers) == [3]
 
 
 def test_evaluation_refuses_a_file_of_the_training_runs(pipeline, tmp_path):
@@ -344,3 +364,51 @@ def test_a_file_without_provenance_is_forecast_unchecked(pipeline, tiny_h5, tmp_
     code, out = run("forecast", "--data", str(old), "--cvae", str(cvae_dir), "--lstm",
                     str(lstm_dir), "--observed", "1", "-o", str(tmp_path / "fc.h5"))
     assert code == 0, out
+
+
+def test_blockwise_evaluation_equals_whole_evaluation(pipeline, tiny_h5, tmp_path):
+    """Held-out runs scored one run at a time give the same scores and intervals as all at
+    once (forecast samples are seeded per run; the metrics are per image).  The module
+    classifier's minibatches depend on the block, so its figures are not compared."""
+    from clarm.evaluate import EvalConfig, evaluate
+
+    _, cvae_dir, lstm_dir = pipeline
+    reports = [evaluate(EvalConfig(data=str(tiny_h5), cvae=str(cvae_dir), lstm=str(lstm_dir),
+                                   observed=1, classifier_epochs=1, forecast_samples=3,
+                                   uncertainty="calibration-residuals", block_runs=b,
+                                   output=str(tmp_path / f"b{b}"), device="cpu"))
+               for b in (1, 64)]
+    for key in ("reconstruction", "baseline_module_mean", "forecast", "baseline_persistence",
+                "baseline_module_mean_forecast_modules"):
+        for metric in ("ssim", "ssim_paper", "mse"):
+            for part in ("per_module", "per_projection"):
+                np.testing.assert_allclose(reports[0][key][metric][part],
+                                           reports[1][key][metric][part], rtol=1e-5,
+                                           atol=1e-7, err_msg=f"{key} {metric} {part}")
+    a, b = reports[0]["forecast_uncertainty"], reports[1]["forecast_uncertainty"]
+    assert a["method"] == "calibration-residuals" and a["calibration_runs"] == [3]
+    for key in ("coverage_per_module", "latent_noise_std"):
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-6)
+    for key in ("interval_width_per_quantity", "mean_forecast_abs_error_per_quantity"):
+        np.testing.assert_allclose(list(a[key].values()), list(b[key].values()), rtol=1e-5,
+                                   atol=1e-7)
+
+
+def test_conformal_uncertainty_needs_calibration_runs(pipeline, tiny_h5, tmp_path):
+    """An LSTM trained with --calibration-fraction 0 has no calibration runs: conformal
+    intervals are refused with one line, the old training-residual scale still works."""
+    tmp, cvae_dir, _ = pipeline
+    lstm0 = tmp_path / "lstm0"
+    code, out = run("train", "lstm", "--data", str(tiny_h5), "--cvae", str(cvae_dir),
+                    "--run-dir", str(lstm0), "--epochs", "1", "--calibration-fraction", "0",
+                    "--device", "cpu")
+    assert code == 0, out
+    args = ["evaluate", "--data", str(tiny_h5), "--cvae", str(cvae_dir), "--lstm", str(lstm0),
+            "--observed", "1", "--classifier-epochs", "1", "-n", "4"]
+    code, out = run(*args, "-o", str(tmp_path / "e1"))
+    assert_user_error(code, out, "records no calibration runs")
+    code, out = run(*args, "--uncertainty", "train-residuals", "--forecast-samples", "2",
+                    "-o", str(tmp_path / "e2"))
+    assert code == 0, out
+    unc = json.loads((tmp_path / "e2" / "report.json").read_text())["forecast_uncertainty"]
+    assert unc["method"] == "train-residuals" and unc["noise_runs"] == 4

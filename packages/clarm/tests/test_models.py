@@ -238,3 +238,22 @@ def test_normaliser_mean_pixel_comes_from_the_same_pass(tiny_h5):
         np.testing.assert_array_equal(norm.scale, Normalizer.fit(f, runs).scale)
         np.testing.assert_allclose(mean, norm(f.images(runs)).mean(axis=(0, 1, 3, 4)),
                                    rtol=1e-5)
+
+
+def test_conformal_halfwidth_known_case_and_coverage():
+    """The half-width is the ceil((n + 1) 0.9)-th smallest score; on exchangeable data the
+    interval covers a new point with probability rank / (n + 1) (= 0.9 for n = 19)."""
+    from clarm.metrics import conformal_halfwidth
+
+    scores = torch.arange(19, 0, -1, dtype=torch.float64)[:, None]  # 19..1, unsorted
+    width, rank, exact = conformal_halfwidth(scores, 0.9)
+    assert (rank, exact) == (18, True) and float(width[0]) == 18.0
+    width, rank, exact = conformal_halfwidth(torch.arange(1.0, 6.0), 0.9)
+    assert (rank, exact) == (6, False) and float(width) == 5.0  # too few: the largest
+    gen = torch.Generator().manual_seed(0)
+    errors = torch.randn(4000, 20, generator=gen).abs()  # 4000 trials of 19 + 1 points
+    width, _, _ = conformal_halfwidth(errors[:, :19].T, 0.9)
+    covered = (errors[:, 19] <= width).double().mean().item()
+    assert abs(covered - 0.9) < 0.015, covered  # 3 sigma = 0.014
+    with pytest.raises(ValueError):
+        conformal_halfwidth(torch.zeros(0, 3))

@@ -118,16 +118,22 @@ class CVAEFitted:
 @dataclass
 class LSTMFitted:
     """What latent-LSTM training fitted; every LSTM checkpoint holds it in ``extra``:
-    the architecture and the latent standardisation ``z_mean``/``z_std`` (latent,)."""
+    the architecture, the latent standardisation ``z_mean``/``z_std`` (latent,) and the
+    global run numbers of the calibration runs (CVAE training runs kept out of LSTM training
+    for the forecast uncertainty; empty for checkpoints from before 2026-12-02 or
+    ``--calibration-fraction 0``)."""
 
     model_config: LSTMConfig
     z_mean: FloatArray
     z_std: FloatArray
     cvae_path: str
+    calibration_run_numbers: IntArray = dataclasses.field(
+        default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     def to_extra(self) -> dict[str, object]:
         return {"model_config": dataclasses.asdict(self.model_config), "z_mean": self.z_mean,
-                "z_std": self.z_std, "cvae_path": self.cvae_path}
+                "z_std": self.z_std, "cvae_path": self.cvae_path,
+                "calibration_run_numbers": self.calibration_run_numbers}
 
     @classmethod
     def from_extra(cls, extra: Mapping[str, object], path: Path) -> LSTMFitted:
@@ -137,7 +143,8 @@ class LSTMFitted:
                 raise CheckpointError(f"{path}: LSTM checkpoint's model_config is not a mapping")
             return cls(model_config=from_dict(LSTMConfig, config),
                        z_mean=_float(extra["z_mean"]), z_std=_float(extra["z_std"]),
-                       cvae_path=str(extra.get("cvae_path", "")))
+                       cvae_path=str(extra.get("cvae_path", "")),
+                       calibration_run_numbers=_int(extra.get("calibration_run_numbers", [])))
         except KeyError as exc:
             raise CheckpointError(f"{path}: LSTM checkpoint lacks {exc}") from None
         except ConfigError as exc:
@@ -198,6 +205,10 @@ class LoadedLSTM:
     path: Path
     #: stream runs it was trained on, not validated on (None: checkpoint or file recorded none)
     train_provenance: list[Provenance] | None = None
+    #: global run numbers of its calibration runs (CVAE training runs it was not trained on;
+    #: empty: none recorded)
+    calibration_run_numbers: IntArray = dataclasses.field(
+        default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
 def training_provenance(ckpt: Checkpoint) -> list[Provenance] | None:
@@ -277,7 +288,8 @@ def load_lstm(path: str | Path, device: str | torch.device = "cpu") -> LoadedLST
     model.to(resolve_device(device)).eval()
     return LoadedLSTM(model=model, z_mean=fitted.z_mean, z_std=fitted.z_std,
                       cvae_path=fitted.cvae_path, path=ckpt.path,
-                      train_provenance=training_provenance(ckpt))
+                      train_provenance=training_provenance(ckpt),
+                      calibration_run_numbers=fitted.calibration_run_numbers)
 
 
 @torch.no_grad()

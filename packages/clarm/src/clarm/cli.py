@@ -24,7 +24,7 @@ from physml_core.cli import (
 )
 from physml_core.options import config_from_cli, options_from
 
-from .config import CVAETrainConfig, LSTMTrainConfig
+from .config import UNCERTAINTY_METHODS, CVAETrainConfig, LSTMTrainConfig
 
 __all__ = ["main"]
 
@@ -222,7 +222,14 @@ def forecast(data: Path, cvae: Path, lstm: Path, runs: tuple[int, ...], observed
                                "held-out runs, so both sets have equal size).")
 @click.option("--classifier-epochs", type=click.IntRange(1), default=4, show_default=True)
 @click.option("--forecast-samples", type=click.IntRange(0), default=16, show_default=True,
-              help="Samples of the forecast's predictive distribution (coverage); 0: none.")
+              help="Rollouts per run of the residual uncertainty methods; 0: none.")
+@click.option("--uncertainty", type=click.Choice(UNCERTAINTY_METHODS), default="conformal",
+              show_default=True,
+              help="Forecast intervals: conformal (from the LSTM's calibration runs), "
+                   "calibration-residuals, train-residuals (the noise scale before "
+                   "2026-12-02) or none.")
+@click.option("--block-images", type=click.IntRange(1), default=96, show_default=True,
+              help="(run, module) images read at a time (at least one whole run).")
 @click.option("--compare-cvae", type=click.Path(exists=True, path_type=Path), default=None,
               help="A second CVAE trained on the same runs (e.g. --no-cond-decoder --prior "
                    "standard) to compare reconstruction and generation with.")
@@ -230,8 +237,9 @@ def forecast(data: Path, cvae: Path, lstm: Path, runs: tuple[int, ...], observed
 @device_option()
 @output_option(default="clarm-eval", help="Folder for report.json and PNG plots.")
 def evaluate(data: Path, cvae: Path, lstm: Path | None, observed: int, num: int | None,
-             classifier_epochs: int, forecast_samples: int, compare_cvae: Path | None,
-             seed: int, device: str, output: Path) -> None:
+             classifier_epochs: int, forecast_samples: int, uncertainty: str,
+             block_images: int, compare_cvae: Path | None, seed: int, device: str,
+             output: Path) -> None:
     """Evaluate reconstruction, generation and forecasting on held-out runs."""
     from .evaluate import EvalConfig
     from .evaluate import evaluate as run
@@ -241,7 +249,8 @@ def evaluate(data: Path, cvae: Path, lstm: Path | None, observed: int, num: int 
                             output=str(output), observed=observed, num_per_module=num or 0,
                             classifier_epochs=classifier_epochs,
                             compare_cvae=None if compare_cvae is None else str(compare_cvae),
-                            forecast_samples=forecast_samples, seed=seed, device=device))
+                            forecast_samples=forecast_samples, uncertainty=uncertainty,
+                            block_images=block_images, seed=seed, device=device))
     short = {"reconstruction_ssim": report["reconstruction"]["ssim"]["mean"],
              "reconstruction_ssim_paper_e_phi": report["reconstruction"]["ssim_paper"]["e_phi"],
              "baseline_module_mean_ssim": report["baseline_module_mean"]["ssim"]["mean"]}

@@ -17,9 +17,14 @@ from physml_core.errors import ConfigError
 from physml_core.options import opt
 from physml_core.training import RunConfig
 
-__all__ = ["PACKAGE", "CVAETrainConfig", "LSTMTrainConfig", "require", "scheduled_lr"]
+__all__ = ["PACKAGE", "UNCERTAINTY_METHODS", "CVAETrainConfig", "LSTMTrainConfig", "require",
+           "scheduled_lr"]
 
 PACKAGE = "clarm"
+
+#: Forecast-uncertainty methods of ``clarm evaluate --uncertainty`` (:mod:`clarm.evaluate`;
+#: "none": no intervals).
+UNCERTAINTY_METHODS = ("conformal", "calibration-residuals", "train-residuals", "none")
 
 
 def require(value: str | None, name: str, what: str) -> str:
@@ -114,6 +119,10 @@ class LSTMTrainConfig(RunConfig):
     layers: int = field(default=2, metadata=opt("LSTM layers.", min=1))
     min_length: int = field(default=1, metadata=opt(
         "Train predictions from at least this many observed latents.", min=1))
+    calibration_fraction: float = field(default=0.15, metadata=opt(
+        "Fraction of the CVAE's training runs kept out of LSTM training as calibration runs "
+        "for the forecast uncertainty (the last of them in file order, physml's held-out "
+        "rule; never the evaluation runs); 0: none.", min=0, max=1))
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -123,3 +132,6 @@ class LSTMTrainConfig(RunConfig):
             raise ConfigError("hidden and layers must be >= 1")
         if self.min_length < 1:
             raise ConfigError(f"min_length must be >= 1, got {self.min_length}")
+        if not 0 <= self.calibration_fraction < 1:
+            raise ConfigError("calibration_fraction must be in [0, 1), got "
+                              f"{self.calibration_fraction}")

@@ -7,13 +7,26 @@ baseline.
   the E-phi channel 11) per module and per projection;
 * baselines for the forecast modules: the mean training image of each module (no model) and
   persistence (the last observed module carried forward);
-* forecast uncertainty: samples of the LSTM's predictive distribution (Gaussian noise of the
-  teacher-forced one-step residual std on every predicted latent); coverage of their 90 %
-  intervals for the E-phi centroid and rms widths on the held-out runs (nominal 0.90);
+* forecast uncertainty: 90 % intervals for four E-phi summaries (centroid and rms widths,
+  pixels) of every forecast module, and their coverage on the held-out runs (nominal 0.90),
+  by one of :data:`UNCERTAINTY_METHODS`: ``conformal`` (default; split-conformal half-widths
+  per module and summary from the mean forecast's errors on the LSTM's calibration runs, CVAE
+  training runs the LSTM never trained on), ``calibration-residuals`` / ``train-residuals``
+  (5-95 % quantiles of LSTM rollouts with Gaussian latent noise of the std of the
+  teacher-forced one-step residuals on the calibration runs / on the LSTM's own training runs,
+  the method before 2026-12-02);
 * generation (conditional prior and the reference's min/max box): Frechet distance and
   improved precision / recall (k = 3) per module on the features of a small module
   classifier trained on training runs, with as many generated as real images, beside the
   real-vs-real floor (two halves of the held-out runs).
+
+Memory: runs are read ``max(1, block_images // modules)`` at a time (whole runs, since a
+forecast needs a run's observed modules and scores all of its modules) and the image metrics
+are computed in chunks of at most 64 images of 64 x 64 (fewer at higher resolution), so the
+peak does not grow with the number of held-out runs or modules beyond one block; only
+per-(run, module) scalars and classifier features are kept.  The scores do not depend on the
+block size (runs are scored independently and forecast samples are seeded per run); the
+module classifier's minibatches, and so the generation figures, do.
 
 Writes ``report.json`` and PNG plots into the output folder.
 """
@@ -44,12 +57,13 @@ from .artifacts import (
     load_lstm,
     trained_on,
 )
-from .config import require
+from .config import UNCERTAINTY_METHODS, require
 from .data import PhaseSpaceFile, check_held_out, held_out_runs, trained_runs_in
 from .forecast import forecast
 from .generate import generate
 from .metrics import (
     FRECHET_RIDGE,
+    conformal_halfwidth,
     mse_per_channel,
     precision_recall,
     ssim_paper,
@@ -59,18 +73,32 @@ from .models import ModuleClassifier
 from .normalise import Normalizer
 from .plots import plot_grid, plot_metric_curves
 
-__all__ = ["E_PHI", "EvalConfig", "evaluate", "train_module_classifier"]
+__all__ = ["E_PHI", "NOMINAL_COVERAGE", "UNCERTAINTY_METHODS", "EvalConfig",
+           "calibration_runs_in", "evaluate", "train_module_classifier"]
 
 log = get_logger(__name__)
 
 #: Channel of the E-phi projection in the public layout (the paper's forecasting channel).
 E_PHI = 11
 
+#: Nominal coverage of the forecast intervals.
+NOMINAL_COVERAGE = 0.90
+
+#: Pixels per chunk of the image metrics (64 images of 64 x 64; their float64 intermediates
+#: stay near 30 MB each whatever the block).
+_SCORE_PIXELS = 64 * 64 * 64
+
+_SUMMARY_NAMES = ["e_phi_centroid_dW_px", "e_phi_centroid_phi_px", "e_phi_rms_dW_px",
+                  "e_phi_rms_phi_px"]
+
 
 @dataclass
 class EvalConfig:
     """``clarm evaluate`` settings (``data`` and ``cvae`` are required; no ``lstm``: no
-    forecast scores; ``num_per_module`` 0: as many generated images as held-out runs)."""
+    forecast scores; ``num_per_module`` 0: as many generated images as held-out runs;
+    ``uncertainty`` one of :data:`UNCERTAINTY_METHODS`, ``forecast_samples`` the rollouts
+    per run of the residual methods; ``block_images`` the (run, module) images read at a
+    time, ``block_runs`` (if set) the runs read at a time instead)."""
 
     data: str | None = None
     cvae: str | None = None
@@ -82,9 +110,24 @@ class EvalConfig:
     max_runs: int = 64
     compare_cvae: str | None = None
     forecast_samples: int = 16
-    block_runs: int = 8
+    uncertainty: str = "conformal"
+    block_images: int = 96
+    block_runs: int | None = None
     seed: int = 0
     device: str = "auto"
+
+    def validate(self) -> None:
+        if self.uncertainty not in UNCERTAINTY_METHODS:
+            raise ValueError(f"uncertainty must be one of {', '.join(UNCERTAINTY_METHODS)}, "
+                             f"got {self.uncertainty!r}")
+        if self.block_images < 1 or (self.block_runs is not None and self.block_runs < 1):
+            raise ValueError("block_images and block_runs must be >= 1")
+        if self.forecast_samples < 0 or self.max_runs < 1:
+            raise ValueError("forecast_samples must be >= 0 and max_runs >= 1")
+
+    def runs_per_block(self, modules: int) -> int:
+        """Runs read at a time: ``block_runs``, else ``max(1, block_images // modules)``."""
+        return self.block_runs or max(1, self.block_images // modules)
 
 
 def _summary(values: torch.Tensor) -> dict[str, Any]:
@@ -102,11 +145,18 @@ class _Scores:
         self.parts: dict[str, list[torch.Tensor]] = {"ssim": [], "ssim_paper": [], "mse": []}
 
     def add(self, pred: torch.Tensor, real: torch.Tensor) -> None:
+        """pred, real (r, m, 15, H, W); scored in chunks of :data:`_SCORE_PIXELS` pixels."""
         r, m = real.shape[:2]
-        p, q = pred.flatten(0, 1).float(), real.flatten(0, 1).float()
-        self.parts["ssim"].append(ssim_per_channel(p, q).view(r, m, 15))
-        self.parts["ssim_paper"].append(ssim_paper(p, q).view(r, m, 15))
-        self.parts["mse"].append(mse_per_channel(p, q).view(r, m, 15))
+        p, q = pred.flatten(0, 1), real.flatten(0, 1)
+        step = max(1, _SCORE_PIXELS // (p.shape[-1] * p.shape[-2]))
+        parts: dict[str, list[torch.Tensor]] = {k: [] for k in self.parts}
+        for lo in range(0, len(p), step):
+            a, b = p[lo:lo + step].float(), q[lo:lo + step].float()
+            parts["ssim"].append(ssim_per_channel(a, b))
+            parts["ssim_paper"].append(ssim_paper(a, b))
+            parts["mse"].append(mse_per_channel(a, b))
+        for key, chunks in parts.items():
+            self.parts[key].append(torch.cat(chunks).view(r, m, 15))
 
     def report(self) -> dict[str, Any]:
         return {k: _summary(torch.cat(v)) for k, v in self.parts.items()}
@@ -182,6 +232,36 @@ def e_phi_summary(images: torch.Tensor) -> torch.Tensor:
     return torch.stack([mr, mc, sr, sc], dim=-1)
 
 
+def calibration_runs_in(cvae: LoadedCVAE, lstm: LoadedLSTM,
+                        f: PhaseSpaceFile) -> npt.NDArray[np.int64]:
+    """Positions in ``f`` of the LSTM's calibration runs (CVAE training runs the LSTM was not
+    trained on, by global run number); empty when it records none or ``f`` is another
+    simulation."""
+    cvae_train = trained_runs_in(cvae, f)
+    if len(lstm.calibration_run_numbers) == 0 or len(cvae_train) == 0:
+        return np.zeros(0, dtype=np.int64)
+    keep = np.isin(f.run_index()[cvae_train], lstm.calibration_run_numbers)
+    return cvae_train[keep].astype(np.int64)
+
+
+def _conformal_scores(cvae: LoadedCVAE, lstm: LoadedLSTM, f: PhaseSpaceFile,
+                      runs: npt.NDArray[np.int64], observed: int, block_runs: int,
+                      settings: np.ndarray | None) -> torch.Tensor:
+    """Absolute errors (R, M - k, 4) of the mean forecast's E-phi summaries on ``runs``."""
+    errors = []
+    for sel, phys in _blocks(f, runs, block_runs):
+        real = torch.from_numpy(np.ascontiguousarray(cvae.normalizer(phys)))
+        fc = forecast(cvae, lstm, phys[:, :observed], normalized=True,
+                      settings=None if settings is None else settings[sel])
+        errors.append((e_phi_summary(torch.from_numpy(fc)[:, observed:])
+                       - e_phi_summary(real[:, observed:])).abs())
+    return torch.cat(errors)
+
+
+def _sample_seed(seed: int, sample: int, run: int) -> int:
+    return int(np.random.SeedSequence([seed, sample, run]).generate_state(1)[0])
+
+
 def _lstm_residual_std(cvae: LoadedCVAE, lstm: LoadedLSTM, f: PhaseSpaceFile,
                        runs: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
     """Std (D,) of the teacher-forced one-step residuals of the LSTM on ``runs`` in
@@ -221,6 +301,7 @@ def _generation(cvae: LoadedCVAE, real_feats: list[np.ndarray], clf: ModuleClass
 
 def evaluate(config: EvalConfig) -> dict[str, Any]:
     """Run the evaluation; returns the report (also written to ``output/report.json``)."""
+    config.validate()
     seed_everything(config.seed)
     device = resolve_device(config.device)
     out_dir = Path(config.output)
@@ -235,6 +316,7 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
     variants = [cvae]
     with PhaseSpaceFile(data) as f:
         check_compatible(cvae, f)
+        block = config.runs_per_block(f.modules)
         runs = held_out_runs(cvae, f)[:config.max_runs]
         if len(runs) < 2:
             raise ValueError(f"{config.data}: {len(runs)} held-out runs; need at least 2")
@@ -256,12 +338,46 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
             variants.append(other)
         # module-mean baseline: mean normalised training image of each module (streamed)
         mean_img = torch.zeros(m, 15, f.resolution, f.resolution, dtype=torch.float64)
-        for _, phys in _blocks(f, train_sel, config.block_runs):
+        for _, phys in _blocks(f, train_sel, block):
             mean_img += torch.from_numpy(cvae.normalizer(phys)).double().sum(0)
         mean_img = (mean_img / len(train_sel)).float()
         clf = train_module_classifier(f, train_sel, cvae.normalizer, config.classifier_epochs,
-                                      config.seed, device, config.block_runs)
-        noise = (_lstm_residual_std(cvae, lstm, f, train_sel) if lstm is not None else None)
+                                      config.seed, device, block)
+        # forecast uncertainty: calibrated on the LSTM's calibration runs (never evaluation
+        # runs), or the old noise scale from the LSTM's own training runs
+        method = config.uncertainty if lstm is not None else "none"
+        if method in ("train-residuals", "calibration-residuals") and \
+                config.forecast_samples < 2:
+            method = "none"
+        noise: npt.NDArray[np.float32] | None = None
+        halfwidth: torch.Tensor | None = None
+        unc_info: dict[str, Any] = {}
+        if lstm is not None and method != "none":
+            cal = calibration_runs_in(cvae, lstm, f)
+            if len(np.intersect1d(cal, runs)):
+                raise ValueError("the LSTM's calibration runs include evaluation runs")
+            if method == "train-residuals":
+                fit_runs = np.setdiff1d(train_sel, cal)
+                noise = _lstm_residual_std(cvae, lstm, f, fit_runs)
+                unc_info = {"noise_runs": len(fit_runs)}
+            elif len(cal) == 0:
+                raise ValueError(f"{lstm.path}: the LSTM records no calibration runs in "
+                                 f"{config.data} (trained with --calibration-fraction 0, or "
+                                 "before 2026-12-02, or on another simulation); retrain it "
+                                 "or use --uncertainty train-residuals")
+            elif method == "calibration-residuals":
+                noise = _lstm_residual_std(cvae, lstm, f, cal)
+            else:
+                cal_scores = _conformal_scores(cvae, lstm, f, cal, k, block, settings)
+                halfwidth, rank, exact = conformal_halfwidth(cal_scores, NOMINAL_COVERAGE)
+                if not exact:
+                    log.warning("%d calibration runs are too few for a %.0f %% conformal "
+                                "interval (need %d); using the largest error", len(cal),
+                                100 * NOMINAL_COVERAGE, rank)
+                unc_info = {"conformal_rank": rank, "finite_sample_guarantee": exact,
+                            "conformal_halfwidth_per_module": halfwidth.tolist()}
+            if method != "train-residuals":
+                unc_info["calibration_runs"] = [int(x) for x in f.run_index()[cal]]
         recon_scores = [_Scores() for _ in variants]
         scores = {name: _Scores() for name in ("forecast", "baseline_module_mean",
                                                  "baseline_module_mean_all",
@@ -270,7 +386,7 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
         correct, total = 0, 0
         covered, widths, errors = [], [], []
         rows: dict[str, np.ndarray] = {}
-        for sel, phys in _blocks(f, runs, config.block_runs):
+        for sel, phys in _blocks(f, runs, block):
             real = torch.from_numpy(np.ascontiguousarray(cvae.normalizer(phys)))
             s_sel = None if settings is None else settings[sel]
             for variant, acc in zip(variants, recon_scores, strict=True):
@@ -298,16 +414,22 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
                                                real[:, k:])
             if "forecast" not in rows:
                 rows["forecast"] = fc[0, m - 1].numpy()
-            if config.forecast_samples >= 2:
-                summ = torch.stack([e_phi_summary(torch.from_numpy(np.ascontiguousarray(
-                    forecast(cvae, lstm, phys[:, :k], normalized=True, settings=s_sel,
-                             noise_std=noise, seed=config.seed + 1000 * i + int(sel[0]))))[:, k:])
-                    for i in range(config.forecast_samples)])
-                truth = e_phi_summary(real[:, k:])
-                lo, hi = summ.quantile(0.05, dim=0), summ.quantile(0.95, dim=0)
+            if method != "none":
+                truth, point = e_phi_summary(real[:, k:]), e_phi_summary(fc[:, k:])
+                if halfwidth is not None:
+                    lo, hi = point - halfwidth, point + halfwidth
+                else:
+                    summ = torch.stack([e_phi_summary(torch.from_numpy(np.ascontiguousarray(
+                        forecast(cvae, lstm, phys[:, :k], normalized=True, settings=s_sel,
+                                 noise_std=noise,
+                                 seed=[_sample_seed(config.seed, i, int(run)) for run in sel]
+                                 )))[:, k:])
+                        for i in range(config.forecast_samples)])
+                    tail = (1 - NOMINAL_COVERAGE) / 2
+                    lo, hi = summ.quantile(tail, dim=0), summ.quantile(1 - tail, dim=0)
                 covered.append(((truth >= lo) & (truth <= hi)).double())
                 widths.append(hi - lo)
-                errors.append((e_phi_summary(fc[:, k:]) - truth).abs())
+                errors.append((point - truth).abs())
     r = len(runs)
     report: dict[str, Any] = {"data": str(config.data), "cvae": str(cvae.path),
                               "held_out_runs": [int(x) for x in runs],
@@ -345,12 +467,21 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
                  report["baseline_persistence"]["ssim_paper"]["e_phi"])
         if covered:
             cov, wid, err = torch.cat(covered), torch.cat(widths), torch.cat(errors)
-            names_q = ["e_phi_centroid_dW_px", "e_phi_centroid_phi_px", "e_phi_rms_dW_px",
-                       "e_phi_rms_phi_px"]
+            names_q = _SUMMARY_NAMES
+            described = {
+                "conformal": "split-conformal intervals around the mean forecast: per module "
+                             "and summary, the ceil((n + 1) 0.9)-th smallest absolute error "
+                             "on the n calibration runs",
+                "calibration-residuals": "5-95 % of LSTM rollouts with Gaussian latent noise "
+                                         "of the teacher-forced one-step residual std on the "
+                                         "calibration runs",
+                "train-residuals": "5-95 % of LSTM rollouts with Gaussian latent noise of the "
+                                   "teacher-forced one-step residual std on the LSTM's "
+                                   "training runs"}
             report["forecast_uncertainty"] = {
-                "method": "LSTM rollout with Gaussian latent noise of the teacher-forced "
-                          "one-step residual std (training runs)",
-                "samples": config.forecast_samples, "nominal_coverage": 0.90,
+                "method": method, "description": described[method],
+                "samples": 0 if method == "conformal" else config.forecast_samples,
+                "nominal_coverage": NOMINAL_COVERAGE, **unc_info,
                 "coverage": float(cov.mean()),
                 "coverage_per_quantity": dict(zip(names_q, cov.mean(dim=(0, 1)).tolist(),
                                                   strict=True)),

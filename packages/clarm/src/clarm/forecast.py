@@ -7,6 +7,7 @@ forward to the last module, and the CVAE decodes every latent with its module co
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -30,13 +31,15 @@ __all__ = ["forecast", "forecast_file"]
 @torch.inference_mode()
 def forecast(cvae: LoadedCVAE, lstm: LoadedLSTM, observed_images: np.ndarray,
              normalized: bool = False, settings: np.ndarray | None = None,
-             noise_std: np.ndarray | None = None, seed: int = 0) -> np.ndarray:
+             noise_std: np.ndarray | None = None,
+             seed: int | Sequence[int] = 0) -> np.ndarray:
     """observed_images (R, k, 15, H, W) in physical units -> forecast (R, M, 15, H, W).
 
     Modules < k hold the CVAE reconstructions of the observed images.  Physical units unless
     ``normalized``.  With ``noise_std`` (D,), in standardised latent units, the rollout is a
     sample of the predictive distribution (Gaussian noise on every predicted latent, drawn
-    from ``seed``); without it, the mean forecast.
+    from ``seed``, or from ``seed[i]`` for run i when a sequence of R seeds is given, so a
+    run's sample does not depend on which runs share its batch); without it, the mean forecast.
     """
     model = cvae.model
     cfg = model.config
@@ -65,9 +68,19 @@ def forecast(cvae: LoadedCVAE, lstm: LoadedLSTM, observed_images: np.ndarray,
     zs = (mu.view(r, k, -1) - z_mean) / z_std
     lstm_dev = next(lstm.model.parameters()).device
     noise = None if noise_std is None else torch.as_tensor(noise_std, dtype=torch.float32)
-    gen = torch.Generator().manual_seed(seed)
-    roll = lstm.model.rollout(zs.to(lstm_dev), cfg.modules, noise_std=noise,
-                              generator=gen).to(device) * z_std + z_mean
+    eps = None
+    if isinstance(seed, int):
+        gen: torch.Generator | None = torch.Generator().manual_seed(seed)
+    else:
+        if len(seed) != r:
+            raise ValueError(f"need one seed per run ({r}), got {len(seed)}")
+        gen = None
+        if noise is not None:
+            eps = torch.stack([torch.randn((cfg.modules - k, zs.shape[2]),
+                                           generator=torch.Generator().manual_seed(int(s_i)))
+                               for s_i in seed])
+    roll = lstm.model.rollout(zs.to(lstm_dev), cfg.modules, noise_std=noise, generator=gen,
+                              eps=eps).to(device) * z_std + z_mean
     flat = roll.reshape(r * cfg.modules, -1)
     cond_flat = cond_all.reshape(r * cfg.modules, -1)
     chunks = [model.decode_logits(flat[i:i + 512], cond_flat[i:i + 512])
@@ -105,7 +118,8 @@ def forecast_file(data: str | Path, cvae: LoadedCVAE, lstm: LoadedLSTM, output: 
         with H5Appender(output, PHASE_SPACE_SCHEMA, attrs=attrs, chunk_rows=1) as out:
             for lo in range(0, len(sel), 8):
                 chunk = sel[lo:lo + 8]
-                obs = f.images(chunk)[:, :observed]
+                # only the observed modules are read (one module of every run at a time)
+                obs = np.stack([f.images(chunk, module=j) for j in range(observed)], axis=1)
                 s = None if settings is None else settings[chunk]
                 pred = forecast(cvae, lstm, obs, settings=s)
                 out.append({"images": pred.astype(np.float32),

@@ -5,12 +5,14 @@ The Frechet distance of generated features is core's
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch.nn import functional as F
 
-__all__ = ["FRECHET_RIDGE", "mse_per_channel", "precision_recall", "ssim_paper",
-           "ssim_per_channel"]
+__all__ = ["FRECHET_RIDGE", "conformal_halfwidth", "mse_per_channel", "precision_recall",
+           "ssim_paper", "ssim_per_channel"]
 
 #: Ridge added to both feature covariances' diagonals before the Frechet distance
 #: (:func:`physml_core.stats.frechet_distance`, ``ridge=``): the module-classifier features
@@ -118,3 +120,24 @@ def mse_per_channel(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) 
     a = torch.as_tensor(a, dtype=torch.float32)
     b = torch.as_tensor(b, dtype=torch.float32)
     return (a - b).square().mean(dim=(2, 3))
+
+
+def conformal_halfwidth(scores: torch.Tensor | np.ndarray,
+                        coverage: float = 0.9) -> tuple[torch.Tensor, int, bool]:
+    """Split-conformal half-width from calibration scores (n, ...) (absolute errors of a
+    point prediction on n calibration units, one score per unit and quantity).
+
+    Returns (half-width (...), rank, exact): the ``rank``-th smallest score along the first
+    axis with ``rank = ceil((n + 1) * coverage)`` (Vovk et al. 2005; Angelopoulos & Bates
+    2021, eq. 1), so that for a new unit exchangeable with the calibration units
+    ``|error| <= half-width`` holds with probability >= ``coverage``.  ``exact`` is False
+    when n is too small for that rank (n < ceil((n + 1) * coverage)): the largest score is
+    returned and the guarantee does not hold."""
+    s = torch.as_tensor(scores, dtype=torch.float64)
+    if s.ndim < 1 or s.shape[0] < 1:
+        raise ValueError("conformal_halfwidth needs at least one calibration score")
+    if not 0 < coverage < 1:
+        raise ValueError(f"coverage must be in (0, 1), got {coverage}")
+    n = s.shape[0]
+    rank = math.ceil((n + 1) * coverage - 1e-9)
+    return s.sort(dim=0).values[min(rank, n) - 1], rank, rank <= n

@@ -28,6 +28,7 @@ from physml_core.distributed import wrap_model
 from physml_core.logging import get_logger
 from physml_core.parallel import rank_rows, share_weight, use_global_batch_norm
 from physml_core.provenance import Provenance, to_records
+from physml_core.split import holdout_counts
 from physml_core.training import Clock, TrainingJob, TrainResult, TrainState, fit
 
 from .artifacts import (
@@ -311,7 +312,11 @@ class _TeacherForced(nn.Module):
 
 
 class LSTMJob(TrainingJob[LSTMTrainConfig]):
-    """One epoch = every training run's latent sequence once, in shuffled batches of runs."""
+    """One epoch = every training run's latent sequence once, in shuffled batches of runs.
+
+    The training runs are the CVAE's training runs less the last ``calibration_fraction`` of
+    them (the calibration runs, recorded in the checkpoint for the forecast uncertainty of
+    :mod:`clarm.evaluate`); validation is the rollout on the CVAE's held-out runs."""
 
     package: ClassVar[str] = PACKAGE
 
@@ -342,14 +347,19 @@ class LSTMJob(TrainingJob[LSTMTrainConfig]):
             held = held_out_runs(cvae, f)
             # the CVAE's training runs, found in this file by run number (so another file of
             # its simulation, e.g. the merged shards, works too)
-            train_runs = np.setdiff1d(trained_runs_in(cvae, f), held)
-            if len(train_runs) == 0:
+            cvae_runs = np.setdiff1d(trained_runs_in(cvae, f), held)
+            if len(cvae_runs) == 0:
                 raise ValueError(f"{f.path} holds none of the CVAE's training runs; train the "
                                  "LSTM on the file (or a file of the simulation) the CVAE "
                                  "was trained on")
+            # calibration runs: the last of the CVAE's training runs (physml's held-out rule),
+            # never seen by the LSTM, never evaluation runs
+            n_fit = holdout_counts(len(cvae_runs), cfg.calibration_fraction)[0]
+            train_runs, cal_runs = cvae_runs[:n_fit], cvae_runs[n_fit:]
             z_train = encode_runs(cvae, f, train_runs)
             self.z_val = encode_runs(cvae, f, held) if len(held) else None
             self.provenance = _used_provenance(f, train_runs, held)
+            cal_numbers = f.run_index()[cal_runs].astype(np.int64)
         if resume is not None:
             self.fitted = LSTMFitted.from_extra(resume.extra, resume.path)
         else:
@@ -357,7 +367,8 @@ class LSTMJob(TrainingJob[LSTMTrainConfig]):
                 model_config=LSTMConfig(latent_dim=z_train.shape[2], hidden=cfg.hidden,
                                         layers=cfg.layers, modules=z_train.shape[1]),
                 z_mean=z_train.mean(dim=(0, 1)).numpy(),
-                z_std=z_train.std(dim=(0, 1)).clamp_min(1e-6).numpy(), cvae_path=str(cvae.path))
+                z_std=z_train.std(dim=(0, 1)).clamp_min(1e-6).numpy(), cvae_path=str(cvae.path),
+                calibration_run_numbers=cal_numbers)
         zs = (z_train - torch.from_numpy(self.fitted.z_mean)) / torch.from_numpy(self.fitted.z_std)
         self.seqs, self.lens, self.tgts, self.mask = next_step_batches(
             zs, min_length=cfg.min_length)

@@ -88,16 +88,21 @@ class LatentLSTM(nn.Module):
 
     @torch.inference_mode()
     def rollout(self, observed: torch.Tensor, total: int, noise_std: torch.Tensor | None = None,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+                generator: torch.Generator | None = None,
+                eps: torch.Tensor | None = None) -> torch.Tensor:
         """Autoregressive forecast: observed (B, k, D) -> (B, total, D) (first k copied).
 
         The observed sequence runs through the LSTM once; each further latent is one LSTM step
         from the carried (h, c) state, so a forecast costs O(total) steps.  With
         ``noise_std`` (D,), every predicted latent gets Gaussian noise of that std before it
-        is fed back (a sample of the predictive distribution, for uncertainty)."""
+        is fed back (a sample of the predictive distribution, for uncertainty): standard
+        normal draws ``eps`` (B, total - k, D) if given, else drawn step by step from
+        ``generator``."""
         b, k, d = observed.shape
         if not 1 <= k <= total:
             raise ValueError(f"need 1 <= observed ({k}) <= total ({total})")
+        if eps is not None and tuple(eps.shape) != (b, total - k, d):
+            raise ValueError(f"eps must have shape {(b, total - k, d)}, got {tuple(eps.shape)}")
         out = observed.new_empty(b, total, d)
         out[:, :k] = observed
         if k == total:
@@ -106,8 +111,9 @@ class LatentLSTM(nn.Module):
         nxt = observed[:, -1] + self.out(hidden[:, -1])
         for t in range(k, total):
             if noise_std is not None:
-                eps = torch.randn(nxt.shape, generator=generator).to(nxt.device)
-                nxt = nxt + eps * noise_std.to(nxt.device)
+                draw = (torch.randn(nxt.shape, generator=generator) if eps is None
+                        else eps[:, t - k])
+                nxt = nxt + draw.to(nxt.device) * noise_std.to(nxt.device)
             out[:, t] = nxt
             if t + 1 == total:
                 break
