@@ -81,7 +81,7 @@ def test_calogan_sizes_are_configurable_and_fast_path_matches():
     with torch.no_grad():
         fast = gan.generator(z, energy)
         ref = gan.generator.forward_reference(z, energy)
-        logit, total = gan.discriminator(ref, energy)
+        logit, total, _ = gan.discriminator(ref, energy)
     for a, b in zip(fast, ref, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
     assert logit.shape == (3, 1) and total.shape == (3, 1)
@@ -97,7 +97,7 @@ def test_calogan_shapes_zeros_and_flops():
     energy = torch.tensor([[5.0], [50.0], [90.0], [20.0]])
     with torch.no_grad():
         images = gan.generator(torch.randn(4, 64), energy)
-        logit, total = gan.discriminator(images, energy)
+        logit, total, _ = gan.discriminator(images, energy)
     assert [tuple(i.shape) for i in images] == [(4, 1, 3, 96), (4, 1, 12, 12), (4, 1, 12, 6)]
     assert all(float(i.min()) >= 0.0 for i in images)
     assert any(bool((i == 0).any()) for i in images)  # ReLU gives exact zeros
@@ -114,7 +114,7 @@ def test_calogan_backward_reaches_both_networks():
     torch.manual_seed(0)
     gan = CaloGAN(CaloGANConfig(latent_dim=16))
     energy = torch.rand(6, 1) * 99 + 1
-    logit, total = gan.discriminator(gan.generator(torch.randn(6, 16), energy), energy)
+    logit, total, _ = gan.discriminator(gan.generator(torch.randn(6, 16), energy), energy)
     (logit.mean() + 0.05 * (total - energy).abs().mean()).backward()
     assert gan.generator.streams[0].dense.weight.grad is not None
     assert gan.discriminator.out.weight.grad is not None

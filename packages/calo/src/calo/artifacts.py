@@ -8,7 +8,7 @@ VAE preprocessing, the provenance of the training rows, the checkpoint path and 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -42,7 +42,10 @@ class LoadedModel:
     GeV (the default range for generation); ``preprocessor``: the VAE's fitted
     :class:`~calo.preprocessing.ShowerPreprocessor` (None for CaloGAN, which has none);
     ``provenance``: the stream rows it was trained and validated on (None when the training
-    file recorded none); ``checkpoint``: the file read; ``step``: epochs trained.
+    file recorded none); ``checkpoint``: the file read; ``step``: epochs trained;
+    ``particles``: the particle types it generates (a multi-particle CaloGAN: the type of class
+    label i is ``particles[i]``; one type: its name when the training file recorded it, else
+    [], as for checkpoints written before particle types were recorded).
     """
 
     model: ShowerModel
@@ -54,13 +57,30 @@ class LoadedModel:
     checkpoint: Path
     step: int
     step_unit: str
+    particles: list[str] = field(default_factory=list)
+
+    def label_of(self, particle: str | None) -> int | None:
+        """Class label of ``particle`` for generation: None for a one-particle model (whose
+        recorded particle, if any, ``particle`` must name), the label for a multi-particle
+        CaloGAN (``particle`` required).  An unknown name is a one-line ``ValueError``."""
+        multi = isinstance(self.model, CaloGAN) and self.model.n_classes > 1
+        if particle is None:
+            if multi:
+                raise ValueError(f"{self.checkpoint} generates {', '.join(self.particles)}: "
+                                 "choose one with --particle")
+            return None
+        if self.particles and particle not in self.particles:
+            raise ValueError(f"unknown particle {particle!r}: {self.checkpoint} generates "
+                             f"{', '.join(self.particles)}")
+        return self.particles.index(particle) if multi else None
 
 
 def build_model(config: TrainConfig, preprocessor: ShowerPreprocessor | None = None
                 ) -> ShowerModel:
-    """A freshly initialised model of ``config.model`` (the VAE with ``preprocessor``)."""
+    """A freshly initialised model of ``config.model`` (the VAE with ``preprocessor``; the
+    CaloGAN conditioned on ``config.n_classes`` particle types)."""
     if config.model == "gan":
-        return CaloGAN(config.gan)
+        return CaloGAN(config.gan, config.n_classes)
     return CaloVAE(config.vae, preprocessor)
 
 
@@ -111,7 +131,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu",
     if "energy_range_gev" not in ckpt.extra:
         raise CheckpointError(f"{ckpt.path}: checkpoint records no training energy range")
     lo, hi = (float(e) for e in ckpt.extra["energy_range_gev"])
+    particles = [str(p) for p in ckpt.extra.get("particles", config.class_names)]
     return LoadedModel(model=model, config=config, model_name=ckpt.model_name,
                        energy_range_gev=(lo, hi), preprocessor=prep,
                        provenance=_provenance(ckpt), checkpoint=ckpt.path, step=ckpt.step,
-                       step_unit=ckpt.step_unit)
+                       step_unit=ckpt.step_unit, particles=particles)

@@ -60,14 +60,19 @@ def _energy(ctx: click.Context, param: click.Parameter, value: str | None
                    "another seed than the training file: 'calo evaluate --checkpoint' refuses a "
                    "reference that shares rows with the training data. Shards of one file need "
                    "the same seed.")
+@click.option("--noise-mev", type=click.FloatRange(min=0.0), default=0.0, show_default=True,
+              help="Gaussian electronic noise per cell, standard deviation in MeV, added after "
+                   "the shower (cells read out as max(E + noise, 0)). 0 = off, as in CaloGAN's "
+                   "Geant4 files.")
 @shard_option()
 def simulate(num: int, output: Path, particle: Literal["eplus", "gamma"],
-             energy: tuple[float, float], seed: int, shard: tuple[int, int]) -> None:
+             energy: tuple[float, float], seed: int, noise_mev: float,
+             shard: tuple[int, int]) -> None:
     """Simulate showers with the GFlash-style parametric simulator."""
     from .sim import SimConfig, simulate_to_file
 
     cfg = SimConfig(particle=particle, energy_min_gev=energy[0], energy_max_gev=energy[1],
-                    seed=seed)
+                    seed=seed, noise_mev=noise_mev)
     rows = simulate_to_file(output, num, cfg, shard=shard, progress_bar=True)
     click.echo(f"wrote {rows} {particle} showers (seed {seed}) to {output}")
 
@@ -90,18 +95,29 @@ def merge(inputs: tuple[Path, ...], output: Path) -> None:
               "cpu (~30 min on 2 cores) or paper (the CaloGAN paper's; a GPU job). The "
               "defaults shown below are the cpu VAE recipe's; each preset has its own for "
               "--model gan (calo.config.PRESETS).")
-@options_from(TrainConfig)
+@options_from(TrainConfig, exclude=("data",))
+@click.option("--data", "data", multiple=True, required=True, metavar="FILE",
+              help="Training showers (CaloGAN HDF5; the last 10 % of the rows used are held "
+                   "out for validation). CaloGAN: repeat --data for several particle types, "
+                   "one file each (the original's multi-particle ACGAN mode).")
+@click.option("--particles", default=None, metavar="NAME,...",
+              help="Particle type of each --data file, in order (default: what each file "
+                   "records, e.g. eplus, gamma; needed for files without provenance).")
 @click.option("--all-rows", is_flag=True, help="Use every shower of the file (no --max-rows).")
 @click.pass_context
-def train(ctx: click.Context, preset: str, all_rows: bool, **values: object) -> None:
+def train(ctx: click.Context, preset: str, data: tuple[str, ...], particles: str | None,
+          all_rows: bool, **values: object) -> None:
     """Train CaloGAN or CaloVAE; resumes when --run-dir holds checkpoints of the same run.
-    Runs unchanged under torchrun (data-parallel, same global batch)."""
+    Runs unchanged under torchrun (data-parallel, same global batch). Several --data files
+    (one per particle type) train the multi-particle CaloGAN."""
     from .train import train as run_train
 
     if all_rows and ctx.get_parameter_source("max_rows") is not ParameterSource.DEFAULT:
         raise click.UsageError("give --max-rows or --all-rows, not both")
     base = preset_config(preset, str(values["model"]))
     config = config_from_cli(TrainConfig, values, ctx, base=base)
+    names = [p.strip() for p in particles.split(",")] if particles is not None else []
+    config = dataclasses.replace(config, data=list(data), particles=names)
     if all_rows:
         config = dataclasses.replace(config, max_rows=None)
     result = run_train(config)
@@ -124,11 +140,14 @@ def train(ctx: click.Context, preset: str, all_rows: bool, **values: object) -> 
               default=None, help="HDF5 file whose 'energy' (N, 1) GeV dataset drives generation.")
 @click.option("--batch-size", type=click.IntRange(1), default=1024, show_default=True)
 @click.option("--bf16", is_flag=True, help="bfloat16 inference (autocast).")
+@click.option("--particle", default=None, metavar="NAME",
+              help="Particle type to generate (required for a multi-particle CaloGAN; one of "
+                   "the types it was trained on, e.g. eplus or gamma).")
 @device_option()
 @seed_option()
 def generate(checkpoint: Path, num: int | None, output: Path, energy: tuple[float, float] | None,
-             energy_file: Path | None, batch_size: int, bf16: bool, device: str,
-             seed: int) -> None:
+             energy_file: Path | None, batch_size: int, bf16: bool, particle: str | None,
+             device: str, seed: int) -> None:
     """Generate showers from a checkpoint into a CaloGAN HDF5 file (streaming)."""
     from .generate import GenerateConfig
     from .generate import generate as run_generate
@@ -136,7 +155,7 @@ def generate(checkpoint: Path, num: int | None, output: Path, energy: tuple[floa
     cfg = GenerateConfig(checkpoint=str(checkpoint), output=str(output), num=num,
                          energy_gev=energy, energy_file=str(energy_file) if energy_file else None,
                          batch_size=batch_size, device=device, seed=seed,
-                         dtype="bf16" if bf16 else "fp32")
+                         dtype="bf16" if bf16 else "fp32", particle=particle)
     rows = run_generate(cfg)
     click.echo(f"wrote {rows} generated showers to {output}")
 

@@ -32,6 +32,15 @@ class TrainConfig(RunConfig):
     Energies in GeV.  ``max_rows`` limits the rows of ``data`` used (train + validation; None:
     all); the last ``val_fraction`` of them are held out for validation.  ``max_minutes`` stops
     training gracefully (checkpoint written) after that wall time (None or ``inf``: no limit).
+
+    Several particle types (CaloGAN only, the original's ACGAN mode): ``data`` is a list of
+    files, one per particle type, ``particles`` names the particle of each (same order; filled
+    from the files' provenance by :func:`calo.train.resolve_particles` when empty).  The class
+    labels are the particle names in sorted order (the original's ``LabelEncoder``);
+    ``max_rows`` and ``val_fraction`` apply to each file.  ``aux_weight_gan`` (0.2) weights the
+    auxiliary classification loss and ``aux_label_flip`` (0.3) is the probability with which
+    the labels of generated showers are flipped in the discriminator's fake step (the
+    original's ``bit_flip``), both as in the original ``train.py``.
     """
 
     max_minutes: float | None = field(default=30.0, metadata=opt(
@@ -39,9 +48,11 @@ class TrainConfig(RunConfig):
         "resumes. 'inf': no limit. Default: the preset's (cpu: 30, paper: no limit)."))
     model: ModelKind = field(default="vae", metadata=opt(
         "gan: CaloGAN; vae: CaloVAE.", required=True))
-    data: str | None = field(default=None, metadata=opt(
+    data: str | list[str] | None = field(default=None, metadata=opt(
         "Training showers (CaloGAN HDF5; the last 10 % of the rows used are held out for "
-        "validation).", required=True))
+        "validation). CaloGAN: repeat --data for several particle types, one file each "
+        "(the original's multi-particle ACGAN mode).", required=True))
+    particles: list[str] = field(default_factory=list)
     epochs: int = field(default=60, metadata=opt(
         "Training epochs. Default: the preset's (cpu: 60 VAE, 12 CaloGAN; paper: 50).", min=1))
     batch_size: int = field(default=256, metadata=opt(
@@ -57,6 +68,8 @@ class TrainConfig(RunConfig):
     beta1: float = 0.5
     g_steps: int = 2
     energy_weight_gan: float = 0.05
+    aux_weight_gan: float = 0.2
+    aux_label_flip: float = 0.3
     # VAE recipe
     lr: float = 1e-3
     kl_max: float = 1.0
@@ -71,9 +84,39 @@ class TrainConfig(RunConfig):
         if self.max_minutes is not None and math.isinf(self.max_minutes) \
                 and self.max_minutes > 0:
             self.max_minutes = None  # --max-minutes inf: no time limit
+        if isinstance(self.data, (list, tuple)):
+            # one file is stored as a string, as before multi-particle training existed
+            self.data = str(self.data[0]) if len(self.data) == 1 else [str(d) for d in self.data]
+        self.particles = [str(p) for p in self.particles]
         super().__post_init__()
         if self.model not in MODEL_NAMES:
             raise ConfigError(f"unknown model {self.model!r}: use one of {sorted(MODEL_NAMES)}")
+        files = self.data_files
+        if isinstance(self.data, list) and not files:
+            raise ConfigError("TrainConfig.data: an empty list of training files")
+        dup = sorted({f for f in files if files.count(f) > 1})
+        if dup:
+            raise ConfigError(f"training file given twice: {', '.join(dup)}")
+        if len(files) > 1 and self.model != "gan":
+            raise ConfigError(f"several training files (particle types) need --model gan "
+                              f"(CaloGAN's multi-particle mode); got {len(files)} for "
+                              f"{self.model}")
+        if self.particles:
+            if files and len(self.particles) != len(files):
+                raise ConfigError(f"{len(self.particles)} particle name(s) for {len(files)} "
+                                  "training file(s): give one per file, in the same order")
+            if any(not p or "," in p for p in self.particles):
+                raise ConfigError(f"particle names must be non-empty, without commas: "
+                                  f"{self.particles}")
+            twice = sorted({p for p in self.particles if self.particles.count(p) > 1})
+            if twice:
+                raise ConfigError(f"particle type given for two files: {', '.join(twice)}; "
+                                  "give one file per particle type (merge files of one type "
+                                  "with calo merge)")
+        if not self.aux_weight_gan >= 0:
+            raise ConfigError(f"aux_weight_gan must be non-negative, got {self.aux_weight_gan}")
+        if not 0.0 <= self.aux_label_flip <= 1.0:
+            raise ConfigError(f"aux_label_flip must be in [0, 1], got {self.aux_label_flip}")
         for name in ("epochs", "g_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -89,6 +132,25 @@ class TrainConfig(RunConfig):
         for name in ("lr_g", "lr_d", "lr"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+
+    @property
+    def data_files(self) -> list[str]:
+        """The training files (one per particle type; [] when unset)."""
+        if self.data is None:
+            return []
+        return [self.data] if isinstance(self.data, str) else list(self.data)
+
+    @property
+    def class_names(self) -> list[str]:
+        """Particle type of each class label of a multi-particle CaloGAN (label i is
+        ``class_names[i]``: the names sorted, as the original's ``LabelEncoder``); [] for one
+        training file."""
+        return sorted(self.particles) if len(self.data_files) > 1 else []
+
+    @property
+    def n_classes(self) -> int:
+        """Number of particle types the CaloGAN is conditioned on (1: the one-particle GAN)."""
+        return max(1, len(self.class_names))
 
 
 #: The preset ``calo train`` uses without ``--preset``.

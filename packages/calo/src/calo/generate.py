@@ -16,6 +16,7 @@ from physml_core.provenance import to_records
 
 from .artifacts import load_model
 from .data import CALO_SCHEMA, H5Appender
+from .models import CaloGAN
 
 #: Attribute of generated files: the provenance records of the checkpoint's training rows.
 TRAIN_PROVENANCE_ATTR = "train_provenance"
@@ -30,7 +31,9 @@ ENERGY_SCHEMA = Schema("calo-energies", (DatasetSpec("energy", (None, 1), unit="
 @dataclass
 class GenerateConfig:
     """``calo generate``: ``num`` showers with energies uniform in ``energy_gev`` (GeV) or taken
-    from ``energy_file`` (its ``energy`` dataset; ``num`` then defaults to its length)."""
+    from ``energy_file`` (its ``energy`` dataset; ``num`` then defaults to its length).
+    ``particle``: the particle type to generate (required for a multi-particle CaloGAN; for
+    a one-particle model it must be the one it was trained on, when recorded)."""
 
     checkpoint: str
     output: str
@@ -41,6 +44,7 @@ class GenerateConfig:
     device: str = "auto"
     seed: int = 0
     dtype: str = "fp32"
+    particle: str | None = None
 
     def __post_init__(self) -> None:
         if self.num is not None and self.num < 1:
@@ -90,6 +94,7 @@ def generate(config: GenerateConfig, progress_bar: bool = True) -> int:
     device = resolve_device(config.device)
     loaded = load_model(config.checkpoint, device)
     model = loaded.model
+    label = loaded.label_of(config.particle)
     energies: np.ndarray | None = None
     if config.energy_file is not None:
         with H5Reader(config.energy_file, ENERGY_SCHEMA) as reader:
@@ -110,6 +115,9 @@ def generate(config: GenerateConfig, progress_bar: bool = True) -> int:
              "overflow_modelled": 0, "overflow_note": OVERFLOW_NOTE,
              TRAIN_PROVENANCE_ATTR: (to_records(loaded.provenance)
                                      if loaded.provenance is not None else None)}
+    particle = config.particle or (loaded.particles[0] if len(loaded.particles) == 1 else None)
+    if particle is not None:
+        attrs["particle"] = particle
     with H5Appender(config.output, CALO_SCHEMA, attrs=attrs) as out:
         bar = progress(total=n, desc="generate", disable=None if progress_bar else True)
         for start in range(0, n, config.batch_size):
@@ -118,7 +126,11 @@ def generate(config: GenerateConfig, progress_bar: bool = True) -> int:
                  else rng.uniform(lo, hi, size))
             e_t = torch.as_tensor(np.asarray(e, np.float32), device=device).view(-1, 1)
             with torch.inference_mode(), autocast(device, config.dtype):
-                showers = model.sample_showers(e_t, generator=torch_gen)
+                if isinstance(model, CaloGAN) and label is not None:
+                    labels = torch.full((size,), label, dtype=torch.long, device=device)
+                    showers = model.sample_showers(e_t, generator=torch_gen, labels=labels)
+                else:
+                    showers = model.sample_showers(e_t, generator=torch_gen)
             batch = {k: v.float().cpu().numpy() for k, v in showers.items()}
             batch["overflow"] = np.zeros((size, 3), np.float32)
             out.append(batch)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from physml_core.split import holdout_counts
 
 from .data import CALO_SCHEMA, LAYER_KEYS
 
-__all__ = ["ShowerStream", "split_rows"]
+__all__ = ["MixedShowerStream", "ShowerStream", "split_rows"]
 
 _KEYS = ("energy", *LAYER_KEYS)
 
@@ -71,6 +72,86 @@ class ShowerStream:
                                           f"{lo}:{hi}")
                 perm = rng.permutation(hi - lo)
                 for i in range(0, hi - lo, self.batch_size):
+                    idx = perm[i:i + self.batch_size]
+                    if len(idx) < self.min_batch:
+                        continue
+                    yield {k: v[idx] for k, v in data.items()}
+
+
+class MixedShowerStream:
+    """Shuffled mini-batches mixing several CaloGAN files, each with a class label (the
+    multi-particle CaloGAN; the original ``train.py`` concatenates its particle files, shuffles
+    all rows once and slices batches, so every batch mixes the particle types in the
+    proportion of the files).
+
+    ``sources``: ``(path, start, stop, label)`` per file.  Memory-bounded like
+    :class:`ShowerStream`: each file's rows are cut into the same number ``S`` of contiguous
+    chunks (``S = ceil(total rows / block_rows)``); each epoch permutes every file's chunks
+    independently and forms ``S`` superblocks, one chunk of every file each, whose rows are
+    shuffled together and cut into batches.  So every superblock holds the files in their row
+    proportions, and every row is visited once per epoch.  Batches carry ``label`` (B,) int64
+    besides energy (B, 1) GeV and the layers (MeV); batches smaller than ``min_batch`` (the
+    tail of a superblock) are dropped.
+    """
+
+    def __init__(self, sources: list[tuple[str | Path, int, int, int]], batch_size: int,
+                 block_rows: int = 16384, seed: int = 0, min_batch: int = 2) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if not sources:
+            raise ValueError("MixedShowerStream needs at least one source file")
+        self.sources = [(Path(p), int(lo), int(hi), int(label)) for p, lo, hi, label in sources]
+        if any(hi <= lo for _, lo, hi, _ in self.sources):
+            raise ValueError(f"every source needs rows: {self.sources}")
+        self.batch_size, self.seed, self.min_batch = int(batch_size), int(seed), int(min_batch)
+        total = sum(hi - lo for _, lo, hi, _ in self.sources)
+        self.n_blocks = max(1, -(-total // max(int(block_rows), int(batch_size))))
+
+    def _chunk(self, source: int, index: int) -> tuple[int, int]:
+        _, lo, hi, _ = self.sources[source]
+        n = hi - lo
+        return lo + n * index // self.n_blocks, lo + n * (index + 1) // self.n_blocks
+
+    def _block_sizes(self) -> list[int]:
+        return [sum(b - a for a, b in (self._chunk(f, i) for f in range(len(self.sources))))
+                for i in range(self.n_blocks)]
+
+    def __len__(self) -> int:
+        """Number of batches per epoch (upper bound)."""
+        return max(1, sum(self._block_sizes()) // self.batch_size)
+
+    def batches_per_epoch(self) -> int:
+        """Exact number of batches :meth:`epoch` yields (the same for every epoch)."""
+        count = 0
+        for size in self._block_sizes():
+            full, rest = divmod(size, self.batch_size)
+            count += full + (1 if rest >= self.min_batch else 0)
+        return count
+
+    def epoch(self, epoch: int) -> Iterator[dict[str, np.ndarray]]:
+        rng = np.random.default_rng([self.seed, int(epoch)])
+        orders = [rng.permutation(self.n_blocks) for _ in self.sources]
+        with ExitStack() as stack:
+            readers = [stack.enter_context(H5Reader(path, CALO_SCHEMA, _KEYS))
+                       for path, _, _, _ in self.sources]
+            for block in range(self.n_blocks):
+                parts: list[dict[str, np.ndarray]] = []
+                for f, (reader, (path, _, _, label)) in enumerate(
+                        zip(readers, self.sources, strict=True)):
+                    lo, hi = self._chunk(f, int(orders[f][block]))
+                    if hi <= lo:
+                        continue
+                    part = {k: reader.read(k, lo, hi) for k in _KEYS}
+                    if np.any(part["energy"] <= 0):
+                        from physml_core.errors import DataFormatError
+
+                        raise DataFormatError(f"{path}: non-positive incident energies in rows "
+                                              f"{lo}:{hi}")
+                    part["label"] = np.full(hi - lo, label, np.int64)
+                    parts.append(part)
+                data = {k: np.concatenate([p[k] for p in parts]) for k in (*_KEYS, "label")}
+                perm = rng.permutation(len(data["label"]))
+                for i in range(0, len(perm), self.batch_size):
                     idx = perm[i:i + self.batch_size]
                     if len(idx) < self.min_batch:
                         continue

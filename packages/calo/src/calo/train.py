@@ -8,6 +8,14 @@ step (two discriminator updates, all-real then all-fake batch, and ``g_steps`` g
 updates with the MAE energy term) and the CaloVAE step (annealed KL, energy and sparsity
 terms), and their validation figures.
 
+Several particle files (CaloGAN only): the original's ACGAN mode.  Batches mix the files
+(:class:`calo.stream.MixedShowerStream`), each shower labelled with its particle type; the
+generator is conditioned on a requested label, the discriminator's auxiliary output classifies
+the particle type, with loss weight ``aux_weight_gan`` (0.2) in every discriminator and
+generator step, real showers against their labels, generated ones in the discriminator step
+against the requested labels flipped with probability ``aux_label_flip`` (0.3, the original's
+``bit_flip``), and in the generator steps against the requested labels.
+
 Several processes (``torchrun``): every rank reads the same global batch and draws the same
 random numbers for all of it (energies, latent vectors, VAE noise), then takes its contiguous
 share of the rows.  Every loss term is a mean over the global batch (the VAE sparsity term's
@@ -18,6 +26,7 @@ a run on N processes is the one-process run with the same global batch, to float
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -30,7 +39,7 @@ import torch.nn.functional as F
 
 from physml_core.checkpoint import Checkpoint
 from physml_core.distributed import DistContext, wrap_model
-from physml_core.errors import ConfigError
+from physml_core.errors import CheckpointError, ConfigError
 from physml_core.hdf5 import H5Reader
 from physml_core.logging import get_logger, progress
 from physml_core.provenance import Provenance, from_attrs, select_rows, to_records
@@ -38,13 +47,15 @@ from physml_core.training import Clock, TrainingJob, TrainResult, TrainState, fi
 
 from .artifacts import PACKAGE, build_model
 from .config import PRESETS, TrainConfig, preset_config
-from .data import CALO_SCHEMA, LAYER_KEYS, count_showers, iter_showers
+from .data import CALO_SCHEMA, LAYER_KEYS, count_showers, iter_showers, read_showers
 from .models import MODEL_NAMES, CaloGAN, CaloVAE, vae_loss
+from .models.calogan import auxiliary_loss, auxiliary_prediction
 from .models.layers import global_batch
 from .preprocessing import ShowerPreprocessor, flatten_cells
-from .stream import ShowerStream, split_rows
+from .stream import MixedShowerStream, ShowerStream, split_rows
 
-__all__ = ["PRESETS", "CaloTrainingJob", "TrainConfig", "TrainResult", "preset_config", "train"]
+__all__ = ["PRESETS", "CaloTrainingJob", "TrainConfig", "TrainResult", "file_particle",
+           "preset_config", "resolve_particles", "train"]
 
 log = get_logger("calo.train")
 
@@ -134,64 +145,104 @@ class _GanTrainer:
                                               betas=(cfg.beta1, 0.999), fused=fused),
         }
 
-    def _draw(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Energies (n, 1) GeV uniform in the training range and latent vectors for the whole
-        global batch (the same numbers on every rank), cut to this rank's rows."""
+    def _draw(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Energies (n, 1) GeV uniform in the training range, latent vectors and (several
+        particle types) requested labels uniform over the types, for the whole global batch
+        (the same numbers on every rank), cut to this rank's rows."""
         lo, hi = self.energy_range
         energy = torch.empty(n, 1, device=self.device).uniform_(lo, hi)
         z = torch.randn(n, self.model.generator.config.latent_dim, device=self.device)
+        labels = None
+        if self.model.n_classes > 1:  # the original: np.random.randint(0, nb_classes, n)
+            labels = torch.randint(0, self.model.n_classes, (n,), device=self.device)
         a, b = self.share.bounds(n)
-        return energy[a:b], z[a:b]
+        return energy[a:b], z[a:b], None if labels is None else labels[a:b]
+
+    def _flipped(self, labels: torch.Tensor, n: int) -> torch.Tensor:
+        """The original's ``bit_flip(labels, 0.3)``: with probability ``aux_label_flip`` a
+        label becomes ``1 * logical_not(label)`` (0 <-> 1 for two types; any non-zero label
+        becomes 0 and 0 becomes 1 for more), drawn for the whole global batch."""
+        flip = torch.rand(n, device=self.device) < self.cfg.aux_label_flip
+        a, b = self.share.bounds(n)
+        return torch.where(flip[a:b], (labels == 0).long(), labels)
 
     def step(self, batch: Batch) -> dict[str, float]:
-        """One iteration on a global batch (energy (B, 1) GeV, layers MeV)."""
+        """One iteration on a global batch (energy (B, 1) GeV, layers MeV; ``label`` (B,) for
+        several particle types)."""
         g, cfg = self.model.generator, self.cfg
         n = batch["energy"].shape[0]
         local = self.share.rows(batch)
         real = _gan_images(local)
         e_real = local["energy"]
+        acgan = self.model.n_classes > 1
         # Discriminator: two Adam steps, one on an all-real batch then one on an all-fake batch
         # (the original's two train_on_batch calls: batch norm and minibatch discrimination see
         # batches of one kind only).  The fake batch is generated before either step.
-        e_fake, z = self._draw(n)
+        e_fake, z, y_fake = self._draw(n)
         with torch.no_grad():
-            fake = g(z, e_fake)
-        d_losses = []
+            fake = g(z, e_fake, y_fake)
+        y_real = local["label"] if acgan else None
+        y_fake_target = self._flipped(y_fake, n) if y_fake is not None else None
+        d_losses, d_aux, out = [], [], {}
         mean = self.share.mean_of_rows(n)
-        for images, energies, target in ((real, e_real, 1.0), (fake, e_fake, 0.0)):
-            logit, _ = self.d_net(images, energies)
+        # (kind, images, energies, real/fake target, auxiliary target, true or requested label)
+        for kind, images, energies, target, labels, truth in (
+                ("real", real, e_real, 1.0, y_real, y_real),
+                ("fake", fake, e_fake, 0.0, y_fake_target, y_fake)):
+            logit, _, aux_logits = self.d_net(images, energies)
             loss = mean(F.binary_cross_entropy_with_logits(
                 logit, torch.full_like(logit, target), reduction="none"))
+            total_loss = loss
+            if aux_logits is not None and labels is not None and truth is not None:
+                aux_loss = mean(auxiliary_loss(aux_logits, labels, reduction="none"))
+                total_loss = loss + cfg.aux_weight_gan * aux_loss
+                d_aux.append(aux_loss.detach())
+                # accuracy against the true (real) or requested (generated, unflipped) labels
+                out[f"aux_acc_{kind}"] = float(mean(
+                    (auxiliary_prediction(aux_logits.detach()) == truth).float()))
             self.opt["discriminator"].zero_grad(set_to_none=True)
-            loss.backward()
+            total_loss.backward()
             self.opt["discriminator"].step()
             d_losses.append(loss.detach())
         loss_d = d_losses[0] + d_losses[1]
-        # Generator: g_steps updates; adversarial BCE + MAE on the total energy.  The
-        # discriminator is called unwrapped: its gradients here are not used.
-        adv = aux = torch.zeros(())
+        # Generator: g_steps updates; adversarial BCE + MAE on the total energy (+ the
+        # auxiliary loss on the requested labels).  The discriminator is called unwrapped: its
+        # gradients here are not used.
+        adv = aux = g_aux = torch.zeros(())
         for _ in range(cfg.g_steps):
-            e_gen, z = self._draw(n)
-            images = self.g_net(z, e_gen)
-            logit, total = self.model.discriminator(images, e_gen)
+            e_gen, z, y_gen = self._draw(n)
+            images = self.g_net(z, e_gen, y_gen)
+            logit, total, aux_logits = self.model.discriminator(images, e_gen)
             adv = mean(F.binary_cross_entropy_with_logits(logit, torch.ones_like(logit),
                                                           reduction="none"))
             aux = mean((total - e_gen).abs())
             loss_g = adv + cfg.energy_weight_gan * aux
+            if aux_logits is not None and y_gen is not None:
+                g_aux = mean(auxiliary_loss(aux_logits, y_gen, reduction="none"))
+                loss_g = loss_g + cfg.aux_weight_gan * g_aux
             self.opt["generator"].zero_grad(set_to_none=True)
             loss_g.backward()
             self.opt["generator"].step()
-        return {"loss_d": float(loss_d.detach()), "loss_g_adv": float(adv.detach()),
-                "loss_g_energy": float(aux.detach())}
+        out.update({"loss_d": float(loss_d.detach()), "loss_g_adv": float(adv.detach()),
+                    "loss_g_energy": float(aux.detach())})
+        if acgan:
+            out.update({"loss_d_aux": float(d_aux[0] + d_aux[1]),
+                        "loss_g_aux": float(g_aux.detach())})
+        return out
 
     @torch.no_grad()
     def validate(self, batches: list[Batch]) -> dict[str, float]:
-        g = self.model.generator
+        g, d = self.model.generator, self.model.discriminator
         g.eval()
+        acgan = self.model.n_classes > 1
+        if acgan:
+            d.eval()
         ratios, sparsity_gen, sparsity_real = [], [], []
+        labels_all, hits_real, hits_gen = [], [], []
         for batch in batches:
+            labels = batch.get("label") if acgan else None
             images = g(torch.randn(batch["energy"].shape[0], g.config.latent_dim,
-                                   device=self.device), batch["energy"])
+                                   device=self.device), batch["energy"], labels)
             per_layer = [img.flatten(1).sum(1) for img in images]
             total = per_layer[0] + per_layer[1] + per_layer[2]
             ratios.append((total / batch["energy"].view(-1)).cpu())
@@ -199,10 +250,25 @@ class _GanTrainer:
                                 .mean(1).cpu())
             sparsity_real.append(torch.cat([(batch[k] > 0).flatten(1) for k in LAYER_KEYS], 1)
                                  .float().mean(1).cpu())
+            real_aux = d(_gan_images(batch), batch["energy"]).aux if acgan else None
+            gen_aux = d(images, batch["energy"]).aux if acgan else None
+            if labels is not None and real_aux is not None and gen_aux is not None:
+                # the auxiliary classifier on all-real and all-generated batches, as trained
+                labels_all.append(labels.cpu())
+                hits_real.append((auxiliary_prediction(real_aux) == labels).float().cpu())
+                hits_gen.append((auxiliary_prediction(gen_aux) == labels).float().cpu())
         g.train()
-        return {"etot_over_einc": float(torch.cat(ratios).mean()),
-                "occupancy_gen": float(torch.cat(sparsity_gen).mean()),
-                "occupancy_real": float(torch.cat(sparsity_real).mean())}
+        d.train()
+        out = {"etot_over_einc": float(torch.cat(ratios).mean()),
+               "occupancy_gen": float(torch.cat(sparsity_gen).mean()),
+               "occupancy_real": float(torch.cat(sparsity_real).mean())}
+        if labels_all:
+            y, ratio = torch.cat(labels_all), torch.cat(ratios)
+            out["aux_acc_real"] = float(torch.cat(hits_real).mean())
+            out["aux_acc_gen"] = float(torch.cat(hits_gen).mean())
+            for label, name in enumerate(self.cfg.class_names):
+                out[f"etot_over_einc_{name}"] = float(ratio[y == label].mean())
+        return out
 
 
 class _VaeTrainer:
@@ -275,6 +341,59 @@ class _VaeTrainer:
                 "occupancy_real": float(torch.cat(occ_real).mean()) if occ_real else math.nan}
 
 
+def _recorded_particles(path: str | Path) -> list[str]:
+    with H5Reader(path, CALO_SCHEMA) as reader:
+        records = from_attrs(reader.attrs)
+    return sorted({p.setting for p in records or []})
+
+
+def file_particle(path: str | Path) -> str | None:
+    """The particle type a CaloGAN file records in its provenance (the simulator's ``setting``:
+    ``eplus``, ``gamma``), or None for a file without provenance (e.g. a Geant4 file).  A file
+    mixing several particle types is a :class:`ConfigError`."""
+    settings = _recorded_particles(path)
+    if not settings:
+        return None
+    if len(settings) > 1:
+        raise ConfigError(f"{path}: holds several particle types ({', '.join(settings)}); "
+                          "give one file per particle type")
+    return settings[0]
+
+
+def resolve_particles(config: TrainConfig) -> TrainConfig:
+    """``config`` with ``particles`` filled for several training files: each file's recorded
+    particle type (:func:`file_particle`), or the name given in ``particles`` (which must agree
+    with what a file records).  One training file: ``config`` unchanged.  A file with no
+    recorded particle and no given name, or two files of one particle type, is a
+    :class:`ConfigError` (one line)."""
+    files = config.data_files
+    if len(files) < 2:
+        if files and config.particles:
+            settings = _recorded_particles(files[0])
+            if settings and settings != config.particles:
+                raise ConfigError(f"{files[0]} holds {', '.join(settings)} showers, not "
+                                  f"{config.particles[0]}")
+        return config
+    names: list[str] = []
+    for i, path in enumerate(files):
+        recorded = file_particle(path)
+        given = config.particles[i] if config.particles else None
+        if given is not None and recorded is not None and given != recorded:
+            raise ConfigError(f"{path} holds {recorded} showers, not {given} (--particles "
+                              "names the particle of each --data file, in order)")
+        name = given if given is not None else recorded
+        if name is None:
+            raise ConfigError(f"{path} records no particle type: name the particle of each "
+                              "--data file with --particles NAME,NAME,... (in --data order)")
+        names.append(name)
+    for name in sorted(set(names)):
+        same = [f for f, p in zip(files, names, strict=True) if p == name]
+        if len(same) > 1:
+            raise ConfigError(f"{', '.join(same)} all hold {name} showers: give one file per "
+                              "particle type (calo merge joins files of one type)")
+    return dataclasses.replace(config, particles=names)
+
+
 def _used_provenance(data: Path, *ranges: tuple[int, int]) -> list[Provenance] | None:
     """Stream rows (physml_core.provenance) of the file rows a run trains and validates on;
     None when the file records no provenance."""
@@ -296,7 +415,10 @@ class CaloTrainingJob(TrainingJob[TrainConfig]):
     preprocessing (:mod:`calo.artifacts` reads them back)."""
 
     package: ClassVar[str] = PACKAGE
-    resume_free: ClassVar[frozenset[str]] = frozenset({"epochs"})
+    # The multi-particle settings are checked on resume by setup() against the checkpoint
+    # (so that runs started before they existed keep their config hash and resume).
+    resume_free: ClassVar[frozenset[str]] = frozenset(
+        {"epochs", "particles", "aux_weight_gan", "aux_label_flip"})
 
     @property
     def model_name(self) -> str:
@@ -308,15 +430,21 @@ class CaloTrainingJob(TrainingJob[TrainConfig]):
 
     def setup(self, resume: Checkpoint | None) -> None:
         cfg, device = self.config, self.ctx.device
-        if cfg.data is None:
+        files = cfg.data_files
+        if not files:
             raise ConfigError("TrainConfig.data: give the training file (calo simulate -o FILE)")
         if cfg.batch_size < self.ctx.world_size:
             raise ConfigError(f"batch_size {cfg.batch_size} is smaller than the number of "
                               f"processes ({self.ctx.world_size})")
-        data = Path(cfg.data)
+        if len(files) > 1:
+            self._setup_particles(resume)
+            return
+        data = Path(files[0])
         (tr_lo, tr_hi), (va_lo, va_hi) = split_rows(count_showers(data), cfg.val_fraction,
                                                     cfg.max_rows)
-        self.rows = [tr_lo, tr_hi, va_lo, va_hi]
+        self.rows: list[int] | list[list[int]] = [tr_lo, tr_hi, va_lo, va_hi]
+        recorded = _recorded_particles(data)
+        self.particles = cfg.particles or (recorded if len(recorded) == 1 else [])
         if resume is not None:
             lo, hi = (float(e) for e in resume.extra["energy_range_gev"])
             self.energy_range = (lo, hi)
@@ -333,8 +461,9 @@ class CaloTrainingJob(TrainingJob[TrainConfig]):
                 self.preprocessor.fit(iter_showers(data, 8192, start=tr_lo,
                                                    stop=min(tr_hi, tr_lo + 50000)))
         # every rank gets at least one row of each (tail) batch
-        self.stream = ShowerStream(data, tr_lo, tr_hi, cfg.batch_size, seed=cfg.seed,
-                                   min_batch=max(2, self.ctx.world_size))
+        self.stream: ShowerStream | MixedShowerStream = ShowerStream(
+            data, tr_lo, tr_hi, cfg.batch_size, seed=cfg.seed,
+            min_batch=max(2, self.ctx.world_size))
         self.batches_per_epoch = self.stream.batches_per_epoch()
         model = build_model(cfg, self.preprocessor).to(device)
         self.model = model
@@ -348,6 +477,72 @@ class CaloTrainingJob(TrainingJob[TrainConfig]):
         self.val_batches = [_to_torch(b, device) for b in
                             iter_showers(data, 1024, keys=["energy", *LAYER_KEYS], start=va_lo,
                                          stop=val_stop)] if va_hi > va_lo else []
+        model.train()
+
+    def _acgan_settings(self) -> dict[str, object]:
+        cfg = self.config
+        return {"particles": list(cfg.particles), "aux_weight_gan": cfg.aux_weight_gan,
+                "aux_label_flip": cfg.aux_label_flip}
+
+    def _setup_particles(self, resume: Checkpoint | None) -> None:
+        """Several particle files: the multi-particle CaloGAN (ACGAN), each file split by the
+        held-out rule on its own, batches mixing the files, labels the sorted particle names."""
+        cfg, device = self.config, self.ctx.device
+        files = cfg.data_files
+        if len(cfg.particles) != len(files):
+            raise ConfigError("several training files need the particle of each "
+                              "(calo.train.resolve_particles fills TrainConfig.particles)")
+        if resume is not None and resume.extra.get("acgan") != self._acgan_settings():
+            raise CheckpointError(
+                f"{resume.path}: holds a multi-particle run with other settings "
+                f"({resume.extra.get('acgan')} against {self._acgan_settings()}); use the same "
+                "settings to resume it, another --run-dir, or --no-resume")
+        self.particles = cfg.class_names
+        sources: list[tuple[str | Path, int, int, int]] = []
+        rows: list[list[int]] = []
+        used: list[Provenance] | None = []
+        lo_e, hi_e = math.inf, -math.inf
+        val_parts: list[dict[str, np.ndarray]] = []
+        for path, particle in zip(files, cfg.particles, strict=True):
+            (tr_lo, tr_hi), (va_lo, va_hi) = split_rows(count_showers(path), cfg.val_fraction,
+                                                        cfg.max_rows)
+            label = self.particles.index(particle)
+            rows.append([tr_lo, tr_hi, va_lo, va_hi])
+            sources.append((path, tr_lo, tr_hi, label))
+            if resume is None:
+                lo, hi = _energy_range(Path(path), tr_lo, tr_hi)
+                lo_e, hi_e = min(lo_e, lo), max(hi_e, hi)
+            val_stop = min(va_hi, va_lo + 4096)
+            file_used = _used_provenance(Path(path), (tr_lo, tr_hi), (va_lo, val_stop))
+            used = None if used is None or file_used is None else used + file_used
+            if va_hi > va_lo:
+                part = read_showers(path, keys=["energy", *LAYER_KEYS], start=va_lo,
+                                    stop=val_stop)
+                part["label"] = np.full(val_stop - va_lo, label, np.int64)
+                val_parts.append(part)
+        self.rows = rows
+        if resume is not None:
+            lo_r, hi_r = (float(e) for e in resume.extra["energy_range_gev"])
+            self.energy_range = (lo_r, hi_r)
+        else:
+            self.energy_range = (lo_e, hi_e)
+        self.preprocessor = None
+        self.stream = MixedShowerStream(sources, cfg.batch_size, seed=cfg.seed,
+                                        min_batch=max(2, self.ctx.world_size))
+        self.batches_per_epoch = self.stream.batches_per_epoch()
+        model = build_model(cfg).to(device)
+        if not isinstance(model, CaloGAN):
+            raise ConfigError("several training files (particle types) need --model gan")
+        self.model = model
+        self.trainer = _GanTrainer(model, cfg, device, self.energy_range, self.ctx)
+        self.used_rows = used
+        self.val_batches = []
+        if val_parts:
+            # the validation rows of all files, mixed (fixed order), in batches of 1024
+            val = {k: np.concatenate([p[k] for p in val_parts]) for k in val_parts[0]}
+            order = np.random.default_rng([cfg.seed, 1]).permutation(len(val["label"]))
+            self.val_batches = [_to_torch({k: v[order[i:i + 1024]] for k, v in val.items()},
+                                          device) for i in range(0, len(order), 1024)]
         model.train()
 
     def state(self) -> TrainState:
@@ -383,7 +578,10 @@ class CaloTrainingJob(TrainingJob[TrainConfig]):
         extra: dict[str, object] = {
             "energy_range_gev": list(self.energy_range), "rows": list(self.rows),
             "data_provenance": (to_records(self.used_rows) if self.used_rows is not None
-                                else None)}
+                                else None),
+            "particles": list(self.particles), "data_files": self.config.data_files}
+        if len(self.config.data_files) > 1:
+            extra["acgan"] = self._acgan_settings()
         if self.preprocessor is not None:
             extra["preprocessing"] = self.preprocessor.state_dict()
         return extra
@@ -391,5 +589,7 @@ class CaloTrainingJob(TrainingJob[TrainConfig]):
 
 def train(config: TrainConfig, progress_bar: bool = True) -> TrainResult:
     """Train ``config.model`` on ``config.data`` through the shared layer (resumes a run
-    folder holding checkpoints of the same model and configuration)."""
-    return fit(CaloTrainingJob, config, progress_bar=progress_bar)
+    folder holding checkpoints of the same model and configuration).  Several files (one per
+    particle type) train the multi-particle CaloGAN; their particle types are read from the
+    files (:func:`resolve_particles`)."""
+    return fit(CaloTrainingJob, resolve_particles(config), progress_bar=progress_bar)

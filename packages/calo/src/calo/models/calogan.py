@@ -16,6 +16,12 @@ minibatch discrimination on the layer energies; a sigmoid real/fake output.  The
 of the original, the total energy, is computed (not learned) and enters the generator loss as
 an MAE auxiliary term.
 
+Several particle types (the original's ACGAN mode, ``n_classes`` > 1 in ``train.py``): the
+generator multiplies z element-wise by a learned embedding of the requested particle label
+(Keras ``Embedding(n_classes, latent)``, glorot_normal) before the E / 100 scaling, and the
+discriminator has an auxiliary classification output on the same features as the real/fake
+output (``Dense(1, sigmoid)`` for two particle types; see :class:`CaloGANDiscriminator` for more).
+
 Images inside the networks are in GeV (the public files' MeV / 1000), so the 5 GeV energy well
 of the paper keeps its meaning; :meth:`CaloGANGenerator.sample_showers` returns MeV.
 """
@@ -24,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import cast
+from typing import NamedTuple, cast
 
 import torch
 import torch.nn.functional as F
@@ -37,10 +43,12 @@ from .layers import (
     LocallyConnected2d,
     MinibatchDiscrimination,
     conv2d_one_channel,
+    keras_glorot_normal_,
     pad_same_2x2,
 )
 
-__all__ = ["CaloGAN", "CaloGANConfig", "CaloGANDiscriminator", "CaloGANGenerator"]
+__all__ = ["CaloGAN", "CaloGANConfig", "CaloGANDiscriminator", "CaloGANGenerator",
+           "DiscriminatorOutput"]
 
 _LEAK = LEAK  # Keras LeakyReLU default slope
 _BN_EPS, _BN_MOMENTUM = 1e-3, 0.01  # Keras BatchNormalization defaults
@@ -134,27 +142,64 @@ class _InpaintingAttention(nn.Module):
 
 
 class CaloGANGenerator(nn.Module):
-    """CaloGAN generator: (z (B, latent), E (B, 1) GeV) -> three images (B, 1, r, c) in GeV."""
+    """CaloGAN generator: (z (B, latent), E (B, 1) GeV[, particle labels (B,)]) -> three images
+    (B, 1, r, c) in GeV.
 
-    def __init__(self, config: CaloGANConfig | None = None) -> None:
+    ``n_classes`` > 1 is the original's multi-particle (ACGAN) generator: a label embedding
+    ``class_embedding`` (n_classes, latent), Keras ``Embedding`` with glorot_normal, multiplies z
+    element-wise (``multiply([latent, emb])`` in the original ``train.py``), then the E / 100
+    scaling as in the one-particle generator.
+    """
+
+    def __init__(self, config: CaloGANConfig | None = None, n_classes: int = 1) -> None:
         super().__init__()
+        if n_classes < 1:
+            raise ValueError(f"n_classes must be at least 1, got {n_classes}")
         self.config = config or CaloGANConfig()
+        self.n_classes = n_classes
         self.streams = nn.ModuleList(
             [_GeneratorStream(self.config, *layer.shape) for layer in LAYERS]
         )
         if self.config.attention:
             self.attn01 = _InpaintingAttention(LAYERS[1].shape)
             self.attn12 = _InpaintingAttention(LAYERS[2].shape)
+        if n_classes > 1:
+            # created last, so that a one-particle generator draws its initial weights as before
+            self.class_embedding = nn.Embedding(n_classes, self.config.latent_dim)
+            with torch.no_grad():  # Keras fans of a 2-D weight: (n_classes, latent)
+                keras_glorot_normal_(self.class_embedding.weight, n_classes,
+                                     self.config.latent_dim)
 
-    def forward(self, z: torch.Tensor, energy_gev: torch.Tensor) -> list[torch.Tensor]:
+    def condition(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """z (B, latent) times the embedding of ``labels`` (B,) (int64 in [0, n_classes)) for a
+        multi-particle generator; z unchanged for one particle type (``labels`` must be None or
+        all zero)."""
+        if self.n_classes == 1:
+            if labels is not None and bool((labels != 0).any()):
+                raise ValueError("this generator was trained on one particle type: label 0 only")
+            return z
+        if labels is None:
+            raise ValueError(f"this generator was trained on {self.n_classes} particle types: "
+                             "give the particle labels")
+        labels = labels.reshape(-1).long()
+        if labels.shape[0] != z.shape[0]:
+            raise ValueError(f"{labels.shape[0]} labels for {z.shape[0]} latent vectors")
+        if bool(((labels < 0) | (labels >= self.n_classes)).any()):
+            raise ValueError(f"particle labels must be in [0, {self.n_classes})")
+        return z * self.class_embedding(labels).to(z.dtype)
+
+    def forward(self, z: torch.Tensor, energy_gev: torch.Tensor,
+                labels: torch.Tensor | None = None) -> list[torch.Tensor]:
         """Images (B, 1, r, c) in GeV.  In eval mode without gradients (and without autocast)
         this runs the folded fast path of :mod:`calo.models.fast_generator`, which computes the
-        same function; otherwise :meth:`forward_reference`."""
+        same function; otherwise :meth:`forward_reference`.  ``labels`` (B,): particle labels
+        of a multi-particle generator (None for one particle type)."""
         if (not self.training and not torch.is_grad_enabled()
                 and not torch.is_autocast_enabled(z.device.type)
                 and z.dtype == self.dtype):
-            return run_plan(self.inference_plan(), z, energy_gev.to(z.dtype))
-        return self.forward_reference(z, energy_gev)
+            return run_plan(self.inference_plan(), self.condition(z, labels),
+                            energy_gev.to(z.dtype))
+        return self.forward_reference(z, energy_gev, labels)
 
     @property
     def stream_list(self) -> list[_GeneratorStream]:
@@ -185,10 +230,10 @@ class CaloGANGenerator(nn.Module):
             self.__dict__["_plan_cache"] = cached
         return cached[1]
 
-    def forward_reference(self, z: torch.Tensor, energy_gev: torch.Tensor
-                          ) -> list[torch.Tensor]:
+    def forward_reference(self, z: torch.Tensor, energy_gev: torch.Tensor,
+                          labels: torch.Tensor | None = None) -> list[torch.Tensor]:
         """Layer-by-layer forward pass (training; the definition the fast path must match)."""
-        h = z * (energy_gev.view(-1, 1) / 100.0)
+        h = self.condition(z, labels) * (energy_gev.view(-1, 1) / 100.0)
         img0, img1, img2 = (stream(h) for stream in self.streams)
         if self.config.attention:
             zero2one = F.avg_pool2d(F.interpolate(img0, scale_factor=(4, 1), mode="nearest"),
@@ -199,13 +244,16 @@ class CaloGANGenerator(nn.Module):
         return [F.relu(img0), F.relu(img1), F.relu(img2)]
 
     @torch.no_grad()
-    def sample_showers(self, energy_gev: torch.Tensor, generator: torch.Generator | None = None
-                       ) -> dict[str, torch.Tensor]:
-        """Generate showers for incident energies (B,) or (B, 1) in GeV; cells in MeV."""
+    def sample_showers(self, energy_gev: torch.Tensor, generator: torch.Generator | None = None,
+                       labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Generate showers for incident energies (B,) or (B, 1) in GeV; cells in MeV.
+        ``labels`` (B,): the particle label of each shower (multi-particle generator only)."""
         energy_gev = energy_gev.reshape(-1, 1)
         z = torch.randn(energy_gev.shape[0], self.config.latent_dim, device=energy_gev.device,
                         dtype=energy_gev.dtype, generator=generator)
-        images = self.forward(z, energy_gev)
+        if labels is not None:
+            labels = labels.to(energy_gev.device)
+        images = self.forward(z, energy_gev, labels)
         out = {layer.name: 1000.0 * img[:, 0].float() for layer, img in zip(LAYERS, images,
                                                                             strict=True)}
         out["energy"] = energy_gev.float()
@@ -254,16 +302,36 @@ class _DiscriminatorStream(nn.Module):
         return torch.cat(features, dim=1)
 
 
+class DiscriminatorOutput(NamedTuple):
+    """The discriminator's outputs: ``logit`` (B, 1) of P(real); ``total`` (B, 1) GeV, the
+    summed image energy; ``aux`` the auxiliary classifier's logits over the particle types
+    ((B, 1): logit of label 1, for two types; (B, n_classes) for more; None for one type)."""
+
+    logit: torch.Tensor
+    total: torch.Tensor
+    aux: torch.Tensor | None
+
+
 class CaloGANDiscriminator(nn.Module):
-    """CaloGAN discriminator: (images in GeV, E (B, 1) GeV) -> (P(real) logit (B, 1), E_tot (B, 1)).
+    """CaloGAN discriminator: (images in GeV, E (B, 1) GeV) -> :class:`DiscriminatorOutput`
+    (P(real) logit (B, 1), E_tot (B, 1), auxiliary logits or None).
 
     The logit is returned (apply a sigmoid for the probability); the loss uses
     ``binary_cross_entropy_with_logits``, which is the same objective, numerically safer.
+
+    ``n_classes`` > 1 adds the original's ACGAN auxiliary output on the same features ``p``: for two particle types ``Dense(1, sigmoid)`` trained with binary
+    cross-entropy, exactly as the original.  For more than two, the original keeps the
+    ``Dense(1, sigmoid)`` and switches to ``sparse_categorical_crossentropy``, which cannot
+    classify three types (one output unit); here the head is ``Dense(n_classes)`` with a
+    softmax and the same sparse categorical cross-entropy (a deviation, needed for it to work).
     """
 
-    def __init__(self, config: CaloGANConfig | None = None) -> None:
+    def __init__(self, config: CaloGANConfig | None = None, n_classes: int = 1) -> None:
         super().__init__()
+        if n_classes < 1:
+            raise ValueError(f"n_classes must be at least 1, got {n_classes}")
         self.config = config or CaloGANConfig()
+        self.n_classes = n_classes
         self.streams = nn.ModuleList(
             [_DiscriminatorStream(self.config, *layer.shape) for layer in LAYERS]
         )
@@ -272,9 +340,16 @@ class CaloGANDiscriminator(nn.Module):
         n_in = sum(s.n_features for s in streams) + 3 + 1 + 1 + 1 + self.config.mbd_kernels
         self.out = nn.Linear(n_in, 1)
         _keras_init(self.out)
+        if n_classes > 1:
+            # Keras Dense: glorot_uniform, zero bias (created last: a one-particle
+            # discriminator draws its initial weights as before)
+            self.aux = nn.Linear(n_in, 1 if n_classes == 2 else n_classes)
+            _keras_init(self.aux)
 
     def forward(self, images: list[torch.Tensor], energy_gev: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+                ) -> DiscriminatorOutput:
+        """Real/fake logit (B, 1), total energy (B, 1) GeV and the auxiliary logits of a
+        multi-particle discriminator (None for one particle type)."""
         energy_gev = energy_gev.view(-1, 1)
         features = [stream(img) for stream, img in zip(self.streams, images, strict=True)]
         energies = torch.cat([img.flatten(1).sum(dim=1, keepdim=True) for img in images], dim=1)
@@ -283,21 +358,45 @@ class CaloGANDiscriminator(nn.Module):
         too_big = 10.0 * (well > 5.0).float()
         p = torch.cat([*features, energies / 10.0, total / 100.0, well, too_big,
                        self.mbd_energy(energies)], dim=1)
-        return self.out(p), total
+        return DiscriminatorOutput(self.out(p), total,
+                                   self.aux(p) if self.n_classes > 1 else None)
 
 
 class CaloGAN(nn.Module):
-    """Generator and discriminator together (one ``state_dict`` for checkpoints)."""
+    """Generator and discriminator together (one ``state_dict`` for checkpoints);
+    ``n_classes`` > 1: the multi-particle (ACGAN) networks."""
 
-    def __init__(self, config: CaloGANConfig | None = None) -> None:
+    def __init__(self, config: CaloGANConfig | None = None, n_classes: int = 1) -> None:
         super().__init__()
         self.config = config or CaloGANConfig()
-        self.generator = CaloGANGenerator(self.config)
-        self.discriminator = CaloGANDiscriminator(self.config)
+        self.n_classes = n_classes
+        self.generator = CaloGANGenerator(self.config, n_classes)
+        self.discriminator = CaloGANDiscriminator(self.config, n_classes)
 
-    def sample_showers(self, energy_gev: torch.Tensor, generator: torch.Generator | None = None
-                       ) -> dict[str, torch.Tensor]:
-        return self.generator.sample_showers(energy_gev, generator)
+    def sample_showers(self, energy_gev: torch.Tensor, generator: torch.Generator | None = None,
+                       labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Showers (MeV cells) for energies (B,) GeV; ``labels`` (B,): particle labels of a
+        multi-particle model."""
+        return self.generator.sample_showers(energy_gev, generator, labels)
+
+
+def auxiliary_loss(aux: torch.Tensor, labels: torch.Tensor, reduction: str = "mean"
+                   ) -> torch.Tensor:
+    """The ACGAN auxiliary classification loss of the original ``train.py``: binary
+    cross-entropy of ``sigmoid(aux)`` (B, 1) against labels (B,) in {0, 1} for two particle
+    types, sparse categorical cross-entropy of ``softmax(aux)`` (B, K) for K > 2 (see
+    :class:`CaloGANDiscriminator`).  Per shower with ``reduction="none"`` (B,)."""
+    if aux.shape[1] == 1:
+        return F.binary_cross_entropy_with_logits(aux[:, 0], labels.to(aux.dtype),
+                                                  reduction=reduction)
+    return F.cross_entropy(aux, labels.long(), reduction=reduction)
+
+
+def auxiliary_prediction(aux: torch.Tensor) -> torch.Tensor:
+    """Predicted particle labels (B,) from the auxiliary logits."""
+    if aux.shape[1] == 1:
+        return (aux[:, 0] > 0).long()
+    return aux.argmax(dim=1)
 
 
 def generator_flops_per_shower(config: CaloGANConfig | None = None) -> float:
@@ -347,4 +446,4 @@ def layer_flops(generator: CaloGANGenerator) -> dict[str, float]:
     return counts
 
 
-__all__ += ["generator_flops_per_shower", "layer_flops"]
+__all__ += ["auxiliary_loss", "auxiliary_prediction", "generator_flops_per_shower", "layer_flops"]
