@@ -397,7 +397,7 @@ def test_blockwise_evaluation_equals_whole_evaluation(pipeline, tiny_h5, tmp_pat
 def test_conformal_uncertainty_needs_calibration_runs(pipeline, tiny_h5, tmp_path):
     """An LSTM trained with --calibration-fraction 0 has no calibration runs: conformal
     intervals are refused with one line, the old training-residual scale still works."""
-    tmp, cvae_dir, _ = pipeline
+    _, cvae_dir, _ = pipeline
     lstm0 = tmp_path / "lstm0"
     code, out = run("train", "lstm", "--data", str(tiny_h5), "--cvae", str(cvae_dir),
                     "--run-dir", str(lstm0), "--epochs", "1", "--calibration-fraction", "0",

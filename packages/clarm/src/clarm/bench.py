@@ -132,9 +132,12 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
 def stream_epoch_bench(data: str | Path, block_runs: int = 16, base_filters: int = 32,
                        max_train_runs: int = 0, run_dir: str | Path | None = None
                        ) -> dict[str, Any]:
-    """One CVAE epoch streamed from ``data`` (HDF5): wall time, images/s and the process's
-    peak resident memory (``ru_maxrss``, includes torch itself).  It measures training
-    itself, so it (alone in this module) imports the trainer."""
+    """One CVAE epoch streamed from ``data`` (HDF5): wall time, the process's CPU time
+    (user + system, s), the 1-minute load average before and after (the machine's, for
+    judging the wall time) and the process's peak resident memory (``ru_maxrss``, includes
+    torch itself).  It measures training itself, so it (alone in this module) imports the
+    trainer."""
+    import os
     import resource
     import tempfile
 
@@ -149,12 +152,16 @@ def stream_epoch_bench(data: str | Path, block_runs: int = 16, base_filters: int
                               epochs=1, block_runs=block_runs, base_filters=base_filters,
                               max_train_runs=max_train_runs or None, device="cpu",
                               tensorboard=False)
+        load0 = os.getloadavg()[0]
         t0 = time.perf_counter()
         train_cvae(cfg, progress_bar=False)
         wall = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # KiB -> GiB
+        load1 = os.getloadavg()[0]
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    peak = usage.ru_maxrss / 1024**2  # KiB -> GiB
     size_gb = runs * modules * 15 * res * res * 4 / 1e9
     return {"data": str(data), "runs": runs, "modules": modules, "resolution": res,
             "float32_size_GB": size_gb, "block_runs": block_runs,
             "torch_threads": torch.get_num_threads(), "epoch_wall_s": wall,
-            "peak_rss_GiB": peak}
+            "process_cpu_s": usage.ru_utime + usage.ru_stime,
+            "load_average_1min_before_after": [load0, load1], "peak_rss_GiB": peak}
