@@ -7,18 +7,32 @@ The simulator follows the Grindhammer-Peters parametrisation used by Geant4's GF
    of the maximum) and ``alpha`` fluctuate shower by shower as a correlated log-normal pair, with
    the sampling-calorimeter corrections.  Photons start after an exponential depth (mean 9/7 X0).
 2. Lateral profile: the two-component (core + tail) radial profile
-   ``f(r) = p 2 r Rc^2/(r^2+Rc^2)^2 + (1-p) 2 r Rt^2/(r^2+Rt^2)^2`` whose radii grow with depth.
-3. Energy spots: ``N_spots = 93 ln(Z) E^0.876`` spots of energy ``E / N_spots`` are shared among
-   the cells.  Instead of drawing each spot, the count in every cell is drawn from a Poisson law
-   whose mean is ``N_spots`` times the exact probability of the cell (closed-form integral of the
-   radial profile over the rectangle), and each spot's energy fluctuates (gamma law).  This
-   gives the same statistics as explicit spots at a cost independent of the energy.
-4. Energy falling outside the 480 x 480 mm window is recorded per layer in ``overflow``.
+   ``f(r) = p 2 r Rc^2/(r^2+Rc^2)^2 + (1-p) 2 r Rt^2/(r^2+Rt^2)^2`` whose radii grow with depth,
+   evaluated at relative depths tau = t / T up to ``tau_max`` (2.5) only, never extrapolated
+   beyond (see :func:`_lateral`).
+3. Hard spots: a fraction ``1 - soft_fraction`` of the energy is shared among
+   ``spot_factor x 93 ln(Z) E^0.876`` spots (GFlash's count, scaled) of gamma-distributed energy.
+4. Soft spots (not part of GFlash): a fraction ``soft_fraction`` of the energy is deposited by
+   soft photons as many small spots (mean ``soft_spot_mev``, a falling Gamma(shape < 1)
+   spectrum).  Their depth is the shower's gamma profile convolved with an exponential photon
+   path (mean ``soft_path_x0``; closed form with incomplete gamma functions) and their lateral
+   profile is GFlash's tail profile widened by ``soft_radius_factor``.  They give the long soft
+   tail of the hit-cell spectrum, the high occupancy of layer 1 and the deep, wide deposits of
+   layer 2 that CaloGAN's Geant4 sample shows.
+5. Instead of drawing each spot, the number of spots in every cell is Poisson with mean = (number
+   of spots) x (exact probability of the cell: closed-form integral of the radial profile over
+   the rectangle), and the cell energy is the Gamma(count x shape) sum of their energies: two
+   random numbers per cell and spot kind, whatever the energy.
+6. Energy is conserved: the cells and the overflow (energy outside the 480 x 480 mm window, per
+   layer) add up to the longitudinally contained energy.  There is no resolution term (CaloGAN's
+   Geant4 setup counts energy in lead and argon alike); ``resolution_*`` and ``noise_mev`` are
+   off-by-default options.
 
 Everything is computed on arrays of shape (N, ...), so thousands of showers take a fraction of a
-second.  The default parameters are tuned so that the layer-0 energy fraction follows the
-reference values of the public CaloGAN positron sample (about 0.72, 0.43, 0.26, 0.20 at 1, 10,
-50, 100 GeV) and about 90 % of cells are empty.
+second.  The defaults are tuned so that the layer-0 energy fraction follows the reference values
+of the public CaloGAN positron sample (about 0.72, 0.43, 0.26, 0.20 at 1, 10, 50, 100 GeV) and the
+per-layer occupancy, widths and layer-2 fraction come near CaloGAN's Geant4 plots (README, "The
+simulator").  It remains a parametric model, not Geant4.
 """
 
 from __future__ import annotations
@@ -61,9 +75,15 @@ SIM_SOURCE = "calo.sim"
 BLOCK_ROWS = 1024
 
 
+#: Largest relative depth tau = t / T at which GFlash's radial parameters are evaluated (see
+#: :func:`_lateral`): deeper slices use the radii and core weight of ``tau = TAU_FIT_MAX``.
+TAU_FIT_MAX = 2.5
+
+
 @dataclass
 class SimConfig:
-    """Configuration of :func:`simulate_showers` (energies in GeV, lengths in mm).
+    """Configuration of :func:`simulate_showers` (energies in GeV unless named ``_mev``, lengths
+    in mm).
 
     Attributes
     ----------
@@ -77,10 +97,26 @@ class SimConfig:
     moliere_radius_mm: Moliere radius R_M converting the lateral radii to mm.
     sampling_fraction_x0: F_s = X0_eff / (d_abs + d_act) of the sampling structure.
     t_shift_x0: calibration shift added to the depth of the maximum T (X0).
-    spot_factor: multiplies the GFlash number of spots (smaller = larger fluctuations).
-    spot_shape: gamma shape of the energy of one spot (larger = more uniform spots).
-    resolution_stochastic, resolution_constant: relative spread of the total deposited energy,
-        ``a / sqrt(E/GeV) (+) b``; cell counts fluctuate, then the shower is rescaled to it.
+    spot_factor: multiplies the GFlash number of (hard) spots ``93 ln(Z) E^0.876``
+        (smaller = fewer, larger spots = larger cell fluctuations).
+    spot_shape: gamma shape of the energy of one hard spot (larger = more uniform spots).
+    soft_fraction: fraction of the energy of GFlash's tail component deposited as soft spots
+        (the low-energy photons' Compton and photo-electrons far from the axis); the rest of the
+        tail and the whole core are hard spots.
+    soft_spot_mev: mean energy of one soft spot (MeV).
+    soft_spot_shape: gamma shape of the soft-spot energy; below 1 the spectrum falls from zero
+        energy on (density ~ E^(shape-1) exp(-E / scale)), which gives the soft tail of the
+        hit-cell spectrum.
+    tau_max: GFlash's radial parameters are evaluated at ``min(tau, tau_max)`` (relative depth
+        tau = t / T), so they are never extrapolated beyond the depths they were fitted at
+        (default :data:`TAU_FIT_MAX`).
+    resolution_stochastic, resolution_constant: an optional smearing of each shower's total
+        deposit, ``a / sqrt(E/GeV) (+) b`` (relative). **Off (0) by default and not part of
+        CaloGAN's Geant4 setup**, which counts the energy deposited in lead and argon alike, so
+        its total fluctuates only through leakage; kept only to emulate a sampling calorimeter.
+    noise_mev: standard deviation (MeV) of Gaussian electronic noise added to every cell after
+        the shower is made; cells are then read out as ``max(E + noise, 0)`` (the files hold
+        non-negative energies).  0 (off) by default; CaloGAN's Geant4 files carry no noise.
     slices: longitudinal sub-slices per read-out layer used to follow the lateral spread.
     """
 
@@ -92,11 +128,18 @@ class SimConfig:
     critical_energy_mev: float = 10.0
     moliere_radius_mm: float = 25.0
     sampling_fraction_x0: float = X0_EFF_MM / 6.0
-    t_shift_x0: float = -0.5
+    t_shift_x0: float = -0.8
     spot_factor: float = 0.25
     spot_shape: float = 2.0
-    resolution_stochastic: float = 0.02
-    resolution_constant: float = 0.005
+    soft_fraction: float = 0.15
+    soft_spot_mev: float = 0.7
+    soft_spot_shape: float = 0.5
+    soft_path_x0: float = 4.0
+    soft_radius_factor: float = 2.5
+    tau_max: float = TAU_FIT_MAX
+    resolution_stochastic: float = 0.0
+    resolution_constant: float = 0.0
+    noise_mev: float = 0.0
     slices: tuple[int, int, int] = (2, 4, 1)
 
     def __post_init__(self) -> None:
@@ -108,11 +151,14 @@ class SimConfig:
                 f"{self.energy_min_gev}..{self.energy_max_gev} GeV"
             )
         for name in ("critical_energy_mev", "moliere_radius_mm", "sampling_fraction_x0",
-                     "spot_factor", "spot_shape", "z_eff"):
-            if getattr(self, name) <= 0:
+                     "spot_factor", "spot_shape", "z_eff", "soft_spot_mev", "soft_spot_shape",
+                     "soft_path_x0", "soft_radius_factor", "tau_max"):
+            if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        for name in ("resolution_stochastic", "resolution_constant"):
-            if getattr(self, name) < 0:
+        if not 0.0 <= self.soft_fraction <= 1.0:
+            raise ValueError(f"soft_fraction must lie in [0, 1], got {self.soft_fraction}")
+        for name in ("resolution_stochastic", "resolution_constant", "noise_mev"):
+            if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be non-negative, got {getattr(self, name)}")
         if len(self.slices) != 3 or any(int(s) < 1 for s in self.slices):
             raise ValueError(f"slices must be three positive integers, got {self.slices}")
@@ -170,10 +216,17 @@ def _longitudinal(
 def _lateral(
     cfg: SimConfig, energy_gev: np.ndarray, tau: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """GFlash core radius, tail radius (mm) and core weight at relative depth ``tau``.
+    """GFlash core radius, tail radius (mm) and core weight at relative depth ``tau`` = t / T.
 
+    Grindhammer-Peters' radial parametrisation (hep-ex/0001020, section on radial profiles,
+    with the sampling-calorimeter corrections) is a fit of R_C, R_T and p as functions of tau
+    and E.  Its tail radius grows as ``exp(k4 (tau - 0.645))``: evaluated far behind the
+    maximum it explodes (at tau = 6, the depth of CaloGAN's last layer for a 1 GeV shower, it is
+    about 6 R_M).  The parameters are therefore evaluated at ``min(tau, cfg.tau_max)``
+    (default ``TAU_FIT_MAX = 2.5``): deeper slices keep the lateral shape of tau = 2.5.
     ``energy_gev`` broadcasts against ``tau``; outputs have the broadcast shape.
     """
+    tau = np.clip(tau, 0.0, cfg.tau_max)
     z, fs = cfg.z_eff, cfg.sampling_fraction_x0
     e_hat = 1.0 / (1.0 + 0.007 * (82.0 - 18.0))
     ln_e = np.log(energy_gev)
@@ -189,6 +242,19 @@ def _lateral(
     r_core = np.maximum(r_core, 0.005) * cfg.moliere_radius_mm
     r_tail = np.maximum(r_tail, 2.0 * r_core / cfg.moliere_radius_mm) * cfg.moliere_radius_mm
     return r_core, r_tail, np.clip(p, 0.0, 1.0)
+
+
+def _compound(
+    rng: np.random.Generator, mean_count: np.ndarray, spot_mev: np.ndarray | float, shape: float
+) -> np.ndarray:
+    """Energy (MeV) of a Poisson number of spots with Gamma(shape, spot / shape) energies.
+
+    ``mean_count`` (any shape), ``spot_mev`` broadcasts against it.  The sum of ``k``
+    independent Gamma(shape) energies is Gamma(k shape), so the draw costs two random numbers
+    per cell whatever the number of spots.
+    """
+    counts = rng.poisson(mean_count)
+    return rng.gamma(shape * counts, 1.0) * (spot_mev / shape)
 
 
 def simulate_showers(
@@ -220,11 +286,14 @@ def simulate_showers(
             raise ValueError("incident energies must be finite and positive (GeV)")
     e_mev = 1000.0 * e_gev
     alpha, beta, start = _longitudinal(cfg, e_mev, rng)
-    n_spots = cfg.spot_factor * 93.0 * np.log(cfg.z_eff) * e_gev**0.876
-    n_spots = np.maximum(n_spots, 10.0)
-    e_spot = e_mev / n_spots
+    fsoft = cfg.soft_fraction
+    n_hard = np.maximum(cfg.spot_factor * 93.0 * np.log(cfg.z_eff) * e_gev**0.876, 10.0)
+    e_hard = (1.0 - fsoft) * e_mev / n_hard  # mean energy of one hard spot (MeV), (n,)
+    n_soft = fsoft * e_mev / cfg.soft_spot_mev  # mean number of soft spots, (n,)
+    # Soft photons travel an exponential path (rate mu per X0) before depositing; the rate is
+    # kept below the profile's beta so that the convolution below stays finite.
+    mu = np.minimum(1.0 / cfg.soft_path_x0, 0.8 * beta)
 
-    out: dict[str, np.ndarray] = {"energy": e_gev.astype(np.float32)[:, None]}
     overflow = np.zeros((n, 3))
     contained = np.zeros(n)
     layers: list[np.ndarray] = []
@@ -233,35 +302,50 @@ def simulate_showers(
         t0, t1 = layer.depth_x0
         edges = np.linspace(t0, t1, cfg.slices[index] + 1)
         local = np.maximum(edges[None, :] - start[:, None], 0.0)  # (n, S+1)
-        cdf = gammainc(alpha[:, None], beta[:, None] * local)
-        cdf1 = gammainc(alpha[:, None] + 1.0, beta[:, None] * local)
-        frac = np.diff(cdf, axis=1)  # (n, S) energy fraction per slice
+        a_, b_, m_ = alpha[:, None], beta[:, None], mu[:, None]
+        cdf = gammainc(a_, b_ * local)
+        cdf1 = gammainc(a_ + 1.0, b_ * local)
+        cdf_soft = cdf - np.exp(-m_ * local + a_ * np.log(b_ / (b_ - m_))) * gammainc(
+            a_, (b_ - m_) * local)
+        frac = np.diff(cdf, axis=1)  # (n, S) hard energy fraction per slice
+        frac_soft = np.maximum(np.diff(cdf_soft, axis=1), 0.0)  # soft energy fraction
         first_moment = t_mean_shower[:, None] * np.diff(cdf1, axis=1)
         t_in = np.where(frac > 1e-12, first_moment / np.maximum(frac, 1e-12),
                         0.5 * (local[:, 1:] + local[:, :-1]))
         t_max = (alpha[:, None] - 1.0) / beta[:, None]
-        tau = t_in / t_max
-        r_core, r_tail, p_core = _lateral(cfg, e_gev[:, None], tau)  # (n, S)
+        r_core, r_tail, p_core = _lateral(cfg, e_gev[:, None], t_in / t_max)  # (n, S)
         xe, ye = layer.x_edges_mm, layer.y_edges_mm
-        prob = (p_core[..., None, None] * cell_probabilities(xe, ye, r_core)
-                + (1.0 - p_core[..., None, None]) * cell_probabilities(xe, ye, r_tail))
-        weights = np.einsum("ns,nsxy->nxy", frac, prob)  # (n, rows, cols)
-        contained += frac.sum(axis=1)
-        inside = weights.sum(axis=(1, 2))
-        outside = np.maximum(frac.sum(axis=1) - inside, 0.0)
-        lam = n_spots[:, None, None] * weights
-        counts = rng.poisson(lam)
-        cells = rng.gamma(cfg.spot_shape * counts, 1.0) * (e_spot / cfg.spot_shape)[:, None, None]
+        prob_core = cell_probabilities(xe, ye, r_core)  # (n, S, rows, cols)
+        prob_tail = cell_probabilities(xe, ye, r_tail)
+        prob_soft = cell_probabilities(xe, ye, cfg.soft_radius_factor * r_tail)
+        hard_map = np.einsum("ns,nsxy->nxy", frac * p_core, prob_core) + np.einsum(
+            "ns,nsxy->nxy", frac * (1.0 - p_core), prob_tail)  # fraction of hard energy
+        soft_map = np.einsum("ns,nsxy->nxy", frac_soft, prob_soft)  # fraction of soft energy
+        contained += (1.0 - fsoft) * frac.sum(axis=1) + fsoft * frac_soft.sum(axis=1)
+        hard_out = np.maximum(frac.sum(axis=1) - hard_map.sum(axis=(1, 2)), 0.0)
+        soft_out = np.maximum(frac_soft.sum(axis=1) - soft_map.sum(axis=(1, 2)), 0.0)
+        cells = (_compound(rng, n_hard[:, None, None] * hard_map, e_hard[:, None, None],
+                           cfg.spot_shape)
+                 + _compound(rng, n_soft[:, None, None] * soft_map, cfg.soft_spot_mev,
+                             cfg.soft_spot_shape))
         layers.append(cells)
-        n_out = rng.poisson(n_spots * outside)
-        overflow[:, index] = rng.gamma(cfg.spot_shape * n_out, 1.0) * e_spot / cfg.spot_shape
-    # Cell counts fluctuate locally; the total follows the calorimeter resolution.
+        overflow[:, index] = (
+            _compound(rng, n_hard * hard_out, e_hard, cfg.spot_shape)
+            + _compound(rng, n_soft * soft_out, cfg.soft_spot_mev, cfg.soft_spot_shape))
+    # Spot counts fluctuate cell by cell; energy is conserved: the deposits (cells + overflow)
+    # add up to the longitudinally contained energy.  No resolution term unless configured.
     total = overflow.sum(axis=1) + sum(c.sum(axis=(1, 2)) for c in layers)
-    sigma = np.hypot(cfg.resolution_stochastic / np.sqrt(e_gev), cfg.resolution_constant)
-    target = e_mev * contained * np.maximum(1.0 + sigma * rng.standard_normal(n), 0.0)
+    target = e_mev * contained
+    if cfg.resolution_stochastic > 0 or cfg.resolution_constant > 0:
+        sigma = np.hypot(cfg.resolution_stochastic / np.sqrt(e_gev), cfg.resolution_constant)
+        target = target * np.maximum(1.0 + sigma * rng.standard_normal(n), 0.0)
     scale = np.where(total > 0, target / np.maximum(total, 1e-30), 0.0)
+    out: dict[str, np.ndarray] = {"energy": e_gev.astype(np.float32)[:, None]}
     for layer, cells in zip(LAYERS, layers, strict=True):
-        out[layer.name] = (cells * scale[:, None, None]).astype(np.float32)
+        image = cells * scale[:, None, None]
+        if cfg.noise_mev > 0:  # drawn last: the shower itself equals the noiseless one
+            image = np.maximum(image + cfg.noise_mev * rng.standard_normal(image.shape), 0.0)
+        out[layer.name] = image.astype(np.float32)
     out["overflow"] = (overflow * scale[:, None]).astype(np.float32)
     return out
 
