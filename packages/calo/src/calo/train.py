@@ -26,6 +26,7 @@ a run on N processes is the one-process run with the same global batch, to float
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from collections.abc import Callable
@@ -232,11 +233,13 @@ class _GanTrainer:
 
     @torch.no_grad()
     def validate(self, batches: list[Batch]) -> dict[str, float]:
-        g, d = self.model.generator, self.model.discriminator
+        g = self.model.generator
         g.eval()
         acgan = self.model.n_classes > 1
-        if acgan:
-            d.eval()
+        # The auxiliary classifier is judged as it is trained: on all-real and all-generated
+        # batches with batch statistics (a copy, so that the running statistics of the batch
+        # norms stay as training left them).
+        d = copy.deepcopy(self.model.discriminator).train() if acgan else None
         ratios, sparsity_gen, sparsity_real = [], [], []
         labels_all, hits_real, hits_gen = [], [], []
         for batch in batches:
@@ -250,15 +253,14 @@ class _GanTrainer:
                                 .mean(1).cpu())
             sparsity_real.append(torch.cat([(batch[k] > 0).flatten(1) for k in LAYER_KEYS], 1)
                                  .float().mean(1).cpu())
-            real_aux = d(_gan_images(batch), batch["energy"]).aux if acgan else None
-            gen_aux = d(images, batch["energy"]).aux if acgan else None
+            real_aux = d(_gan_images(batch), batch["energy"]).aux if d is not None else None
+            gen_aux = d(images, batch["energy"]).aux if d is not None else None
             if labels is not None and real_aux is not None and gen_aux is not None:
                 # the auxiliary classifier on all-real and all-generated batches, as trained
                 labels_all.append(labels.cpu())
                 hits_real.append((auxiliary_prediction(real_aux) == labels).float().cpu())
                 hits_gen.append((auxiliary_prediction(gen_aux) == labels).float().cpu())
         g.train()
-        d.train()
         out = {"etot_over_einc": float(torch.cat(ratios).mean()),
                "occupancy_gen": float(torch.cat(sparsity_gen).mean()),
                "occupancy_real": float(torch.cat(sparsity_real).mean())}
