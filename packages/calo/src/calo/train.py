@@ -26,7 +26,6 @@ a run on N processes is the one-process run with the same global batch, to float
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 from collections.abc import Callable
@@ -50,7 +49,7 @@ from .artifacts import PACKAGE, build_model
 from .config import PRESETS, TrainConfig, preset_config
 from .data import CALO_SCHEMA, LAYER_KEYS, count_showers, iter_showers, read_showers
 from .models import MODEL_NAMES, CaloGAN, CaloVAE, vae_loss
-from .models.calogan import auxiliary_loss, auxiliary_prediction
+from .models.calogan import CaloGANDiscriminator, auxiliary_loss, auxiliary_prediction
 from .models.layers import global_batch
 from .preprocessing import ShowerPreprocessor, flatten_cells
 from .stream import MixedShowerStream, ShowerStream, split_rows
@@ -231,15 +230,23 @@ class _GanTrainer:
                         "loss_g_aux": float(g_aux.detach())})
         return out
 
+    def _local_discriminator(self) -> CaloGANDiscriminator:
+        """A one-process copy of the discriminator in training mode: the auxiliary classifier
+        is judged as it is trained, on all-real and all-generated batches with batch
+        statistics, but the running statistics of the model's batch norms stay as training
+        left them, and under torchrun no statistic is exchanged (every rank validates the
+        same rows).  Built without drawing from the global random stream."""
+        with torch.random.fork_rng(devices=[]):
+            d = CaloGANDiscriminator(self.model.config, self.model.n_classes)
+        d.load_state_dict(self.model.discriminator.state_dict())
+        return d.to(self.device).train()
+
     @torch.no_grad()
     def validate(self, batches: list[Batch]) -> dict[str, float]:
         g = self.model.generator
         g.eval()
         acgan = self.model.n_classes > 1
-        # The auxiliary classifier is judged as it is trained: on all-real and all-generated
-        # batches with batch statistics (a copy, so that the running statistics of the batch
-        # norms stay as training left them).
-        d = copy.deepcopy(self.model.discriminator).train() if acgan else None
+        d = self._local_discriminator() if acgan else None
         ratios, sparsity_gen, sparsity_real = [], [], []
         labels_all, hits_real, hits_gen = [], [], []
         for batch in batches:

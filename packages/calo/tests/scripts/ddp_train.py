@@ -2,11 +2,13 @@
 
 ``python ddp_train.py OUT_DIR DATA VAE_RUN_DIR GAN_RUN_DIR [calo train options]`` trains, in
 the same processes one after the other, a VAE through the ``calo train`` command line
-(``calo.cli``, as ``torchrun ... --no-python calo train`` does) with the given options and a
-tiny CaloGAN (:func:`tiny_gan_config`) through the library.  For each model every rank writes
-``OUT_DIR/<vae|gan>/written-by-rank<R>.json``: how many checkpoints it saved, whether it
+(``calo.cli``, as ``torchrun ... --no-python calo train`` does) with the given options, a
+tiny CaloGAN (:func:`tiny_gan_config`) through the library and, when ``OUT_DIR/gamma.h5``
+exists, the tiny multi-particle CaloGAN on DATA and that file (run folder
+``GAN_RUN_DIR-acgan``).  For each model every rank writes
+``OUT_DIR/<vae|gan|acgan>/written-by-rank<R>.json``: how many checkpoints it saved, whether it
 logged, and a SHA-256 of its model parameters (DDP keeps the ranks' weights identical).  One
-launch for both models: starting torch in two fresh processes is most of the cost.
+launch for all models: starting torch in two fresh processes is most of the cost.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ from calo.train import CaloTrainingJob
 from physml_core.testing import record_writes
 
 
-def tiny_gan_config(data: str, run_dir: str) -> TrainConfig:
-    """A small CaloGAN run: 2 epochs of 5 global batches of 8 showers (the last one 4)."""
+def tiny_gan_config(data: str | list[str], run_dir: str) -> TrainConfig:
+    """A small CaloGAN run: 2 epochs of 5 global batches of 8 showers (the last one 4); with
+    two files the multi-particle CaloGAN (40 rows of each file)."""
     return TrainConfig(model="gan", data=data, run_dir=run_dir, epochs=2, batch_size=8,
                        max_rows=40, device="cpu", tensorboard=False, seed=3,
                        gan=CaloGANConfig(latent_dim=16, d_conv_channels=8,
@@ -60,6 +63,11 @@ def main() -> None:
     with record_writes(out / "gan") as writes:
         train(tiny_gan_config(data, gan_dir), progress_bar=False)
         writes["parameters_sha256"] = _parameters_sha256(jobs[-1])
+    gamma = out / "gamma.h5"
+    if gamma.exists():
+        with record_writes(out / "acgan") as writes:
+            train(tiny_gan_config([data, str(gamma)], gan_dir + "-acgan"), progress_bar=False)
+            writes["parameters_sha256"] = _parameters_sha256(jobs[-1])
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
 
