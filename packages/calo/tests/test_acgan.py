@@ -258,3 +258,37 @@ def test_multi_particle_cli_errors_are_one_line(two_particles, tmp_path):
     vae = _run("train", "--model", "vae", "--data", root / "eplus.h5", "--data",
                root / "gamma.h5", "--run-dir", tmp_path / "vae", expect=2)
     assert "need --model gan" in _error_line(vae)
+
+
+def _keras_fans(shape: tuple[int, ...]) -> tuple[int, int]:
+    """keras.initializers._compute_fans (Keras 2.0.6 - 2.2, channels_last) for 3-D kernels."""
+    receptive = int(np.prod(shape[:-2]))
+    return shape[-2] * receptive, shape[-1] * receptive
+
+
+def test_keras_fans_option_draws_the_kernels_as_keras():
+    from calo.artifacts import build_model
+
+    torch.manual_seed(0)
+    keras = build_model(TrainConfig(model="gan", data="x.h5", gan=TINY, gan_init_fans="keras"))
+    torch.manual_seed(0)
+    ours = build_model(TrainConfig(model="gan", data="x.h5", gan=TINY))
+    assert isinstance(keras, CaloGAN) and isinstance(ours, CaloGAN)
+    # generator layer 0, first locally connected layer: he_uniform; Keras kernel (388, 8, 2)
+    lc, lc_ours = keras.generator.streams[0].lc1, ours.generator.streams[0].lc1
+    n_pos, fan_in, c_out = lc.weight.shape
+    assert (n_pos, fan_in, c_out) == (388, 8, 2)
+    limit = math.sqrt(6.0 / _keras_fans((n_pos, fan_in, c_out))[0])
+    assert 0.95 * limit < float(lc.weight.detach().abs().max()) <= limit
+    assert 0.95 * math.sqrt(6.0 / 8) < float(lc_ours.weight.detach().abs().max()) <= math.sqrt(6.0 / 8)
+    # the last locally connected layer: glorot_normal (truncated at 2 scales)
+    lc2 = keras.generator.streams[0].lc2
+    fi, fo = _keras_fans(tuple(lc2.weight.shape))
+    assert float(lc2.weight.detach().abs().max()) <= 2 * math.sqrt(2.0 / (fi + fo)) / 0.8796256610
+    # minibatch discrimination on the layer energies: Keras Dense3D kernel (10, 3, 10)
+    mbd = keras.discriminator.mbd_energy
+    fi, fo = _keras_fans((mbd.kernels, 3, mbd.dims))
+    limit = math.sqrt(6.0 / (fi + fo))
+    assert 0.9 * limit < float(mbd.weight.detach().abs().max()) <= limit
+    # biases (the attention's -10 included) are untouched
+    torch.testing.assert_close(keras.generator.attn01.lc.bias, ours.generator.attn01.lc.bias)

@@ -21,6 +21,7 @@ from physml_core.training import load_trained
 
 from .config import TrainConfig
 from .models import MODEL_NAMES, CaloGAN, CaloVAE
+from .models.layers import keras_fan_init_
 from .preprocessing import ShowerPreprocessor
 
 __all__ = ["PACKAGE", "LoadedModel", "build_model", "load_model", "load_training_provenance",
@@ -80,7 +81,10 @@ def build_model(config: TrainConfig, preprocessor: ShowerPreprocessor | None = N
     """A freshly initialised model of ``config.model`` (the VAE with ``preprocessor``; the
     CaloGAN conditioned on ``config.n_classes`` particle types)."""
     if config.model == "gan":
-        return CaloGAN(config.gan, config.n_classes)
+        gan = CaloGAN(config.gan, config.n_classes)
+        if config.gan_init_fans == "keras":
+            keras_fan_init_(gan)
+        return gan
     return CaloVAE(config.vae, preprocessor)
 
 

@@ -37,7 +37,9 @@ class TrainConfig(RunConfig):
     files, one per particle type, ``particles`` names the particle of each (same order; filled
     from the files' provenance by :func:`calo.train.resolve_particles` when empty).  The class
     labels are the particle names in sorted order (the original's ``LabelEncoder``);
-    ``max_rows`` and ``val_fraction`` apply to each file.  ``aux_weight_gan`` (0.2) weights the
+    ``max_rows`` and ``val_fraction`` apply to each file.  ``gan_init_fans`` chooses the fans
+    of CaloGAN's initial locally connected and minibatch-discrimination kernels (see
+    :func:`calo.models.layers.keras_fan_init_`; it affects only a fresh start).  ``aux_weight_gan`` (0.2) weights the
     auxiliary classification loss and ``aux_label_flip`` (0.3) is the probability with which
     the labels of generated showers are flipped in the discriminator's fake step (the
     original's ``bit_flip``), both as in the original ``train.py``.
@@ -70,6 +72,10 @@ class TrainConfig(RunConfig):
     energy_weight_gan: float = 0.05
     aux_weight_gan: float = 0.2
     aux_label_flip: float = 0.3
+    gan_init_fans: Literal["per_position", "keras"] = field(default="per_position", metadata=opt(
+        "CaloGAN only: fans of the initial locally connected and minibatch-discrimination "
+        "kernels. per_position: per output position (this port's default); keras: as Keras "
+        "(>= 2.0.6) computed them for the original, times the number of output positions."))
     # VAE recipe
     lr: float = 1e-3
     kl_max: float = 1.0

@@ -426,8 +426,9 @@ class CaloTrainingJob(TrainingJob[TrainConfig]):
     package: ClassVar[str] = PACKAGE
     # The multi-particle settings are checked on resume by setup() against the checkpoint
     # (so that runs started before they existed keep their config hash and resume).
+    # gan_init_fans only draws the initial weights, which a resumed run takes from its checkpoint.
     resume_free: ClassVar[frozenset[str]] = frozenset(
-        {"epochs", "particles", "aux_weight_gan", "aux_label_flip"})
+        {"epochs", "particles", "aux_weight_gan", "aux_label_flip", "gan_init_fans"})
 
     @property
     def model_name(self) -> str:

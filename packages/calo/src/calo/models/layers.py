@@ -12,7 +12,8 @@ from torch import nn
 from physml_core.parallel import gather_rows, use_global_batch_norm, world_size
 
 __all__ = ["LEAK", "TRUNCATED_NORMAL_SD", "LocallyConnected2d", "MinibatchDiscrimination",
-           "conv2d_one_channel", "global_batch", "keras_glorot_normal_", "pad_same_2x2"]
+           "conv2d_one_channel", "global_batch", "keras_fan_init_", "keras_glorot_normal_",
+           "pad_same_2x2"]
 
 #: Slope of CaloGAN's LeakyReLUs (the Keras default, 0.3); shared by the layer-by-layer
 #: networks and the folded inference path.
@@ -83,18 +84,30 @@ class LocallyConnected2d(nn.Module):
         self.out_size = ((h - kh) // sh + 1, (w - kw) // sw + 1)
         n_pos = self.out_size[0] * self.out_size[1]
         fan_in = in_channels * kh * kw
+        if init not in ("he_uniform", "glorot_normal", "glorot_uniform"):
+            raise ValueError(f"unknown init {init!r}")
+        self.init = init
         self.weight = nn.Parameter(torch.empty(n_pos, fan_in, out_channels))
-        if init == "he_uniform":
+        self.reset_weight()
+        self.bias = nn.Parameter(torch.zeros(out_channels, *self.out_size)) if bias else None
+
+    @torch.no_grad()
+    def reset_weight(self, keras_fans: bool = False) -> None:
+        """Draw the kernel with its initialiser (``self.init``).  Fans: per output position
+        (``kh kw C_in``, ``C_out``) by default; ``keras_fans``: as Keras (>= 2.0.6) computes
+        them for its (positions, kh kw C_in, C_out) kernel, like a convolution's, i.e. times
+        the number of output positions."""
+        n_pos, fan_in, fan_out = self.weight.shape
+        if keras_fans:
+            fan_in, fan_out = fan_in * n_pos, fan_out * n_pos
+        if self.init == "he_uniform":
             limit = math.sqrt(6.0 / fan_in)
             nn.init.uniform_(self.weight, -limit, limit)
-        elif init == "glorot_normal":
-            keras_glorot_normal_(self.weight, fan_in, out_channels)
-        elif init == "glorot_uniform":
-            limit = math.sqrt(6.0 / (fan_in + out_channels))
-            nn.init.uniform_(self.weight, -limit, limit)
+        elif self.init == "glorot_normal":
+            keras_glorot_normal_(self.weight, fan_in, fan_out)
         else:
-            raise ValueError(f"unknown init {init!r}")
-        self.bias = nn.Parameter(torch.zeros(out_channels, *self.out_size)) if bias else None
+            limit = math.sqrt(6.0 / (fan_in + fan_out))
+            nn.init.uniform_(self.weight, -limit, limit)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Channels-last (H, W, B, C) layout; one batched matmul per kernel offset accumulates
@@ -158,7 +171,19 @@ class MinibatchDiscrimination(nn.Module):
         super().__init__()
         self.kernels, self.dims = kernels, dims
         self.weight = nn.Parameter(torch.empty(in_features, kernels * dims))
-        nn.init.xavier_uniform_(self.weight)
+        self.reset_weight()
+
+    @torch.no_grad()
+    def reset_weight(self, keras_fans: bool = False) -> None:
+        """glorot_uniform kernel.  Fans: (``in_features``, ``kernels dims``) of the matrix by
+        default; ``keras_fans``: as Keras (>= 2.0.6) computes them for the original's Dense3D
+        kernel (kernels, in_features, dims): (``kernels in_features``, ``kernels dims``)."""
+        fan_in, fan_out = self.weight.shape
+        if keras_fans:
+            fan_in *= self.kernels
+        # as torch's xavier_uniform_ computes it (same bound to the last bit as before)
+        limit = math.sqrt(3.0) * math.sqrt(2.0 / float(fan_in + fan_out))
+        nn.init.uniform_(self.weight, -limit, limit)
 
     global_batch = False  # see global_batch(): compare with the rows of every process
 
@@ -173,3 +198,14 @@ class MinibatchDiscrimination(nn.Module):
         else:
             l1 = torch.cdist(m, m, p=1.0)  # (K, B, B)
         return torch.tanh(torch.exp(-l1).sum(dim=2)).t()
+
+
+def keras_fan_init_(model: nn.Module) -> nn.Module:
+    """Redraw every locally connected and minibatch-discrimination kernel of ``model`` with
+    the fans Keras (>= 2.0.6) gives their kernels (times the number of output positions, and
+    times the number of kernels), instead of the per-position fans of the default; biases stay
+    as they are.  Returns ``model``."""
+    for module in model.modules():
+        if isinstance(module, LocallyConnected2d | MinibatchDiscrimination):
+            module.reset_weight(keras_fans=True)
+    return model
