@@ -192,8 +192,8 @@ def test_two_particle_run_records_its_particles_and_generates_each(two_particles
     root = two_particles
     # gamma first on the command line: labels are the sorted names, as the LabelEncoder
     _run("train", "--model", "gan", "--data", root / "gamma.h5", "--data", root / "eplus.h5",
-         "--run-dir", tmp_path / "run", "--epochs", 1, "--batch-size", 16, "--device", "cpu",
-         "--no-tensorboard", "--max-minutes", "inf")
+         "--run-dir", tmp_path / "run", "--epochs", 1, "--batch-size", 16, "--max-rows", 20,
+         "--device", "cpu", "--no-tensorboard", "--max-minutes", "inf")
     row = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
     for key in ("train/loss_d_aux", "train/loss_g_aux", "train/aux_acc_real",
                 "train/aux_acc_fake", "val/aux_acc_real", "val/aux_acc_gen",
@@ -203,7 +203,7 @@ def test_two_particle_run_records_its_particles_and_generates_each(two_particles
     assert loaded.particles == ["eplus", "gamma"] and loaded.config.particles == ["gamma", "eplus"]
     assert isinstance(loaded.model, CaloGAN) and loaded.model.n_classes == 2
     assert {(p.setting, p.seed) for p in loaded.provenance} == {("eplus", 4), ("gamma", 4)}
-    assert max(p.stop for p in loaded.provenance) == 60
+    assert max(p.stop for p in loaded.provenance) == 20  # 18 training + 2 validation rows each
     for particle in ("eplus", "gamma"):
         out = tmp_path / f"{particle}.h5"
         _run("generate", "--checkpoint", tmp_path / "run", "-n", 12, "-o", out, "--particle",
