@@ -22,7 +22,7 @@ baseline.
 
 Memory: runs are read ``max(1, block_images // modules)`` at a time (whole runs, since a
 forecast needs a run's observed modules and scores all of its modules) and the image metrics
-are computed in chunks of at most 64 images of 64 x 64 (fewer at higher resolution), so the
+are computed in chunks of at most 8 images of 64 x 64 (fewer at higher resolution), so the
 peak does not grow with the number of held-out runs or modules beyond one block; only
 per-(run, module) scalars and classifier features are kept.  The scores do not depend on the
 block size (runs are scored independently and forecast samples are seeded per run); the
@@ -84,9 +84,11 @@ E_PHI = 11
 #: Nominal coverage of the forecast intervals.
 NOMINAL_COVERAGE = 0.90
 
-#: Pixels per chunk of the image metrics (64 images of 64 x 64; their float64 intermediates
-#: stay near 30 MB each whatever the block).
-_SCORE_PIXELS = 64 * 64 * 64
+#: Pixels per chunk of the image metrics (8 images of 64 x 64): their float64 intermediates
+#: (4 MB each) stay below glibc's mmap threshold, so they are reused instead of being mapped
+#: and page-faulted afresh (chunks of 64 images spent more CPU time in the kernel than in the
+#: metrics).
+_SCORE_PIXELS = 8 * 64 * 64
 
 _SUMMARY_NAMES = ["e_phi_centroid_dW_px", "e_phi_centroid_phi_px", "e_phi_rms_dW_px",
                   "e_phi_rms_phi_px"]
