@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import json
 import math
+from functools import partial
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 
 from calo.artifacts import load_model, load_training_provenance
 from calo.cli import cli
@@ -26,23 +26,13 @@ from calo.stream import MixedShowerStream
 from calo.train import _GanTrainer, train
 from physml_core.hdf5 import H5Reader
 from physml_core.provenance import ProvenanceOverlapError, check_disjoint, from_attrs
+from physml_core.testing import error_line, invoke
 
 TINY = CaloGANConfig(latent_dim=8, d_conv_channels=4, d_lc_channels=(2, 2, 2),
                      g_dense_channels=2, g_conv_channels=2, g_lc_channels=2)
 LAYER_SHAPES = (("layer_0", (3, 96)), ("layer_1", (12, 12)), ("layer_2", (12, 6)))
 
-
-def _run(*args: object, expect: int = 0):
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    assert result.exit_code == expect, (result.output, getattr(result, "stderr", ""))
-    return result
-
-
-def _error_line(result) -> str:
-    text = (getattr(result, "stderr", "") or result.output).strip()
-    assert len(text.splitlines()) == 1, text
-    assert "Traceback" not in text
-    return text
+run_cli = partial(invoke, cli)
 
 
 def _synthetic(path: Path, n: int = 40, seed: int = 7) -> Path:
@@ -191,9 +181,9 @@ def two_particles(tmp_path_factory) -> Path:
 def test_two_particle_run_records_its_particles_and_generates_each(two_particles, tmp_path):
     root = two_particles
     # gamma first on the command line: labels are the sorted names, as the LabelEncoder
-    _run("train", "--model", "gan", "--data", root / "gamma.h5", "--data", root / "eplus.h5",
-         "--run-dir", tmp_path / "run", "--epochs", 1, "--batch-size", 16, "--max-rows", 20,
-         "--device", "cpu", "--no-tensorboard", "--max-minutes", "inf")
+    run_cli("train", "--model", "gan", "--data", root / "gamma.h5", "--data", root / "eplus.h5",
+            "--run-dir", tmp_path / "run", "--epochs", 1, "--batch-size", 16, "--max-rows", 20,
+            "--device", "cpu", "--no-tensorboard", "--max-minutes", "inf")
     row = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
     for key in ("train/loss_d_aux", "train/loss_g_aux", "train/aux_acc_real",
                 "train/aux_acc_fake", "val/aux_acc_real", "val/aux_acc_gen",
@@ -206,19 +196,19 @@ def test_two_particle_run_records_its_particles_and_generates_each(two_particles
     assert max(p.stop for p in loaded.provenance) == 20  # 18 training + 2 validation rows each
     for particle in ("eplus", "gamma"):
         out = tmp_path / f"{particle}.h5"
-        _run("generate", "--checkpoint", tmp_path / "run", "-n", 12, "-o", out, "--particle",
-             particle, "--energy", "30", "--device", "cpu")
+        run_cli("generate", "--checkpoint", tmp_path / "run", "-n", 12, "-o", out, "--particle",
+                particle, "--energy", "30", "--device", "cpu")
         with h5py.File(out) as f:
             assert f.attrs["particle"] == particle
         assert read_showers(out)["layer_1"].shape == (12, 12, 12)
     a, b = read_showers(tmp_path / "eplus.h5"), read_showers(tmp_path / "gamma.h5")
     assert not np.array_equal(a["layer_1"], b["layer_1"])  # same seed, other label
-    bad = _run("generate", "--checkpoint", tmp_path / "run", "-n", 5, "-o", tmp_path / "x.h5",
-               "--particle", "piplus", expect=2)
-    assert "unknown particle 'piplus'" in _error_line(bad)
-    bad = _run("generate", "--checkpoint", tmp_path / "run", "-n", 5, "-o", tmp_path / "x.h5",
-               expect=2)
-    assert "choose one with --particle" in _error_line(bad)
+    bad = run_cli("generate", "--checkpoint", tmp_path / "run", "-n", 5, "-o", tmp_path / "x.h5",
+                  "--particle", "piplus", expect=2)
+    assert "unknown particle 'piplus'" in error_line(bad)
+    bad = run_cli("generate", "--checkpoint", tmp_path / "run", "-n", 5, "-o", tmp_path / "x.h5",
+                  expect=2)
+    assert "choose one with --particle" in error_line(bad)
     # the held-out check (calo evaluate --checkpoint) covers every training file
     trained = load_training_provenance(tmp_path / "run")
     assert trained is not None
@@ -254,10 +244,10 @@ def test_multi_particle_cli_errors_are_one_line(two_particles, tmp_path):
          "1 particle name(s) for 2 training file(s)"),
     ]
     for args, needle in cases:
-        assert needle in _error_line(_run(*base, *args, expect=2)), args
-    vae = _run("train", "--model", "vae", "--data", root / "eplus.h5", "--data",
-               root / "gamma.h5", "--run-dir", tmp_path / "vae", expect=2)
-    assert "need --model gan" in _error_line(vae)
+        assert needle in error_line(run_cli(*base, *args, expect=2)), args
+    vae = run_cli("train", "--model", "vae", "--data", root / "eplus.h5", "--data",
+                  root / "gamma.h5", "--run-dir", tmp_path / "vae", expect=2)
+    assert "need --model gan" in error_line(vae)
 
 
 def _keras_fans(shape: tuple[int, ...]) -> tuple[int, int]:

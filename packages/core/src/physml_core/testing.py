@@ -3,6 +3,8 @@
 :func:`record_writes` counts what one process writes while a training runs, so that a test
 launching ``torchrun --nproc-per-node 2`` can check that only rank 0 saved checkpoints and
 logged (each rank writes ``written-by-rank<R>.json`` into a folder the test reads).
+:func:`invoke` and :func:`error_line` run a package's click CLI in a test and check that a
+refused command printed one line without a traceback.
 """
 
 from __future__ import annotations
@@ -14,9 +16,27 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import click
+from click.testing import CliRunner, Result
+
 from . import training
 
-__all__ = ["record_writes"]
+__all__ = ["error_line", "invoke", "record_writes"]
+
+
+def invoke(cli: click.Command, *args: object, expect: int = 0) -> Result:
+    """Run ``cli`` with ``args`` (each turned into a string) and check its exit status."""
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert result.exit_code == expect, (result.output, getattr(result, "stderr", ""))
+    return result
+
+
+def error_line(result: Result) -> str:
+    """The error output of a refused command, checked to be one line without a traceback."""
+    text = (getattr(result, "stderr", "") or result.output).strip()
+    assert len(text.splitlines()) == 1, text
+    assert "Traceback" not in text
+    return text
 
 
 @contextmanager
