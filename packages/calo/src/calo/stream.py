@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from physml_core.errors import DataFormatError
 from physml_core.hdf5 import H5Reader
 from physml_core.split import holdout_counts
 
@@ -16,6 +17,29 @@ from .data import CALO_SCHEMA, LAYER_KEYS
 __all__ = ["MixedShowerStream", "ShowerStream", "split_rows"]
 
 _KEYS = ("energy", *LAYER_KEYS)
+
+
+def _read_rows(reader: H5Reader, path: Path, lo: int, hi: int) -> dict[str, np.ndarray]:
+    """Rows ``lo:hi`` of every key, refusing non-positive incident energies."""
+    data = {k: reader.read(k, lo, hi) for k in _KEYS}
+    if np.any(data["energy"] <= 0):
+        raise DataFormatError(f"{path}: non-positive incident energies in rows {lo}:{hi}")
+    return data
+
+
+def _batches(data: dict[str, np.ndarray], perm: np.ndarray, batch_size: int, min_batch: int
+             ) -> Iterator[dict[str, np.ndarray]]:
+    """Consecutive slices of ``perm`` as batches; a tail shorter than ``min_batch`` dropped."""
+    for i in range(0, len(perm), batch_size):
+        idx = perm[i:i + batch_size]
+        if len(idx) >= min_batch:
+            yield {k: v[idx] for k, v in data.items()}
+
+
+def _batch_count(rows: int, batch_size: int, min_batch: int) -> int:
+    """Number of batches :func:`_batches` yields for ``rows`` rows."""
+    full, rest = divmod(rows, batch_size)
+    return full + (1 if rest >= min_batch else 0)
 
 
 def split_rows(total: int, val_fraction: float, max_rows: int | None = None
@@ -51,11 +75,9 @@ class ShowerStream:
 
     def batches_per_epoch(self) -> int:
         """Exact number of batches :meth:`epoch` yields (the same for every epoch)."""
-        count = 0
-        for lo in range(self.start, self.stop, self.block_rows):
-            full, rest = divmod(min(lo + self.block_rows, self.stop) - lo, self.batch_size)
-            count += full + (1 if rest >= self.min_batch else 0)
-        return count
+        return sum(_batch_count(min(lo + self.block_rows, self.stop) - lo, self.batch_size,
+                                self.min_batch)
+                   for lo in range(self.start, self.stop, self.block_rows))
 
     def epoch(self, epoch: int) -> Iterator[dict[str, np.ndarray]]:
         rng = np.random.default_rng([self.seed, int(epoch)])
@@ -64,18 +86,9 @@ class ShowerStream:
         with H5Reader(self.path, CALO_SCHEMA, _KEYS) as reader:
             for lo in blocks:
                 hi = min(lo + self.block_rows, self.stop)
-                data = {k: reader.read(k, lo, hi) for k in _KEYS}
-                if np.any(data["energy"] <= 0):
-                    from physml_core.errors import DataFormatError
-
-                    raise DataFormatError(f"{self.path}: non-positive incident energies in rows "
-                                          f"{lo}:{hi}")
+                data = _read_rows(reader, self.path, lo, hi)
                 perm = rng.permutation(hi - lo)
-                for i in range(0, hi - lo, self.batch_size):
-                    idx = perm[i:i + self.batch_size]
-                    if len(idx) < self.min_batch:
-                        continue
-                    yield {k: v[idx] for k, v in data.items()}
+                yield from _batches(data, perm, self.batch_size, self.min_batch)
 
 
 class MixedShowerStream:
@@ -122,11 +135,8 @@ class MixedShowerStream:
 
     def batches_per_epoch(self) -> int:
         """Exact number of batches :meth:`epoch` yields (the same for every epoch)."""
-        count = 0
-        for size in self._block_sizes():
-            full, rest = divmod(size, self.batch_size)
-            count += full + (1 if rest >= self.min_batch else 0)
-        return count
+        return sum(_batch_count(size, self.batch_size, self.min_batch)
+                   for size in self._block_sizes())
 
     def epoch(self, epoch: int) -> Iterator[dict[str, np.ndarray]]:
         rng = np.random.default_rng([self.seed, int(epoch)])
@@ -141,18 +151,9 @@ class MixedShowerStream:
                     lo, hi = self._chunk(f, int(orders[f][block]))
                     if hi <= lo:
                         continue
-                    part = {k: reader.read(k, lo, hi) for k in _KEYS}
-                    if np.any(part["energy"] <= 0):
-                        from physml_core.errors import DataFormatError
-
-                        raise DataFormatError(f"{path}: non-positive incident energies in rows "
-                                              f"{lo}:{hi}")
+                    part = _read_rows(reader, path, lo, hi)
                     part["label"] = np.full(hi - lo, label, np.int64)
                     parts.append(part)
                 data = {k: np.concatenate([p[k] for p in parts]) for k in (*_KEYS, "label")}
                 perm = rng.permutation(len(data["label"]))
-                for i in range(0, len(perm), self.batch_size):
-                    idx = perm[i:i + self.batch_size]
-                    if len(idx) < self.min_batch:
-                        continue
-                    yield {k: v[idx] for k, v in data.items()}
+                yield from _batches(data, perm, self.batch_size, self.min_batch)
