@@ -56,7 +56,8 @@ from .metrics import (
 from .observables import high_level_features, high_level_features_cc, shower_observables
 from .preprocessing import flatten_cells
 
-__all__ = ["BINNING", "EvaluateConfig", "evaluate", "low_level_features", "score"]
+__all__ = ["BINNING", "EvaluateConfig", "evaluate", "low_level_features", "observable_edges",
+           "score"]
 
 log = get_logger("calo.evaluate")
 
@@ -119,7 +120,10 @@ def low_level_features(showers: dict[str, np.ndarray]) -> np.ndarray:
     return np.concatenate([np.log10(e_mev), 100.0 * flatten_cells(showers) / e_mev], axis=1)
 
 
-def _edges(key: str, reference: np.ndarray, min_energy_mev: float) -> np.ndarray:
+def observable_edges(key: str, reference: np.ndarray, min_energy_mev: float) -> np.ndarray:
+    """Histogram edges for the separation power of observable ``key`` (:data:`BINNING`);
+    ``reference`` (N,) sets the upper end of the log-binned energies, ``min_energy_mev`` the
+    lower."""
     spec = BINNING.get(key)
     if spec is None:
         raise ValueError(f"no separation-power binning for observable {key!r}")
@@ -140,7 +144,7 @@ def score(ref: dict[str, np.ndarray], gen: dict[str, np.ndarray], config: Evalua
     observables: dict[str, dict[str, Any]] = {}
     for key in obs_ref:
         a, b = obs_ref[key], obs_gen[key]
-        edges = _edges(key, a, config.min_energy_mev)
+        edges = observable_edges(key, a, config.min_energy_mev)
         observables[key] = {
             "separation_power": _nan_to_none(separation_power(a, b, edges)),
             "separation_power_quantile": separation_power_quantile(a, b),
