@@ -49,11 +49,12 @@ def _synthetic(path: Path, n: int = 40, seed: int = 7) -> Path:
 def test_one_particle_gan_trains_as_before(tmp_path):
     # Recorded with the code of commit 4d9137a (before the multi-particle mode; after the
     # Keras glorot_normal fix), same command, on the same synthetic file: one epoch of a tiny
-    # CaloGAN.  The one-particle path must give the same losses and weights.
+    # CaloGAN.  The one-particle path must give the same losses and weights.  Those were
+    # recorded with the per-position kernel fans, the default then.
     data = _synthetic(tmp_path / "synthetic.h5")
     cfg = TrainConfig(model="gan", data=str(data), run_dir=str(tmp_path / "run"), epochs=1,
                       batch_size=8, max_rows=None, device="cpu", tensorboard=False,
-                      max_minutes=None, gan=TINY)
+                      max_minutes=None, gan=TINY, gan_init_fans="per_position")
     result = train(cfg, progress_bar=False)
     row = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
     assert row["train/loss_d"] == pytest.approx(10.23938217163086, rel=1e-4)
@@ -262,7 +263,8 @@ def test_keras_fans_option_draws_the_kernels_as_keras():
     torch.manual_seed(0)
     keras = build_model(TrainConfig(model="gan", data="x.h5", gan=TINY, gan_init_fans="keras"))
     torch.manual_seed(0)
-    ours = build_model(TrainConfig(model="gan", data="x.h5", gan=TINY))
+    ours = build_model(TrainConfig(model="gan", data="x.h5", gan=TINY,
+                                   gan_init_fans="per_position"))
     assert isinstance(keras, CaloGAN) and isinstance(ours, CaloGAN)
     # generator layer 0, first locally connected layer: he_uniform; Keras kernel (388, 8, 2)
     lc, lc_ours = keras.generator.streams[0].lc1, ours.generator.streams[0].lc1
@@ -282,3 +284,31 @@ def test_keras_fans_option_draws_the_kernels_as_keras():
     assert 0.9 * limit < float(mbd.weight.detach().abs().max()) <= limit
     # biases (the attention's -10 included) are untouched
     torch.testing.assert_close(keras.generator.attn01.lc.bias, ours.generator.attn01.lc.bias)
+
+
+def test_default_gan_starts_from_the_originals_kernel_scale():
+    # The original's Keras drew locally connected kernels with fans times the number of output
+    # positions.  Until 2026-12-02 this port's default drew them per position (about 20x
+    # larger), so a fresh cpu-preset generator made showers of about 5x the incident energy in
+    # cells of about 1 GeV, and its first updates shrank them by switching cells off.
+    from calo.artifacts import build_model
+    from calo.config import preset_config
+
+    cfg = preset_config("cpu", "gan")
+    assert TrainConfig(model="gan", data="x.h5").gan_init_fans == cfg.gan_init_fans == "keras"
+    ratios = {}
+    for fans in ("keras", "per_position"):
+        torch.manual_seed(0)
+        cfg.gan_init_fans = fans
+        gan = build_model(cfg)
+        assert isinstance(gan, CaloGAN)
+        lc = gan.generator.streams[0].lc1
+        n_pos, fan_in, _ = lc.weight.shape
+        limit = math.sqrt(6.0 / (fan_in * (n_pos if fans == "keras" else 1)))
+        assert 0.95 * limit < float(lc.weight.detach().abs().max()) <= limit
+        energy = torch.full((256, 1), 50.0)
+        with torch.no_grad():
+            images = gan.generator.forward_reference(torch.randn(256, cfg.gan.latent_dim),
+                                                     energy)
+        ratios[fans] = float(sum(img.sum() for img in images)) / float(energy.sum())
+    assert ratios["keras"] < 0.2 and ratios["per_position"] > 2.0

@@ -216,7 +216,8 @@ def test_presets_set_the_recipe_and_the_calogan_architecture():
     cpu = PRESETS["cpu"]["gan"]
     assert cpu.model == "gan" and cpu.epochs == 12 and cpu.batch_size == 64
     assert (cpu.gan.latent_dim, cpu.gan.d_conv_channels) == (128, 32)
-    assert cpu.energy_weight_gan == 1.0
+    assert cpu.energy_weight_gan == 0.05  # the original's (1.0 before 2026-12-02)
+    assert cpu.gan_init_fans == PRESETS["paper"]["gan"].gan_init_fans == "keras"
     copy = preset_config("cpu", "gan")
     copy.gan.latent_dim = 7  # a copy: editing it leaves the preset
     assert PRESETS["cpu"]["gan"].gan.latent_dim == 128
